@@ -1,0 +1,273 @@
+"""The fleet's desired state, validated with pydantic before any host is touched.
+
+Every string that reaches a remote command is restricted here to a safe character set;
+the command builders quote them anyway (belt and braces).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from rbee_infra.errors import ConfigError
+
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}$")
+_REV = re.compile(r"^[0-9a-f]{7,40}$")
+_FEATURE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+_WORKER_TYPE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_BINARY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_TOOL_PATH = re.compile(r"^[A-Za-z0-9_~./+][A-Za-z0-9_./+-]{0,255}$")
+_GH_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_URL = re.compile(
+    r"^(?:(?:https?|ssh|git|file)://[^\s'\"\\`$;&|<>(){}]+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s'\"\\`$;&|<>(){}-][^\s'\"\\`$;&|<>(){}]*)$"
+)
+_TRIGGER = re.compile(r"^[A-Za-z0-9_.:+=@/-]{0,128}$")
+
+KNOWN_WORKER_BINARIES = {
+    "cpu": "llm-worker-rbee-cpu",
+    "cuda": "llm-worker-rbee-cuda",
+    "metal": "llm-worker-rbee-metal",
+}
+HIVE_BINARY = "rbee-hive"
+DEFAULT_GIT_REPO = "https://github.com/veighnsche/llama-orch.git"
+DEFAULT_RELEASE_REPO = "veighnsche/llama-orch"
+
+
+def _pattern(regex: re.Pattern[str], allowed: str) -> Any:
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(f"{value!r} is not allowed; expected {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _ref_rules(value: str) -> str:
+    if ".." in value or "//" in value or value.endswith(("/", ".lock", ".")) or "@{" in value:
+        raise ValueError(f"{value!r} is not a valid git ref name")
+    return value
+
+
+Alias = Annotated[str, _pattern(_ALIAS, "letters, digits, '.', '_' or '-' (max 63)")]
+Hostname = Annotated[str, _pattern(_HOSTNAME, "a DNS name or an IP address")]
+User = Annotated[str, _pattern(_USER, "a POSIX user name (letters, digits, '_', '.', '-')")]
+GitRef = Annotated[
+    str,
+    _pattern(_REF, "a git ref name (letters, digits, '.', '_', '/', '+', '-')"),
+    AfterValidator(_ref_rules),
+]
+GitRev = Annotated[str, _pattern(_REV, "a commit id of 7 to 40 lowercase hex digits")]
+Feature = Annotated[str, _pattern(_FEATURE, "a cargo feature name (letters, digits, '_', '-')")]
+WorkerType = Annotated[
+    str, _pattern(_WORKER_TYPE, "a lowercase name such as cpu, cuda, metal (a-z, 0-9, '_', '-')")
+]
+BinaryName = Annotated[str, _pattern(_BINARY, "a cargo binary name (letters, digits, _ . -)")]
+ToolPath = Annotated[str, _pattern(_TOOL_PATH, "a command name or path without spaces")]
+RepoUrl = Annotated[
+    str, _pattern(_URL, "a git URL (https://, ssh://, git://, file:// or user@host:path)")
+]
+Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
+Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class GitSource(Model):
+    method: Literal["git"] = "git"
+    repo: RepoUrl = DEFAULT_GIT_REPO
+    branch: GitRef | None = None
+    tag: GitRef | None = None
+    rev: GitRev | None = None
+
+    @model_validator(mode="after")
+    def _one_ref(self) -> GitSource:
+        given = [k for k in ("branch", "tag", "rev") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of branch, tag, rev (got {', '.join(given)})")
+        if not given:
+            return self.model_copy(update={"branch": "main"})
+        return self
+
+    @property
+    def ref_kind(self) -> Literal["branch", "tag", "rev"]:
+        return "tag" if self.tag else "rev" if self.rev else "branch"
+
+    @property
+    def ref(self) -> str:
+        return self.tag or self.rev or self.branch or "main"
+
+
+class ReleaseSource(Model):
+    method: Literal["release"] = "release"
+    repo: Annotated[str, _pattern(_GH_REPO, "owner/name")] = DEFAULT_RELEASE_REPO
+    tag: GitRef
+    asset: BinaryName | None = None
+    sha256: Sha256 | None = None
+    base_url: Annotated[str, _pattern(_URL, "an http(s) URL")] = "https://github.com"
+
+
+class LocalSource(Model):
+    method: Literal["local"] = "local"
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    sha256: Sha256 | None = None
+
+
+Source = Annotated[GitSource | ReleaseSource | LocalSource, Field(discriminator="method")]
+
+
+def _install_method_shape(value: Any) -> Any:
+    """Accept rbee's `{git: {...}}` form as well as the normalized `{method: git, ...}`."""
+    if isinstance(value, dict) and "method" not in value and len(value) == 1:
+        ((method, body),) = value.items()
+        if method in ("git", "release", "local") and isinstance(body, dict):
+            return {"method": method, **body}
+    return value
+
+
+class WorkerConfig(Model):
+    type: WorkerType
+    version: Annotated[str, _pattern(_REF, "'latest' or a git tag/branch")] = "latest"
+    features: list[Feature] | None = None
+    binary: BinaryName | None = None
+    install_method: Source | None = None
+    reinstall_trigger: Trigger = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("installMethod", "install_method"):
+                if key in data:
+                    data = {**data, key: _install_method_shape(data[key])}
+        return data
+
+    @property
+    def binary_name(self) -> str:
+        return self.binary or KNOWN_WORKER_BINARIES.get(self.type, f"llm-worker-rbee-{self.type}")
+
+    @property
+    def feature_list(self) -> list[str]:
+        if self.features is not None:
+            return list(self.features)
+        return [self.type] if self.type in KNOWN_WORKER_BINARIES else []
+
+    @property
+    def install_name(self) -> str:
+        return f"rbee-worker-{self.type}"
+
+
+class HiveConfig(Model):
+    alias: Alias
+    hostname: Hostname
+    ssh_user: User
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
+    hive_port: Annotated[int, Field(ge=1, le=65535)] = 8600
+    auto_start: bool = False
+    install_method: Source = Field(default_factory=GitSource)
+    workers: list[WorkerConfig] = Field(default_factory=list)
+    cargo: ToolPath = "cargo"
+    host_key: Annotated[str, Field(max_length=16384)] | None = None
+    reinstall_trigger: Trigger = ""
+    prune_unmanaged: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("installMethod", "install_method"):
+                if key in data:
+                    data = {**data, key: _install_method_shape(data[key])}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_workers(self) -> HiveConfig:
+        seen: set[str] = set()
+        for worker in self.workers:
+            if worker.type in seen:
+                raise ValueError(
+                    f"worker type {worker.type!r} appears twice; each type installs to "
+                    f"~/.local/share/rbee/workers/rbee-worker-{worker.type}"
+                )
+            seen.add(worker.type)
+        return self
+
+
+class FleetConfig(Model):
+    hives: list[HiveConfig]
+    ssh_private_key: Annotated[str, Field(max_length=65536)] | None = None
+    ssh_private_key_path: Annotated[str, Field(max_length=4096)] | None = None
+    ssh_private_key_password: Annotated[str, Field(max_length=4096)] | None = None
+    ssh_agent: bool = False
+    known_hosts: Annotated[str, Field(max_length=4096)] | None = "~/.ssh/known_hosts"
+    host_key_policy: Literal["strict", "tofu"] = "strict"
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
+    build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+
+    @model_validator(mode="after")
+    def _unique_hives(self) -> FleetConfig:
+        aliases: dict[str, int] = {}
+        targets: dict[tuple[str, int, str], str] = {}
+        for hive in self.hives:
+            if hive.alias in aliases:
+                raise ValueError(f"alias {hive.alias!r} is used by more than one hive")
+            aliases[hive.alias] = 1
+            target = (hive.hostname.lower(), hive.ssh_port, hive.ssh_user)
+            if target in targets:
+                raise ValueError(
+                    f"hives {targets[target]!r} and {hive.alias!r} install to the same "
+                    f"account ({hive.ssh_user}@{hive.hostname}:{hive.ssh_port})"
+                )
+            targets[target] = hive.alias
+        return self
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """('hives', 1, 'workers', 0, 'features', 2) -> 'hives[1].workers[0].features[2]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("git", "release", "local") and out.endswith("installMethod"):
+            out += f".{part}"
+        elif str(part).startswith("function-after") or str(part).startswith("function-before"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def problems_of(error: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        path = format_loc(tuple(item["loc"]))
+        if prefix:
+            path = f"{prefix}.{path}" if path and not path.startswith("[") else prefix + path
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append((path, message))
+    return problems
+
+
+def parse_fleet(data: Any) -> FleetConfig:
+    """Validate a whole fleet; raise ConfigError naming every bad field."""
+    try:
+        return FleetConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(problems_of(error)) from None

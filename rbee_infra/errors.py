@@ -1,0 +1,87 @@
+"""The exception tree. Every message names the host alias and the phase that failed."""
+
+from __future__ import annotations
+
+PHASES = (
+    "check",
+    "connect",
+    "probe",
+    "lock",
+    "resolve",
+    "clone",
+    "build",
+    "download",
+    "upload",
+    "install",
+    "verify",
+    "activate",
+    "service",
+    "remove",
+)
+
+
+class RbeeError(Exception):
+    """Base of every error rbee-infra raises on purpose."""
+
+
+class ConfigError(RbeeError, ValueError):
+    """Invalid configuration: raised before any host is touched."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"{path}: {reason}" if path else reason for path, reason in problems]
+        super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+class HostError(RbeeError):
+    """Something failed on (or on the way to) one host."""
+
+    def __init__(self, host: str, phase: str, message: str) -> None:
+        self.host = host
+        self.phase = phase
+        self.message = message
+        super().__init__(f"{host}: {phase} failed: {message}")
+
+
+class ConnectError(HostError):
+    """The host could not be reached (refused, timed out, connection lost). Transient."""
+
+    def __init__(self, host: str, message: str, *, phase: str = "connect") -> None:
+        super().__init__(host, phase, message)
+
+
+class AuthError(HostError):
+    """The host refused our credentials. Never retried."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(host, "connect", message)
+
+
+class HostKeyError(HostError):
+    """The host key is unknown or changed. Never retried, never silently accepted."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(host, "connect", message)
+
+
+class CommandError(HostError):
+    """A remote command exited non-zero."""
+
+    def __init__(
+        self, host: str, phase: str, exit_status: int | None, stderr_tail: str, summary: str = ""
+    ) -> None:
+        self.exit_status = exit_status
+        self.stderr_tail = stderr_tail
+        code = "killed by a signal" if exit_status is None else f"exit {exit_status}"
+        what = f"{summary} " if summary else ""
+        body = f"{what}({code})"
+        if stderr_tail:
+            body += ":\n" + stderr_tail
+        super().__init__(host, phase, body)
+
+
+class VerifyError(HostError):
+    """The freshly built binary did not answer `--version` as expected."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(host, "verify", message)

@@ -1,0 +1,111 @@
+"""Facts about a host: pure parsers of what the read-only probe scripts print."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class InstalledBinary:
+    """What sits at one stable path, and the receipt rbee-infra left beside it."""
+
+    name: str
+    kind: Literal["symlink", "file", "missing"]
+    link: str
+    sha256: str | None
+    receipt: dict[str, Any] | None
+
+    @property
+    def present(self) -> bool:
+        return self.kind != "missing" and self.sha256 is not None
+
+    @property
+    def release_id(self) -> str | None:
+        """The release dir the link points into (`.../releases/<name>/<id>/<bin>`)."""
+        parts = self.link.split("/")
+        return parts[-2] if self.kind == "symlink" and len(parts) >= 2 else None
+
+    def drift(self) -> str | None:
+        """Why the installed binary no longer matches its receipt, or None."""
+        if self.receipt is None:
+            return None
+        if not self.present:
+            return "binary missing"
+        if self.receipt.get("sha256") and self.receipt["sha256"] != self.sha256:
+            return "binary changed (sha256 differs from the receipt)"
+        return None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    home: str = ""
+    uname: str = ""
+    tools: dict[str, str] = field(default_factory=dict)
+    cargo_version: str = ""
+    installed: dict[str, InstalledBinary] = field(default_factory=dict)
+
+
+def parse_probe(output: str) -> HostFacts:
+    home = uname = cargo = ""
+    tools: dict[str, str] = {}
+    installed: dict[str, InstalledBinary] = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        key = fields[0]
+        if key == "home" and len(fields) > 1:
+            home = fields[1]
+        elif key == "uname" and len(fields) > 1:
+            uname = fields[1]
+        elif key == "tool" and len(fields) >= 3:
+            if fields[2]:
+                tools[fields[1]] = fields[2]
+        elif key == "cargo" and len(fields) > 1:
+            cargo = fields[1]
+        elif key == "item" and len(fields) >= 6:
+            name, kind, link, sha, rec = fields[1:6]
+            installed[name] = InstalledBinary(
+                name=name,
+                kind=kind if kind in ("symlink", "file") else "missing",  # type: ignore[arg-type]
+                link=link,
+                sha256=sha if sha not in ("", "-") else None,
+                receipt=_decode_receipt(rec),
+            )
+    return HostFacts(home=home, uname=uname, tools=tools, cargo_version=cargo, installed=installed)
+
+
+def _decode_receipt(encoded: str) -> dict[str, Any] | None:
+    if not encoded:
+        return None
+    try:
+        value = json.loads(base64.b64decode(encoded))
+    except (binascii.Error, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_ls_remote(output: str) -> dict[str, str]:
+    """`<sha>\\t<ref>` lines -> {ref: sha}; a peeled tag (`ref^{}`) replaces the tag object."""
+    refs: dict[str, str] = {}
+    for line in output.splitlines():
+        sha, _, ref = line.partition("\t")
+        if not ref:
+            continue
+        if ref.endswith("^{}"):
+            refs[ref[:-3]] = sha
+        else:
+            refs.setdefault(ref, sha)
+    return refs
+
+
+def parse_fields(output: str) -> dict[str, str]:
+    """`key\\tvalue` lines (the job scripts' output)."""
+    out: dict[str, str] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep:
+            out[key] = value
+    return out

@@ -1,0 +1,170 @@
+"""Pure decisions: which commit a source means, what changed, what a receipt says. No I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rbee_infra import layout
+from rbee_infra.config import GitSource
+from rbee_infra.facts import InstalledBinary
+from rbee_infra.redact import redact_url
+from rbee_infra.spec import InstallSpec
+
+# Input properties whose change moves the install to another target: replace, not update.
+REPLACE_PATHS = (
+    ("connection", "host"),
+    ("connection", "port"),
+    ("connection", "user"),
+    ("component",),
+    ("workerType",),
+)
+# Input properties whose change needs a new build / binary.
+REINSTALL_KEYS = ("source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit")
+
+IN_SYNC = "in-sync"
+NOT_INSTALLED = "not-installed"
+
+
+def install_id(spec: InstallSpec) -> str:
+    """Stable per (stack, resource, target, name): a retried create finds its own earlier job."""
+    c = spec.connection
+    return layout.short_hash(
+        spec.stack, spec.resource_name, c.host, str(c.port), c.user, spec.install_name
+    )
+
+
+def git_ref_names(source: GitSource) -> list[str]:
+    if source.branch:
+        return [f"refs/heads/{source.branch}"]
+    if source.tag:
+        # an annotated tag needs its peeled entry to name the commit
+        return [f"refs/tags/{source.tag}", f"refs/tags/{source.tag}^{{}}"]
+    return []
+
+
+def pick_commit(source: GitSource, refs: dict[str, str]) -> str | None:
+    if source.rev:
+        return source.rev
+    names = git_ref_names(source)
+    return refs.get(names[0]) if names else None
+
+
+def release_id(spec: InstallSpec, version_key: str) -> str:
+    rid = layout.release_id(version_key, spec.features)
+    if spec.reinstall_trigger:
+        rid += "-r" + layout.short_hash(spec.reinstall_trigger, length=6)
+    return rid
+
+
+def host_state(installed: InstalledBinary | None, my_install_id: str) -> str:
+    """One word (or short phrase) on what the host holds for this resource."""
+    if installed is None or installed.kind == "missing":
+        owned = installed is not None and installed.receipt is not None
+        return "binary missing" if owned else NOT_INSTALLED
+    receipt = installed.receipt
+    if receipt is None:
+        return (
+            "hand-made binary present" if installed.kind == "file" else "unmanaged binary present"
+        )
+    if receipt.get("installId") != my_install_id:
+        return f"installed by another resource ({receipt.get('resource') or 'unknown'})"
+    return installed.drift() or IN_SYNC
+
+
+def _get(props: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = props
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _norm(value: Any) -> Any:
+    """Floats that are whole numbers (ints cross the wire as floats) compare equal to ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class DiffDecision:
+    changes: bool
+    replaces: list[str]
+    changed: list[str]
+    reinstall: bool
+
+
+def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
+    """olds are the recorded outputs, news the checked inputs (both plain dicts)."""
+    replaces = [
+        ".".join(path)
+        for path in REPLACE_PATHS
+        if _norm(_get(olds, path)) != _norm(_get(news, path))
+    ]
+    keys = sorted(k for k in set(olds) | set(news) if not k.startswith("__"))
+    changed = [
+        k
+        for k in keys
+        if k in news and k != "hostState" and _norm(olds.get(k)) != _norm(news.get(k))
+    ]
+    state = news.get("hostState")
+    drifted = state is not None and state != IN_SYNC
+    if drifted and "hostState" not in changed:
+        changed.append("hostState")
+    reinstall = drifted or any(k in REINSTALL_KEYS for k in changed)
+    return DiffDecision(
+        changes=bool(changed or replaces), replaces=replaces, changed=changed, reinstall=reinstall
+    )
+
+
+def source_display(spec: InstallSpec) -> dict[str, Any]:
+    """The source as it may be shown and stored in plain text (credentials removed)."""
+    data = spec.source.model_dump(by_alias=True, exclude_none=True)
+    for key in ("repo", "baseUrl"):
+        if key in data:
+            data[key] = redact_url(data[key])
+    return data
+
+
+def receipt(
+    spec: InstallSpec,
+    *,
+    iid: str,
+    rid: str,
+    commit: str,
+    version: str,
+    sha256: str,
+    installed_at: str,
+) -> str:
+    """The JSON left on the host; one line, keys sorted (REMOVE greps `"installId": "<id>"`)."""
+    return json.dumps(
+        {
+            "installId": iid,
+            "name": spec.install_name,
+            "component": spec.component,
+            "workerType": spec.worker_type,
+            "binary": spec.binary,
+            "source": source_display(spec),
+            "commit": commit,
+            "features": spec.features,
+            "releaseId": rid,
+            "version": version,
+            "sha256": sha256,
+            "installedAt": installed_at,
+            "stack": spec.stack,
+            "resource": spec.resource_name,
+        },
+        sort_keys=True,
+    )
+
+
+def version_matches(output: str, binary: str) -> bool:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return bool(lines) and binary in lines[0]

@@ -1,0 +1,172 @@
+"""The Pulumi program: read stack config, validate it, declare one Hive and its Workers per host."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from rbee_infra.config import (
+    HIVE_BINARY,
+    FleetConfig,
+    GitSource,
+    HiveConfig,
+    WorkerConfig,
+    parse_fleet,
+)
+from rbee_infra.redact import url_has_credentials
+from rbee_infra.resources import Hive, HiveArgs, Worker, WorkerArgs
+
+_SEMVER_LIKE = __import__("re").compile(r"^v?\d+(\.\d+)*([-+][0-9A-Za-z.-]+)?$")
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret config values, kept as Outputs so they stay secret in state."""
+
+    private_key: pulumi.Output[str] | None = None
+    private_key_password: pulumi.Output[str] | None = None
+
+
+def read_stack_config() -> tuple[FleetConfig, Secrets]:
+    """Validate `rbee:*` config before any resource is declared (and so before any host)."""
+    cfg = pulumi.Config("rbee")
+    key = cfg.get_secret("sshPrivateKey")
+    password = cfg.get_secret("sshPrivateKeyPassword")
+    data: dict[str, Any] = {"hives": cfg.get_object("hives") or []}
+    for name in (
+        "sshPrivateKeyPath",
+        "knownHosts",
+        "hostKeyPolicy",
+    ):
+        value = cfg.get(name)
+        if value is not None:
+            data[name] = value
+    for name in ("connectTimeout", "buildTimeout"):
+        value = cfg.get_float(name)
+        if value is not None:
+            data[name] = value
+    agent = cfg.get_bool("sshAgent")
+    if agent is not None:
+        data["sshAgent"] = agent
+    if key is not None:
+        data["sshPrivateKey"] = "<secret>"
+    return parse_fleet(data), Secrets(private_key=key, private_key_password=password)
+
+
+def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Any:
+    """A worker builds from its own installMethod, else the hive's; `version` pins the ref."""
+    source = worker.install_method or hive.install_method
+    if worker.version == "latest":
+        return source
+    if isinstance(source, GitSource):
+        ref = (
+            {"tag": worker.version}
+            if _SEMVER_LIKE.match(worker.version)
+            else {"branch": worker.version}
+        )
+        return GitSource(repo=source.repo, **ref)
+    if source.method == "release":
+        return source.model_copy(update={"tag": worker.version})
+    return source
+
+
+def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pulumi.Output:
+    plain: dict[str, Any] = {
+        "host": hive.hostname,
+        "port": hive.ssh_port,
+        "user": hive.ssh_user,
+        "hostKeyPolicy": fleet.host_key_policy,
+        "connectTimeout": fleet.connect_timeout,
+    }
+    if fleet.ssh_private_key_path:
+        plain["privateKeyPath"] = fleet.ssh_private_key_path
+    if fleet.known_hosts:
+        plain["knownHosts"] = fleet.known_hosts
+    if hive.host_key:
+        plain["hostKey"] = hive.host_key
+    if fleet.ssh_agent and os.environ.get("SSH_AUTH_SOCK"):
+        plain["agentSocketPath"] = os.environ["SSH_AUTH_SOCK"]
+    key = secrets.private_key or pulumi.Output.from_input(None)
+    password = secrets.private_key_password or pulumi.Output.from_input(None)
+
+    def merge(values: list[Any]) -> dict[str, Any]:
+        out = dict(plain)
+        if values[0]:
+            out["privateKey"] = values[0]
+        if values[1]:
+            out["privateKeyPassword"] = values[1]
+        return out
+
+    return pulumi.Output.secret(pulumi.Output.all(key, password).apply(merge))
+
+
+def _source_input(source: Any) -> tuple[Any, bool]:
+    data = source.model_dump(by_alias=True, exclude_none=True)
+    secret = any(
+        isinstance(data.get(k), str) and url_has_credentials(data[k]) for k in ("repo", "baseUrl")
+    )
+    return (pulumi.Output.secret(data) if secret else data), secret
+
+
+def declare_fleet(fleet: FleetConfig, secrets: Secrets) -> dict[str, dict[str, Any]]:
+    """Declare every hive and worker; return what the stack exports per hive."""
+    exports: dict[str, dict[str, Any]] = {}
+    for hive in fleet.hives:
+        connection = connection_for(fleet, hive, secrets)
+        source, secret = _source_input(hive.install_method)
+        hive_resource = Hive(
+            f"hive-{hive.alias}",
+            HiveArgs(
+                alias=hive.alias,
+                connection=connection,
+                source=source,
+                binary=HIVE_BINARY,
+                features=[],
+                cargo=hive.cargo,
+                reinstall_trigger=hive.reinstall_trigger,
+                build_timeout=fleet.build_timeout,
+            ),
+            secret_source=secret,
+        )
+        workers: dict[str, Any] = {}
+        for worker in hive.workers:
+            wsource, wsecret = _source_input(worker_source(hive, worker))
+            resource = Worker(
+                f"worker-{hive.alias}-{worker.type}",
+                WorkerArgs(
+                    alias=hive.alias,
+                    connection=connection,
+                    source=wsource,
+                    binary=worker.binary_name,
+                    features=worker.feature_list,
+                    cargo=hive.cargo,
+                    reinstall_trigger=worker.reinstall_trigger or hive.reinstall_trigger,
+                    build_timeout=fleet.build_timeout,
+                    worker_type=worker.type,
+                ),
+                pulumi.ResourceOptions(depends_on=[hive_resource]),
+                secret_source=wsecret,
+            )
+            workers[worker.type] = {
+                "path": resource.installPath,
+                "version": resource.version,
+                "commit": resource.commit,
+            }
+        exports[hive.alias] = {
+            "hive": {
+                "path": hive_resource.installPath,
+                "version": hive_resource.version,
+                "commit": hive_resource.commit,
+            },
+            "workers": workers,
+        }
+    return exports
+
+
+def main() -> None:
+    fleet, secrets = read_stack_config()
+    for alias, value in declare_fleet(fleet, secrets).items():
+        pulumi.export(alias, value)

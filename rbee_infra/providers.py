@@ -1,0 +1,113 @@
+"""The dynamic providers. They are pickled by reference into stack state, so this module's
+path is part of the state format: keep `rbee_infra.providers.HiveProvider`/`WorkerProvider`.
+
+Handlers run on the provider server's thread pool with no event loop: each call runs its own
+`asyncio.run`, and nothing (loop, connection) is kept on the provider object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from rbee_infra import lifecycle, plan
+from rbee_infra.errors import ConfigError, HostError
+from rbee_infra.progress import report
+from rbee_infra.spec import InstallSpec, parse_spec
+
+INPUT_ONLY = ("resolvedCommit", "hostState")
+
+
+def _public(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if not k.startswith("__")}
+
+
+def _spec(props: dict[str, Any]) -> InstallSpec:
+    return parse_spec({k: v for k, v in _public(props).items() if k not in plan_keys()})
+
+
+def plan_keys() -> tuple[str, ...]:
+    """Keys the provider adds (from check or an install) that are not part of the spec."""
+    return (*INPUT_ONLY, "installId", "releaseId", "commit", "version", "sha256", "installPath")
+
+
+class _InstallProvider(ResourceProvider):
+    serialize_as_secret_always = False
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = {k: v for k, v in _public(news).items() if k not in plan_keys()}
+        try:
+            spec = parse_spec(inputs)
+        except ConfigError as error:
+            return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
+        try:
+            observed = asyncio.run(lifecycle.observe(spec))
+            inputs["hostState"] = observed.host_state
+            if observed.resolved_commit:
+                inputs["resolvedCommit"] = observed.resolved_commit
+        except HostError as error:
+            # Preview still shows the plan; the host problem is the reason for the update.
+            report(spec.label, f"could not inspect the host: {error}")
+            inputs["hostState"] = f"unreachable: {error.phase} failed"
+            if "resolvedCommit" in _olds:
+                inputs["resolvedCommit"] = _olds["resolvedCommit"]
+        return CheckResult(inputs, [])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        decision = plan.decide_diff(_public(olds), _public(news))
+        return DiffResult(
+            changes=decision.changes,
+            replaces=decision.replaces,
+            stables=[],
+            delete_before_replace=False,
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        spec = _spec(props)
+        installed = asyncio.run(lifecycle.install(spec, updating=False))
+        return CreateResult(installed.install_id, {**_public(props), **installed.outputs()})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        spec = _spec(news)
+        decision = plan.decide_diff(_public(olds), _public(news))
+        if not decision.reinstall:
+            kept = {k: olds[k] for k in plan_keys() if k in olds}
+            return UpdateResult({**_public(news), **kept, "hostState": plan.IN_SYNC})
+        fresh = "reinstallTrigger" in decision.changed
+        installed = asyncio.run(lifecycle.install(spec, updating=True, fresh=fresh))
+        return UpdateResult({**_public(news), **installed.outputs()})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        spec = _spec(props)
+        asyncio.run(lifecycle.remove(spec, props.get("releaseId")))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        spec = _spec(props)
+        installed = asyncio.run(lifecycle.read(spec))
+        if installed is None:
+            return ReadResult("", {})
+        outs = dict(_public(props))
+        outs["hostState"] = installed.drift() or plan.IN_SYNC
+        if installed.sha256:
+            outs["sha256"] = installed.sha256
+        if installed.release_id:
+            outs["releaseId"] = installed.release_id
+        return ReadResult(id_, outs)
+
+
+class HiveProvider(_InstallProvider):
+    """Installs `rbee-hive` at ~/.local/bin/rbee-hive."""
+
+
+class WorkerProvider(_InstallProvider):
+    """Installs one worker at ~/.local/share/rbee/workers/rbee-worker-<type>."""

@@ -1,0 +1,112 @@
+"""Thin resource classes: what a Pulumi program declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from rbee_infra.providers import HiveProvider, WorkerProvider
+
+# Outputs the providers add; pre-declared so `resource.commit` etc. exist as Outputs.
+_OUTPUTS = (
+    "installId",
+    "installPath",
+    "releaseId",
+    "commit",
+    "resolvedCommit",
+    "version",
+    "sha256",
+    "hostState",
+)
+
+
+@dataclass
+class InstallArgs:
+    """Inputs shared by Hive and Worker (camelCase on the wire, as in the stack config)."""
+
+    alias: pulumi.Input[str]
+    connection: pulumi.Input[dict[str, Any]]
+    source: pulumi.Input[dict[str, Any]]
+    binary: pulumi.Input[str]
+    features: pulumi.Input[list[str]] = field(default_factory=list)
+    cargo: pulumi.Input[str] = "cargo"
+    reinstall_trigger: pulumi.Input[str] = ""
+    build_timeout: pulumi.Input[float] = 3600.0
+
+    def props(self, component: str, resource_name: str) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "component": component,
+            "binary": self.binary,
+            "features": self.features,
+            "source": self.source,
+            "connection": self.connection,
+            "cargo": self.cargo,
+            "reinstallTrigger": self.reinstall_trigger,
+            "buildTimeout": self.build_timeout,
+            "stack": pulumi.get_stack(),
+            "resourceName": resource_name,
+            **{key: None for key in _OUTPUTS},
+        }
+
+
+@dataclass
+class HiveArgs(InstallArgs):
+    binary: pulumi.Input[str] = "rbee-hive"
+
+
+@dataclass
+class WorkerArgs(InstallArgs):
+    worker_type: pulumi.Input[str] = "cpu"
+
+
+def _options(opts: pulumi.ResourceOptions | None, secret_source: bool) -> pulumi.ResourceOptions:
+    secrets = ["connection"] + (["source"] if secret_source else [])
+    return pulumi.ResourceOptions.merge(
+        opts, pulumi.ResourceOptions(additional_secret_outputs=secrets)
+    )
+
+
+class Hive(Resource):
+    """rbee-hive on one host, built from source and installed at ~/.local/bin/rbee-hive."""
+
+    installPath: pulumi.Output[str]
+    commit: pulumi.Output[str]
+    version: pulumi.Output[str]
+    sha256: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: HiveArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        secret_source: bool = False,
+    ) -> None:
+        super().__init__(
+            HiveProvider(), name, args.props("hive", name), _options(opts, secret_source)
+        )
+
+
+class Worker(Resource):
+    """One rbee worker binary at ~/.local/share/rbee/workers/rbee-worker-<type>."""
+
+    installPath: pulumi.Output[str]
+    commit: pulumi.Output[str]
+    version: pulumi.Output[str]
+    sha256: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: WorkerArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        secret_source: bool = False,
+    ) -> None:
+        props = args.props("worker", name)
+        props["workerType"] = args.worker_type
+        super().__init__(WorkerProvider(), name, props, _options(opts, secret_source))

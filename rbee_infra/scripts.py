@@ -1,0 +1,242 @@
+"""The remote shell scripts. Each is a constant: values reach it only as positional arguments
+("$1".."$n", see `ssh.script_command`), so no input can ever become shell syntax.
+Every script starts in the SSH user's home; all paths are relative to it (see `layout`).
+"""
+
+from __future__ import annotations
+
+_ENV = """
+set -u
+cd "$HOME" || exit 1
+export GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C
+"""
+
+# Bounded wait for the per-host lock; the error names the holder. The inode check makes it
+# safe for the last `delete` to remove the lock file.
+_LOCK = """
+rbee_lock() {
+  mkdir -p -- "$(dirname -- "$1")" || return 1
+  while :; do
+    exec 9>>"$1" || return 1
+    if ! flock -w "$2" 9; then
+      echo "host lock $1 is still held after $2s by: $(cat -- "$1.holder" 2>/dev/null || echo unknown)" >&2
+      return 75
+    fi
+    [ "$(stat -Lc %i /proc/self/fd/9 2>/dev/null)" = "$(stat -c %i -- "$1" 2>/dev/null)" ] && break
+    exec 9>&-
+  done
+  printf '%s\\n' "$3" > "$1.holder"
+}
+"""
+
+_SHA = """
+rbee_sha() { if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; else shasum -a 256 < "$1"; fi | cut -d' ' -f1; }
+"""
+
+# args: cargo, then triples of (install name, stable path, receipt path)
+PROBE = (
+    _ENV
+    + _SHA
+    + r"""
+cargo=$1; shift
+printf 'home\t%s\n' "$HOME"
+printf 'uname\t%s\n' "$(uname -sm 2>/dev/null)"
+for t in git flock curl wget tar; do printf 'tool\t%s\t%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done
+printf 'cargo\t%s\n' "$("$cargo" --version 2>/dev/null | head -n 1)"
+while [ $# -ge 3 ]; do
+  name=$1 stable=$2 receipt=$3; shift 3
+  if [ -L "$stable" ]; then kind=symlink; elif [ -e "$stable" ]; then kind=file; else kind=missing; fi
+  link=$(readlink -- "$stable" 2>/dev/null || true)
+  sha=-; [ -f "$stable" ] && sha=$(rbee_sha "$stable" 2>/dev/null || echo -)
+  rec=; [ -f "$receipt" ] && rec=$(base64 < "$receipt" | tr -d '\n')
+  printf 'item\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$link" "$sha" "$rec"
+done
+"""
+)
+
+# args: repo, then full ref names to look up. Read-only: safe during preview.
+RESOLVE = (
+    _ENV
+    + r"""
+repo=$1; shift
+git ls-remote "$repo" "$@"
+"""
+)
+
+# The detached build job. args: job dir, lock, lock wait, holder, source dir, marker, repo,
+# ref to fetch, expected commit (may be empty), cargo, binary, features (comma list or empty),
+# stage dir, fresh (1 = wipe checkout and target first)
+BUILD_JOB = (
+    _ENV
+    + _LOCK
+    + r"""
+job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
+cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
+echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
+finish() { echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
+phase() { echo "$1" > "$job/phase"; echo "== $1" >&2; }
+phase lock
+rbee_lock "$lock" "$wait" "$holder" || finish $?
+mkdir -p -- "$src/users" && : > "$marker" || finish 1
+phase clone
+if [ "$fresh" = 1 ]; then rm -rf -- "$src/checkout" "$src/target"; fi
+if [ ! -d "$src/checkout/.git" ]; then
+  rm -rf -- "$src/checkout"
+  git init -q -- "$src/checkout" || finish $?
+fi
+git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$ref" || finish $?
+got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
+if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
+  git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$commit" || finish $?
+  got=$commit
+fi
+git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
+echo "$got" > "$job/commit"
+phase build
+if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
+(cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
+phase install
+rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming" || finish $?
+cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin" \
+  || finish $?
+rm -rf -- "$stage" && mv -f -- "$stage.incoming" "$stage" || finish $?
+finish 0
+"""
+)
+
+# args: job dir, artifact that a finished job leaves, job script, then the job's own args
+START_JOB = (
+    _ENV
+    + r"""
+job=$1 artifact=$2 body=$3; shift 3
+if [ -f "$job/exit" ]; then
+  if [ "$(cat -- "$job/exit")" = 0 ] && [ -x "$artifact" ]; then echo reuse; exit 0; fi
+  rm -rf -- "$job"
+elif [ -f "$job/pid" ] && kill -0 "$(cat -- "$job/pid")" 2>/dev/null; then
+  echo running; exit 0
+fi
+rm -rf -- "$job" && mkdir -p -- "$job" || exit 1
+setsid nohup sh -c "$body" rbee-job "$job" "$@" > "$job/log" 2>&1 < /dev/null &
+n=0
+while [ ! -f "$job/pid" ] && [ ! -f "$job/exit" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+echo started
+"""
+)
+
+# args: job dir. Blocks until the job ends; prints its exit status, phase and commit.
+WAIT_JOB = (
+    _ENV
+    + r"""
+job=$1
+while [ ! -f "$job/exit" ]; do
+  pid=$(cat -- "$job/pid" 2>/dev/null || true)
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    [ -f "$job/exit" ] && break
+    printf 'exit\tlost\n'; exit 0
+  fi
+  sleep 0.2
+done
+printf 'exit\t%s\nphase\t%s\ncommit\t%s\n' "$(cat -- "$job/exit")" \
+  "$(cat -- "$job/phase" 2>/dev/null)" "$(cat -- "$job/commit" 2>/dev/null)"
+"""
+)
+
+# args: job dir, lines of log to print
+JOB_LOG = (
+    _ENV
+    + r"""
+tail -n "$2" -- "$1/log" 2>/dev/null || true
+"""
+)
+
+# args: job dir. Kills the job's whole process group (it is a session leader).
+KILL_JOB = (
+    _ENV
+    + r"""
+pid=$(cat -- "$1/pid" 2>/dev/null) || exit 0
+kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+sleep 1; kill -KILL -- "-$pid" 2>/dev/null
+echo 124 > "$1/exit"
+"""
+)
+
+# args: binary path. Prints the `--version` output then the sha256 (after a marker line).
+VERIFY = (
+    _ENV
+    + _SHA
+    + r"""
+out=$("$1" --version 2>&1); status=$?
+printf '%s\n' "$out"
+[ $status -eq 0 ] || exit $status
+printf '@@sha256\t%s\n' "$(rbee_sha "$1")"
+"""
+)
+
+# args: lock, wait, holder, stable path, link target, receipt path, receipt json,
+# releases dir of this name, finished job dir, then the release ids to keep (others are pruned)
+ACTIVATE = (
+    _ENV
+    + _LOCK
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+stable=$4 target=$5 receipt=$6 json=$7 reldir=$8 job=$9; shift 9
+mkdir -p -- "$(dirname -- "$stable")" "$(dirname -- "$receipt")" || exit 1
+if [ -e "$stable" ] && [ ! -L "$stable" ]; then mv -f -- "$stable" "$stable.pre-rbee-infra" || exit 1; fi
+tmp="$stable.rbee-tmp.$$"
+ln -s -- "$target" "$tmp" || exit 1
+mv -fT -- "$tmp" "$stable" 2>/dev/null || mv -fh -- "$tmp" "$stable" || { rm -f -- "$tmp"; exit 1; }
+printf '%s\n' "$json" > "$receipt.tmp.$$" && mv -f -- "$receipt.tmp.$$" "$receipt" || exit 1
+for d in "$reldir"/*; do
+  [ -d "$d" ] || continue
+  keep=0
+  for k in "$@"; do [ "${d##*/}" = "$k" ] && keep=1; done
+  [ $keep = 1 ] || rm -rf -- "$d"
+done
+rm -rf -- "$job"
+exit 0
+"""
+)
+
+# args: lock, wait, holder, mode (delete | abort-create | abort-update), stable path, receipt
+# path, install id, releases dir of this name, source dir (may be empty), marker, jobs dir,
+# then release ids this resource made (removed unless the stable path points at them).
+REMOVE = (
+    _ENV
+    + _LOCK
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
+marker=$1 jobs=$2; shift 2
+owned=0
+if [ "$mode" = delete ]; then
+  if [ -f "$receipt" ]; then
+    grep -qF -- "\"installId\": \"$id\"" "$receipt" && owned=1
+  elif [ -L "$stable" ]; then
+    case "$(readlink -- "$stable")" in *"/releases/${reldir##*/}/"*) owned=1;; esac
+  fi
+fi
+if [ $owned = 1 ]; then
+  rm -f -- "$stable" "$receipt" || exit 1
+  rm -rf -- "$reldir" || exit 1
+  if [ -e "$stable.pre-rbee-infra" ]; then mv -f -- "$stable.pre-rbee-infra" "$stable"; fi
+else
+  current=$(readlink -- "$stable" 2>/dev/null || true)
+  for rid in "$@"; do
+    case "$current" in *"/$rid/"*) ;; *) rm -rf -- "$reldir/$rid" || exit 1;; esac
+  done
+fi
+rm -rf -- "$jobs"
+if [ -n "$src" ]; then
+  [ "$mode" = abort-update ] || rm -f -- "$marker"
+  if [ -z "$(ls -A -- "$src/users" 2>/dev/null)" ]; then rm -rf -- "$src" || exit 1; fi
+fi
+root=.local/share/rbee
+for d in "$reldir" "$root/releases" "$root/workers" "$root/receipts" "$root/build" "$root/jobs"; do
+  rmdir -- "$d" 2>/dev/null
+done
+if [ -z "$(ls -A -- "$root" 2>/dev/null | grep -v '^\.lock')" ]; then
+  rm -f -- "$root/.lock.holder" "$root/.lock"; rmdir -- "$root" 2>/dev/null
+fi
+exit 0
+"""
+)

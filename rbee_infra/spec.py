@@ -1,0 +1,95 @@
+"""What one Hive or Worker resource asks for: the provider's input model.
+
+The program builds these from the fleet config; the provider re-validates them in `check`
+(values cross the engine's wire as JSON-like data, ints as floats).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError
+
+from rbee_infra.config import (
+    HIVE_BINARY,
+    Alias,
+    BinaryName,
+    Feature,
+    Hostname,
+    Model,
+    Source,
+    ToolPath,
+    Trigger,
+    User,
+    WorkerType,
+    problems_of,
+)
+from rbee_infra.errors import ConfigError
+
+
+class Connection(Model):
+    """pulumi-command's `remote.ConnectionArgs` shape, plus known_hosts handling."""
+
+    host: Hostname
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: User
+    private_key: Annotated[str, Field(max_length=65536)] | None = None
+    private_key_path: Annotated[str, Field(max_length=4096)] | None = None
+    private_key_password: Annotated[str, Field(max_length=4096)] | None = None
+    agent_socket_path: Annotated[str, Field(max_length=4096)] | None = None
+    host_key: Annotated[str, Field(max_length=16384)] | None = None
+    known_hosts: Annotated[str, Field(max_length=4096)] | None = None
+    host_key_policy: Literal["strict", "tofu"] = "strict"
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
+    dial_error_limit: Annotated[int, Field(ge=1, le=20)] = 3
+
+    def target(self) -> tuple[str, int, str]:
+        return (self.host, self.port, self.user)
+
+
+class InstallSpec(Model):
+    """One binary on one host: the hive, or one worker."""
+
+    alias: Alias
+    component: Literal["hive", "worker"]
+    worker_type: WorkerType | None = None
+    binary: BinaryName
+    features: list[Feature] = Field(default_factory=list)
+    source: Source
+    connection: Connection
+    cargo: ToolPath = "cargo"
+    reinstall_trigger: Trigger = ""
+    stack: Annotated[str, Field(max_length=200)] = ""
+    resource_name: Annotated[str, Field(max_length=400)] = ""
+    build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+
+    @property
+    def install_name(self) -> str:
+        """The name of the stable path: `rbee-hive` or `rbee-worker-<type>`."""
+        return HIVE_BINARY if self.component == "hive" else f"rbee-worker-{self.worker_type}"
+
+    @property
+    def label(self) -> str:
+        """How errors and progress name this resource: `hive gpu-host`, `worker gpu-host/cuda`."""
+        if self.component == "hive":
+            return f"hive {self.alias}"
+        return f"worker {self.alias}/{self.worker_type}"
+
+
+def parse_spec(props: dict) -> InstallSpec:
+    data = {k: v for k, v in props.items() if not k.startswith("__")}
+    try:
+        return InstallSpec.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(problems_of(error)) from None
+
+
+OUTPUT_KEYS = (
+    "installId",
+    "installPath",
+    "releaseDir",
+    "commit",
+    "version",
+    "sha256",
+    "installedFeatures",
+)

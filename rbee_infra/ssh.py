@@ -1,0 +1,243 @@
+"""The only module that imports asyncssh: connect, run, upload; errors translated to ours."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from rbee_infra.errors import (
+    AuthError,
+    CommandError,
+    ConnectError,
+    HostError,
+    HostKeyError,
+)
+from rbee_infra.redact import redact_text
+from rbee_infra.spec import Connection
+
+STDERR_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    exit_status: int | None
+    stdout: str
+    stderr: str
+
+
+def script_command(script: str, *args: str) -> str:
+    """`sh -c SCRIPT rbee ARGS...`: the script is a constant, values arrive as "$1".."$n"."""
+    return shlex.join(["sh", "-c", script, "rbee", *args])
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+@dataclass
+class Session:
+    """One open SSH connection to one host, with what is needed to report on it."""
+
+    conn: asyncssh.SSHClientConnection
+    label: str
+    secrets: tuple[str, ...] = ()
+    server_host_key: str = ""
+    handshakes: int = 1
+
+    def scrub(self, text: str) -> str:
+        return redact_text(text, self.secrets)
+
+    async def run(
+        self,
+        script: str,
+        *args: str,
+        phase: str,
+        check: bool = True,
+        timeout: float | None = None,
+        summary: str = "",
+        stdin: str | None = None,
+    ) -> Result:
+        command = script_command(script, *args)
+        try:
+            completed = await asyncio.wait_for(
+                self.conn.run(command, check=False, input=stdin), timeout=timeout
+            )
+        except asyncio.TimeoutError:
+            raise HostError(self.label, phase, f"timed out after {timeout:.0f}s") from None
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as error:
+            raise ConnectError(self.label, self.scrub(_describe(error)), phase=phase) from None
+        result = Result(
+            exit_status=completed.exit_status,
+            stdout=self.scrub(_text(completed.stdout)),
+            stderr=self.scrub(_text(completed.stderr)),
+        )
+        if check and result.exit_status != 0:
+            raise CommandError(
+                self.label,
+                phase,
+                result.exit_status,
+                tail(result.stderr or result.stdout),
+                summary,
+            )
+        return result
+
+    async def upload(self, local: Path, remote: str, *, phase: str = "upload") -> None:
+        try:
+            async with self.conn.start_sftp_client() as sftp:
+                await sftp.put(str(local), remote)
+        except asyncssh.SFTPError as error:
+            raise HostError(self.label, phase, f"{remote}: {error.reason}") from None
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as error:
+            raise ConnectError(self.label, self.scrub(_describe(error)), phase=phase) from None
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, asyncssh.Error):
+        return error.reason or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def fingerprint(public_key_line: str) -> str:
+    try:
+        return asyncssh.import_public_key(public_key_line).get_fingerprint("sha256")
+    except (asyncssh.KeyImportError, ValueError):
+        return "unparseable key"
+
+
+def _client_keys(c: Connection, label: str) -> list[asyncssh.SSHKey] | None:
+    passphrase = c.private_key_password
+    try:
+        if c.private_key:
+            return [asyncssh.import_private_key(c.private_key, passphrase)]
+        if c.private_key_path:
+            path = os.path.expanduser(c.private_key_path)
+            return [asyncssh.read_private_key(path, passphrase)]
+    except asyncssh.KeyEncryptionError:
+        raise AuthError(
+            label, "the private key could not be decrypted (wrong passphrase?)"
+        ) from None
+    except (asyncssh.KeyImportError, ValueError):
+        raise AuthError(label, "the private key could not be read (not a supported key)") from None
+    except OSError as error:
+        raise AuthError(
+            label, f"the private key file could not be read: {error.strerror}"
+        ) from None
+    return None
+
+
+def _known_hosts(c: Connection, label: str) -> object:
+    if c.host_key:
+        try:
+            key = asyncssh.import_public_key(c.host_key)
+        except (asyncssh.KeyImportError, ValueError):
+            raise HostKeyError(label, "the pinned hostKey is not a valid public key") from None
+        return ([key], [], [])
+    if c.host_key_policy == "tofu":
+        return None  # first use: the caller records the key it was shown
+    if not c.known_hosts:
+        raise HostKeyError(label, "no known_hosts file and no hostKey given; refusing to connect")
+    path = Path(os.path.expanduser(c.known_hosts))
+    if not path.is_file():
+        raise HostKeyError(
+            label,
+            f"known_hosts file {c.known_hosts} does not exist; add the host key "
+            "(ssh-keyscan, checked out of band) or pin it with hostKey",
+        )
+    return str(path)
+
+
+async def _host_key_mismatch(c: Connection, label: str) -> HostKeyError:
+    try:
+        shown = await asyncio.wait_for(
+            asyncssh.get_server_host_key(c.host, c.port), timeout=c.connect_timeout
+        )
+        seen = shown.get_fingerprint("sha256") if shown else "none"
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        seen = "unknown"
+    where = (
+        f"pinned key {fingerprint(c.host_key)}" if c.host_key else f"known_hosts {c.known_hosts}"
+    )
+    return HostKeyError(
+        label,
+        f"host key for {c.host}:{c.port} ({seen}) does not match {where}; "
+        "refusing to connect (if the host was reinstalled, verify and update the key)",
+    )
+
+
+async def _connect_once(c: Connection, label: str) -> asyncssh.SSHClientConnection:
+    keys = _client_keys(c, label)
+    agent = os.path.expanduser(c.agent_socket_path) if c.agent_socket_path else None
+    if keys is None and agent is None:
+        raise AuthError(label, "no private key, key path or agent socket configured")
+    try:
+        return await asyncio.wait_for(
+            asyncssh.connect(
+                c.host,
+                port=c.port,
+                username=c.user,
+                client_keys=keys or (),
+                agent_path=agent,
+                known_hosts=_known_hosts(c, label),
+                config=[],
+                password=None,
+                kbdint_auth=False,
+                connect_timeout=c.connect_timeout,
+                keepalive_interval=15,
+                keepalive_count_max=4,
+            ),
+            timeout=c.connect_timeout + 5,
+        )
+    except asyncssh.HostKeyNotVerifiable:
+        raise await _host_key_mismatch(c, label) from None
+    except asyncssh.PermissionDenied:
+        raise AuthError(label, f"authentication refused for user {c.user}") from None
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ConnectError(label, f"timed out after {c.connect_timeout:.0f}s") from None
+    except (asyncssh.Error, OSError) as error:
+        raise ConnectError(label, _describe(error)) from None
+
+
+@asynccontextmanager
+async def connect(
+    c: Connection, label: str, *, secrets: Sequence[str] = ()
+) -> AsyncIterator[Session]:
+    """Open one connection, retrying transient failures (refused, timeout) with backoff."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            conn = await _connect_once(c, label)
+            break
+        except ConnectError:
+            if attempt >= c.dial_error_limit:
+                raise
+            await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+    key = conn.get_server_host_key()
+    session = Session(
+        conn=conn,
+        label=label,
+        secrets=tuple(s for s in (*secrets, c.private_key_password) if s),
+        server_host_key=key.export_public_key("openssh").decode().strip() if key else "",
+        handshakes=attempt,
+    )
+    try:
+        yield session
+    finally:
+        conn.close()
+        await conn.wait_closed()
