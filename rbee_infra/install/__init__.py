@@ -1,0 +1,13 @@
+"""Install methods. Each `stage(link, spec, iid, fresh=, abort=)` leaves an executable binary at
+`layout.release_dir(name, staged.release_id)/<binary>`, or cleans up and raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Staged:
+    release_id: str
+    version_key: str  # the git commit, or the sha256 of a downloaded/uploaded binary
+    job_dir: str = ""  # removed once the install is active

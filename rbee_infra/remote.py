@@ -1,0 +1,109 @@
+"""Host operations shared by every install method: the connection, the probe, the removal."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any
+
+from rbee_infra import layout, scripts
+from rbee_infra.config import GitSource
+from rbee_infra.errors import HostError
+from rbee_infra.facts import HostFacts, parse_probe
+from rbee_infra.redact import url_secrets
+from rbee_infra.spec import InstallSpec
+from rbee_infra.ssh import Result, Session, connect
+
+LOCK_WAIT_SECONDS = 1800
+PROBE_TIMEOUT = 60.0
+
+
+def secrets_of(spec: InstallSpec) -> list[str]:
+    found = [s for s in (spec.connection.private_key, spec.connection.private_key_password) if s]
+    for key in ("repo", "base_url"):
+        value = getattr(spec.source, key, None)
+        if isinstance(value, str):
+            found.extend(url_secrets(value))
+    return found
+
+
+def open_session(spec: InstallSpec) -> Any:
+    return connect(spec.connection, spec.label, secrets=secrets_of(spec))
+
+
+async def probe(session: Session, spec: InstallSpec) -> HostFacts:
+    name = spec.install_name
+    result = await session.run(
+        scripts.PROBE,
+        spec.cargo,
+        name,
+        layout.stable_path(name),
+        layout.receipt_path(name),
+        phase="probe",
+        timeout=PROBE_TIMEOUT,
+    )
+    return parse_probe(result.stdout)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Link:
+    """One host connection that can be reopened when the link drops (while waiting on a build)."""
+
+    def __init__(self, spec: InstallSpec) -> None:
+        self.spec = spec
+        self._cm: Any = None
+        self.session: Session | None = None
+
+    async def __aenter__(self) -> Link:
+        await self.reopen()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._cm is not None:
+            cm, self._cm, self.session = self._cm, None, None
+            with contextlib.suppress(OSError, HostError):
+                await cm.__aexit__(None, None, None)
+
+    async def reopen(self) -> None:
+        await self._close()
+        cm = open_session(self.spec)
+        self.session = await cm.__aenter__()
+        self._cm = cm
+
+    async def run(self, script: str, *args: str, **kwargs: Any) -> Result:
+        assert self.session is not None
+        return await self.session.run(script, *args, **kwargs)
+
+
+def holder(spec: InstallSpec) -> str:
+    return f"{spec.stack}/{spec.resource_name} ({spec.label}) since {now()}"
+
+
+async def remove_install(
+    link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
+) -> None:
+    name = spec.install_name
+    src = layout.source_dir(spec.source.repo) if isinstance(spec.source, GitSource) else ""
+    await link.run(
+        scripts.REMOVE,
+        layout.LOCK_FILE,
+        str(LOCK_WAIT_SECONDS),
+        holder(spec),
+        mode,
+        layout.stable_path(name),
+        layout.receipt_path(name),
+        iid,
+        f"{layout.RELEASES_DIR}/{name}",
+        src,
+        f"{src}/users/{iid}" if src else "",
+        f"{layout.JOBS_DIR}/{iid}",
+        *release_ids,
+        phase="remove",
+        timeout=LOCK_WAIT_SECONDS + 60,
+    )
