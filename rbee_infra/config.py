@@ -97,14 +97,15 @@ class GitSource(Model):
     tag: GitRef | None = None
     rev: GitRev | None = None
 
-    @model_validator(mode="after")
-    def _one_ref(self) -> GitSource:
-        given = [k for k in ("branch", "tag", "rev") if getattr(self, k) is not None]
+    @model_validator(mode="before")
+    @classmethod
+    def _one_ref(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        given = [k for k in ("branch", "tag", "rev") if data.get(k) is not None]
         if len(given) > 1:
             raise ValueError(f"give only one of branch, tag, rev (got {', '.join(given)})")
-        if not given:
-            return self.model_copy(update={"branch": "main"})
-        return self
+        return data if given else {**data, "branch": "main"}
 
     @property
     def ref_kind(self) -> Literal["branch", "tag", "rev"]:

@@ -118,7 +118,7 @@ def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
     drifted = state is not None and state != IN_SYNC
     if drifted and "hostState" not in changed:
         changed.append("hostState")
-    reinstall = drifted or any(k in REINSTALL_KEYS for k in changed)
+    reinstall = bool(replaces) or drifted or any(k in REINSTALL_KEYS for k in changed)
     return DiffDecision(
         changes=bool(changed or replaces), replaces=replaces, changed=changed, reinstall=reinstall
     )

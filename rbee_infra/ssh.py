@@ -38,7 +38,7 @@ def script_command(script: str, *args: str) -> str:
 
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()]
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
     return "\n".join(kept[-lines:])
 
 

@@ -11,6 +11,7 @@ from rbee_infra.errors import CommandError, ConnectError, HostError
 from rbee_infra.facts import parse_fields, parse_ls_remote
 from rbee_infra.install import Staged
 from rbee_infra.progress import report
+from rbee_infra.redact import redact_url
 from rbee_infra.remote import LOCK_WAIT_SECONDS, PROBE_TIMEOUT, Link, holder, remove_install
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Session, tail
@@ -33,8 +34,9 @@ async def resolve_commit(session: Session, spec: InstallSpec) -> str:
     )
     commit = plan.pick_commit(source, parse_ls_remote(result.stdout))
     if commit is None:
-        raise CommandError(
-            spec.label, "resolve", None, "", f"{source.ref_kind} {source.ref!r} not found in repo"
+        where = redact_url(source.repo)
+        raise HostError(
+            spec.label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}"
         )
     return commit
 

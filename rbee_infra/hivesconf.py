@@ -1,0 +1,315 @@
+"""rbee's `hives.conf` (TOML, `[[hive]]` tables) <-> the stack's `rbee:hives` config.
+
+The models mirror rbee's declarative config strictly: an unknown field is an error naming
+its path (`hive[1].workers[0].colour`), so a typo never silently drops a setting.
+
+`binary_path`: rbee-infra installs to fixed paths (`~/.local/bin/rbee-hive`,
+`~/.local/share/rbee/workers/rbee-worker-<type>`). A `binary_path` naming that fixed path is
+accepted and dropped (it is implied); any other value is an error, never silently ignored.
+
+`auto_start` defaults to true in rbee, so the converted config always states it explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated, Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rbee_infra import layout
+from rbee_infra.config import (
+    HIVE_BINARY,
+    Alias,
+    Feature,
+    FleetConfig,
+    GitRef,
+    GitSource,
+    HiveConfig,
+    Hostname,
+    LocalSource,
+    ReleaseSource,
+    RepoUrl,
+    User,
+    WorkerConfig,
+    WorkerType,
+    format_loc,
+    parse_fleet,
+)
+from rbee_infra.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+METHODS = ("git", "release", "local")
+_GH_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfGit(_Strict):
+    repo: RepoUrl
+    branch: GitRef
+
+
+class ConfRelease(_Strict):
+    repo: Annotated[str, Field(pattern=_GH_REPO.pattern)]
+    tag: GitRef
+
+
+class ConfLocal(_Strict):
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class ConfInstallMethod(_Strict):
+    """`{ git = { repo, branch } }`, `{ release = { repo, tag } }` or `{ local = { path } }`."""
+
+    git: ConfGit | None = None
+    release: ConfRelease | None = None
+    local: ConfLocal | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_method(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("expected a table such as { git = { repo = ..., branch = ... } }")
+        unknown = [k for k in data if k not in METHODS]
+        if unknown:
+            raise ValueError(
+                f"unknown install method {unknown[0]!r} (expected one of git, release, local)"
+            )
+        if len(data) != 1:
+            raise ValueError("give exactly one install method: git, release or local")
+        return data
+
+    @property
+    def method(self) -> str:
+        return next(m for m in METHODS if getattr(self, m) is not None)
+
+    def body(self) -> _Strict:
+        return getattr(self, self.method)
+
+
+class ConfWorker(_Strict):
+    type: WorkerType
+    version: Annotated[str, Field(pattern=_VERSION.pattern)]
+    features: list[Feature] | None = None
+    binary_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    install_method: ConfInstallMethod | None = None
+
+
+class ConfHive(_Strict):
+    alias: Alias
+    hostname: Hostname
+    ssh_user: User
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
+    hive_port: Annotated[int, Field(ge=1, le=65535)] = 8600
+    binary_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    workers: list[ConfWorker] = Field(default_factory=list)
+    auto_start: bool = True
+    install_method: ConfInstallMethod | None = None
+
+
+class HivesConf(_Strict):
+    hive: list[ConfHive] = Field(default_factory=list)
+
+
+_HINTS = {
+    "hives": "did you mean [[hive]]? (rbee's hives.conf uses singular [[hive]] tables)",
+    "worker": "did you mean workers = [ ... ]?",
+    "port": "did you mean ssh_port or hive_port?",
+    "user": "did you mean ssh_user?",
+    "host": "did you mean hostname?",
+    "binary": "hives.conf has no 'binary'; the binary follows from the worker type",
+}
+
+
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        path = format_loc(tuple(item["loc"]))
+        if item["type"] == "extra_forbidden":
+            name = str(item["loc"][-1])
+            message = "unknown field" + (f"; {_HINTS[name]}" if name in _HINTS else "")
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        elif item["type"] == "string_pattern_mismatch" and "repo" in path:
+            message = f"{item['input']!r} is not allowed; expected owner/name"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problems.append((path, message))
+    return problems
+
+
+def parse_text(text: str, *, source: str = "hives.conf") -> HivesConf:
+    """TOML text -> validated model; ConfigError names every bad field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([(source, f"not valid TOML: {error}")]) from None
+    try:
+        conf = HivesConf.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_problems(error)) from None
+    if not conf.hive:
+        raise ConfigError([(source, "no [[hive]] tables; nothing to import")])
+    _check_binary_paths(conf)
+    return conf
+
+
+def _fixed_path_forms(user: str, relative: str) -> set[str]:
+    homes = [f"/home/{user}"] + (["/root"] if user == "root" else [])
+    return {f"~/{relative}", f"$HOME/{relative}", "${HOME}/" + relative} | {
+        f"{home}/{relative}" for home in homes
+    }
+
+
+def _check_binary_paths(conf: HivesConf) -> None:
+    problems: list[tuple[str, str]] = []
+    for i, hive in enumerate(conf.hive):
+        fixed = layout.stable_path(HIVE_BINARY)
+        if hive.binary_path and hive.binary_path not in _fixed_path_forms(hive.ssh_user, fixed):
+            problems.append((f"hive[{i}].binary_path", _fixed_message(hive.binary_path, fixed)))
+        for j, worker in enumerate(hive.workers):
+            fixed = layout.stable_path(f"rbee-worker-{worker.type}")
+            allowed = _fixed_path_forms(hive.ssh_user, fixed)
+            if worker.binary_path and worker.binary_path not in allowed:
+                path = f"hive[{i}].workers[{j}].binary_path"
+                problems.append((path, _fixed_message(worker.binary_path, fixed)))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _fixed_message(given: str, fixed: str) -> str:
+    return (
+        f"{given!r} is not supported: rbee-infra always installs to ~/{fixed}; "
+        "remove binary_path (or set it to that path)"
+    )
+
+
+def _source_dict(method: ConfInstallMethod) -> dict[str, Any]:
+    return {"method": method.method, **method.body().model_dump()}
+
+
+def to_stack_hives(conf: HivesConf) -> list[dict[str, Any]]:
+    """The `rbee:hives` value (camelCase, as rbee_infra.config reads it), validated."""
+    hives: list[dict[str, Any]] = []
+    for hive in conf.hive:
+        out: dict[str, Any] = {
+            "alias": hive.alias,
+            "hostname": hive.hostname,
+            "sshUser": hive.ssh_user,
+        }
+        if "ssh_port" in hive.model_fields_set:
+            out["sshPort"] = hive.ssh_port
+        if "hive_port" in hive.model_fields_set:
+            out["hivePort"] = hive.hive_port
+        out["autoStart"] = hive.auto_start
+        if hive.install_method is not None:
+            out["installMethod"] = _source_dict(hive.install_method)
+        workers = []
+        for worker in hive.workers:
+            w: dict[str, Any] = {"type": worker.type, "version": worker.version}
+            if worker.features is not None:
+                w["features"] = list(worker.features)
+            if worker.install_method is not None:
+                w["installMethod"] = _source_dict(worker.install_method)
+            workers.append(w)
+        if workers or "workers" in hive.model_fields_set:
+            out["workers"] = workers
+        hives.append(out)
+    check_stack_hives(hives)
+    return hives
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def conf_path(stack_path: str) -> str:
+    """`hives[0].installMethod.git.repo` -> `hive[0].install_method.git.repo`."""
+    path = re.sub(r"^hives(?=\[|$)", "hive", stack_path)
+    return _CAMEL.sub(lambda m: "_" + m.group(1).lower(), path)
+
+
+def check_stack_hives(hives: list[dict[str, Any]]) -> FleetConfig:
+    """Validate converted hives with the stack-config rules, reporting hives.conf paths."""
+    try:
+        return parse_fleet({"hives": hives})
+    except ConfigError as error:
+        raise ConfigError([(conf_path(p), r) for p, r in error.problems]) from None
+
+
+# --- stack config -> hives.conf (the way back, for `rbee-infra export`) -------------------
+
+_NO_EQUIVALENT_HIVE = ("cargo", "host_key", "reinstall_trigger", "prune_unmanaged")
+_NO_EQUIVALENT_WORKER = ("binary", "reinstall_trigger")
+
+
+def _conf_method(source: GitSource | ReleaseSource | LocalSource, where: str) -> dict[str, Any]:
+    if isinstance(source, GitSource):
+        if source.branch is None:
+            raise ConfigError(
+                [(f"{where}.installMethod", f"hives.conf git sources take a branch, not a "
+                  f"{source.ref_kind}")]
+            )
+        return {"git": {"repo": source.repo, "branch": source.branch}}
+    extra = sorted(source.model_fields_set - {"method", "repo", "tag", "path"})
+    if extra:
+        raise ConfigError(
+            [(f"{where}.installMethod.{source.method}.{extra[0]}", "has no hives.conf equivalent")]
+        )
+    if isinstance(source, ReleaseSource):
+        return {"release": {"repo": source.repo, "tag": source.tag}}
+    return {"local": {"path": source.path}}
+
+
+def _check_representable(model: HiveConfig | WorkerConfig, names: tuple[str, ...], where: str):
+    for name in names:
+        if name in model.model_fields_set and getattr(model, name) not in ("", None, False):
+            field = model.model_fields[name].alias or name
+            raise ConfigError([(f"{where}.{field}", "has no hives.conf equivalent")])
+
+
+def to_conf_dict(fleet: FleetConfig) -> dict[str, Any]:
+    hives = []
+    for i, hive in enumerate(fleet.hives):
+        where = f"hives[{i}]"
+        _check_representable(hive, _NO_EQUIVALENT_HIVE, where)
+        out: dict[str, Any] = {
+            "alias": hive.alias,
+            "hostname": hive.hostname,
+            "ssh_user": hive.ssh_user,
+        }
+        if "ssh_port" in hive.model_fields_set:
+            out["ssh_port"] = hive.ssh_port
+        if "hive_port" in hive.model_fields_set:
+            out["hive_port"] = hive.hive_port
+        out["auto_start"] = hive.auto_start
+        if "install_method" in hive.model_fields_set:
+            out["install_method"] = _conf_method(hive.install_method, where)
+        workers = []
+        for j, worker in enumerate(hive.workers):
+            wwhere = f"{where}.workers[{j}]"
+            _check_representable(worker, _NO_EQUIVALENT_WORKER, wwhere)
+            w: dict[str, Any] = {"type": worker.type, "version": worker.version}
+            if worker.features is not None:
+                w["features"] = list(worker.features)
+            if worker.install_method is not None:
+                w["install_method"] = _conf_method(worker.install_method, wwhere)
+            workers.append(w)
+        if workers or "workers" in hive.model_fields_set:
+            out["workers"] = workers
+        hives.append(out)
+    return {"hive": hives}
+
+
+def to_text(fleet: FleetConfig) -> str:
+    """A hives.conf rbee can read, for the hives of a stack config."""
+    return tomli_w.dumps(to_conf_dict(fleet))

@@ -1,0 +1,82 @@
+"""Run the Pulumi program under `pulumi.runtime.set_mocks`, recording what it registers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    secret_outputs: list[str]
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    resources: list[Registered] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+    def by_name(self, name: str) -> Registered:
+        return next(r for r in self.resources if r.name == name)
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(recorder)
+        self.recorder = recorder
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorder.resources.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
+                    dependencies=list(request.dependencies),
+                    secret_outputs=list(request.additionalSecretOutputs),
+                )
+            )
+        return response
+
+
+def install_mocks(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Recorder:
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(
+        recorder,
+        project="rbee-infra",
+        stack="test",
+        preview=False,
+        monitor=RecordingMonitor(recorder),
+    )
+    values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    pulumi.runtime.set_all_config(values, list(secret_keys))
+    return recorder
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value of a (possibly) secret-wrapped property."""
+    if isinstance(value, dict) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG:
+        return value["value"]
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG

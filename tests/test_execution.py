@@ -1,0 +1,147 @@
+"""The execution layer against a fake SSH transport: the order of remote steps, the arguments
+they get, and the errors raised when a step fails (host, phase, exit code, stderr tail)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from rbee_infra import layout, lifecycle, plan
+from rbee_infra.errors import CommandError, HostError, VerifyError
+from rbee_infra.spec import parse_spec
+from rbee_infra.ssh import Result
+from tests.fake_ssh import FakeHost, patch_transport
+
+pytestmark = pytest.mark.unit
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+TOKEN = "ghp_s3cr3ttoken"
+
+
+def spec(**extra: Any) -> Any:
+    props = {
+        "alias": "gpu-host",
+        "component": "hive",
+        "binary": "rbee-hive",
+        "source": {"method": "git", "repo": f"https://{TOKEN}@example.org/r.git", "tag": "v0.2.0"},
+        "connection": {"host": "127.0.0.9", "port": 2222, "user": "rbee", "knownHosts": "/k"},
+        "stack": "dev",
+        "resourceName": "hive-gpu-host",
+    }
+    props.update(extra)
+    return parse_spec(props)
+
+
+def probe_reply(receipt: dict[str, Any] | None = None, link: str = "") -> Result:
+    rec = base64.b64encode(json.dumps(receipt).encode()).decode() if receipt else ""
+    kind = "symlink" if link else "missing"
+    sha = "a" * 64 if link else "-"
+    return Result(0, f"home\t/home/rbee\nitem\trbee-hive\t{kind}\t{link}\t{sha}\t{rec}\n", "")
+
+
+def happy_host(**overrides: Result) -> FakeHost:
+    replies = {
+        "PROBE": probe_reply(),
+        "RESOLVE": Result(0, f"aaaa\trefs/tags/v0.2.0\n{COMMIT}\trefs/tags/v0.2.0^{{}}\n", ""),
+        "START_JOB": Result(0, "started\n", ""),
+        "WAIT_JOB": Result(0, f"exit\t0\nphase\tinstall\ncommit\t{COMMIT}\n", ""),
+        "VERIFY": Result(0, "rbee-hive 0.2.0\n@@sha256\t" + "b" * 64 + "\n", ""),
+    }
+    replies.update(overrides)
+    return FakeHost(replies=replies)
+
+
+def test_install_runs_probe_resolve_build_verify_activate(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = happy_host()
+    patch_transport(monkeypatch, host)
+    s = spec()
+    result = asyncio.run(lifecycle.install(s, updating=False))
+    assert host.names() == ["PROBE", "RESOLVE", "START_JOB", "WAIT_JOB", "VERIFY", "ACTIVATE"]
+    assert host.args_of("RESOLVE")[1:] == ("refs/tags/v0.2.0", "refs/tags/v0.2.0^{}")
+    rid = f"{COMMIT[:12]}"
+    assert result.release_id == rid and result.commit == COMMIT
+    assert result.version == "rbee-hive 0.2.0" and result.sha256 == "b" * 64
+    assert result.install_path == "/home/rbee/.local/bin/rbee-hive"
+    activate = host.args_of("ACTIVATE")
+    assert activate[3:6] == (
+        ".local/bin/rbee-hive",
+        f"../share/rbee/releases/rbee-hive/{rid}/rbee-hive",
+        ".local/share/rbee/receipts/rbee-hive.json",
+    )
+    receipt = json.loads(activate[6])
+    assert receipt["installId"] == plan.install_id(s) and receipt["commit"] == COMMIT
+    assert TOKEN not in activate[6]
+    assert activate[9:] == (rid,)  # nothing else to keep on a first install
+
+
+def test_update_keeps_the_previous_release_for_rollback(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = spec()
+    mine = {"installId": plan.install_id(s), "sha256": "a" * 64}
+    host = happy_host(PROBE=probe_reply(mine, "../share/rbee/releases/rbee-hive/old1/rbee-hive"))
+    patch_transport(monkeypatch, host)
+    asyncio.run(lifecycle.install(s, updating=True))
+    assert host.args_of("ACTIVATE")[9:] == (COMMIT[:12], "old1")
+
+
+def test_failed_build_cleans_up_and_reports_phase_exit_and_tail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = happy_host(
+        WAIT_JOB=Result(0, "exit\t101\nphase\tbuild\n", ""),
+        JOB_LOG=Result(
+            0, "== build\n   Compiling rbee-hive\nerror[E0425]: cannot find value\n", ""
+        ),
+    )
+    patch_transport(monkeypatch, host)
+    with pytest.raises(CommandError) as caught:
+        asyncio.run(lifecycle.install(spec(), updating=False))
+    error = caught.value
+    assert (error.host, error.phase, error.exit_status) == ("hive gpu-host", "build", 101)
+    assert str(error) == (
+        "hive gpu-host: build failed: cargo build --release --bin rbee-hive failed (exit 101):\n"
+        "   Compiling rbee-hive\nerror[E0425]: cannot find value"
+    )
+    assert host.names()[-1] == "REMOVE"
+    remove = host.args_of("REMOVE")
+    assert remove[3] == "abort-create" and remove[-1] == COMMIT[:12]
+
+
+def test_failed_verify_never_activates(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = happy_host(VERIFY=Result(3, "version check failed\n", ""))
+    patch_transport(monkeypatch, host)
+    with pytest.raises(VerifyError) as caught:
+        asyncio.run(lifecycle.install(spec(), updating=True))
+    assert "ACTIVATE" not in host.names()
+    assert host.args_of("REMOVE")[3] == "abort-update"
+    assert str(caught.value) == (
+        "hive gpu-host: verify failed: rbee-hive --version exited 3 "
+        "(expected 'rbee-hive' in the first line): version check failed"
+    )
+
+
+def test_unknown_ref_is_a_resolve_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = happy_host(RESOLVE=Result(0, "", ""))
+    patch_transport(monkeypatch, host)
+    with pytest.raises(HostError) as caught:
+        asyncio.run(lifecycle.install(spec(), updating=False))
+    assert str(caught.value) == (
+        "hive gpu-host: resolve failed: tag 'v0.2.0' not found in https://***@example.org/r.git"
+    )
+    assert host.names() == ["PROBE", "RESOLVE"]
+
+
+def test_reused_job_skips_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = happy_host(START_JOB=Result(0, "reuse\n", ""))
+    patch_transport(monkeypatch, host)
+    asyncio.run(lifecycle.install(spec(), updating=False))
+    assert "WAIT_JOB" not in host.names()
+
+
+def test_job_dir_is_per_install_and_build_inputs() -> None:
+    a = layout.job_dir("iid1", COMMIT, "rbee-hive", "", "", "False")
+    assert a.startswith(".local/share/rbee/jobs/iid1/")
+    assert a != layout.job_dir("iid1", COMMIT, "rbee-hive", "cpu", "", "False")

@@ -1,0 +1,153 @@
+"""The Pulumi program under mocks: stack config in, exactly the expected resources out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from rbee_infra.errors import ConfigError
+from rbee_infra.program import declare_fleet, read_stack_config
+from tests.program_mocks import install_mocks, is_secret, unwrap
+
+pytestmark = pytest.mark.unit
+
+REPO = "https://example.org/rbee/llama-orch.git"
+
+
+def two_by_two() -> dict[str, Any]:
+    return {
+        "rbee:hives": [
+            {
+                "alias": "gpu-host",
+                "hostname": "10.1.0.5",
+                "sshUser": "vince",
+                "sshPort": 2222,
+                "installMethod": {"git": {"repo": REPO, "tag": "v0.2.0"}},
+                "workers": [
+                    {"type": "cuda", "features": ["cuda"]},
+                    {"type": "cpu", "version": "v0.1.0"},
+                ],
+            },
+            {
+                "alias": "cpu-host",
+                "hostname": "cpu.example.org",
+                "sshUser": "rbee",
+                "installMethod": {"git": {"repo": REPO, "branch": "develop"}},
+                "workers": [
+                    {"type": "cpu", "features": ["cpu"]},
+                    {"type": "metal", "binary": "custom-metal-bin", "features": ["metal", "x"]},
+                ],
+            },
+        ],
+        "rbee:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n",
+        "rbee:knownHosts": "~/.ssh/known_hosts_rbee",
+    }
+
+
+def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Any:
+    recorder = install_mocks(config, secret_keys)
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        exports = declare_fleet(*read_stack_config())
+        outputs = [
+            value
+            for hive in exports.values()
+            for value in [hive["hive"]["path"], *(w["path"] for w in hive["workers"].values())]
+        ]
+        return pulumi.Output.all(*outputs)
+
+    program()
+    return recorder
+
+
+def test_two_hives_two_workers_yield_exactly_the_expected_resources() -> None:
+    recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
+    names = sorted(r.name for r in recorder.resources)
+    assert names == [
+        "hive-cpu-host",
+        "hive-gpu-host",
+        "worker-cpu-host-cpu",
+        "worker-cpu-host-metal",
+        "worker-gpu-host-cpu",
+        "worker-gpu-host-cuda",
+    ]
+    assert {r.type for r in recorder.resources} == {"pulumi-python:dynamic:Resource"}
+
+    hive = recorder.by_name("hive-gpu-host")
+    assert hive.inputs["component"] == "hive"
+    assert hive.inputs["binary"] == "rbee-hive"
+    assert hive.inputs["features"] == []
+    assert hive.inputs["source"] == {"method": "git", "repo": REPO, "tag": "v0.2.0"}
+    assert hive.inputs["resourceName"] == "hive-gpu-host"
+    assert hive.inputs["stack"] == "test"
+
+    cuda = recorder.by_name("worker-gpu-host-cuda")
+    assert (cuda.inputs["workerType"], cuda.inputs["binary"]) == ("cuda", "llm-worker-rbee-cuda")
+    assert cuda.inputs["features"] == ["cuda"]
+    cpu_pinned = recorder.by_name("worker-gpu-host-cpu")
+    assert cpu_pinned.inputs["source"] == {"method": "git", "repo": REPO, "tag": "v0.1.0"}
+    assert cpu_pinned.inputs["features"] == ["cpu"]
+    metal = recorder.by_name("worker-cpu-host-metal")
+    assert metal.inputs["binary"] == "custom-metal-bin"
+    assert metal.inputs["features"] == ["metal", "x"]
+    assert metal.inputs["source"] == {"method": "git", "repo": REPO, "branch": "develop"}
+
+
+def test_connection_is_secret_and_workers_depend_on_their_hive() -> None:
+    recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
+    hive = recorder.by_name("hive-gpu-host")
+    connection = hive.inputs["connection"]
+    assert is_secret(connection)
+    assert unwrap(connection) == {
+        "host": "10.1.0.5",
+        "port": 2222,
+        "user": "vince",
+        "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n",
+        "knownHosts": "~/.ssh/known_hosts_rbee",
+        "hostKeyPolicy": "strict",
+        "connectTimeout": 15,
+    }
+    assert "connection" in hive.secret_outputs
+    assert "source" not in hive.secret_outputs
+    for name in ("worker-gpu-host-cuda", "worker-gpu-host-cpu"):
+        assert recorder.by_name(name).dependencies == [hive.urn]
+    assert recorder.by_name("worker-cpu-host-cpu").dependencies == [
+        recorder.by_name("hive-cpu-host").urn
+    ]
+
+
+def test_token_in_repo_url_makes_the_source_secret() -> None:
+    config = two_by_two()
+    config["rbee:hives"][0]["installMethod"] = {
+        "git": {"repo": "https://ghp_tok3n1234@example.org/r.git", "tag": "v0.2.0"}
+    }
+    recorder = run_program(config)
+    hive = recorder.by_name("hive-gpu-host")
+    assert is_secret(hive.inputs["source"])
+    assert "source" in hive.secret_outputs
+    assert not is_secret(recorder.by_name("hive-cpu-host").inputs["source"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["rbee:hives"][1].update(sshPort=0), "hives[1].sshPort"),
+        (
+            lambda c: c["rbee:hives"][0]["workers"][1].update(features=["ok", "bad feature"]),
+            "hives[0].workers[1].features[1]",
+        ),
+        (lambda c: c["rbee:hives"][1].update(alias="gpu-host"), "alias 'gpu-host' is used"),
+        (lambda c: c.update({"rbee:hostKeyPolicy": "yolo"}), "hostKeyPolicy"),
+    ],
+)
+def test_invalid_config_fails_before_any_resource(mutate: Any, expected: str) -> None:
+    config = two_by_two()
+    mutate(config)
+    recorder = install_mocks(config)
+    with pytest.raises(ConfigError) as caught:
+        read_stack_config()
+    assert expected in str(caught.value)
+    assert recorder.resources == []
