@@ -6,6 +6,7 @@ the command builders quote them anyway (belt and braces).
 
 from __future__ import annotations
 
+import getpass
 import re
 from typing import Annotated, Any, Literal
 
@@ -82,6 +83,11 @@ RepoUrl = Annotated[
 ]
 Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
 Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
+
+
+def _local_user() -> str:
+    """Like ssh, default to the operator's own user name."""
+    return getpass.getuser()
 
 
 class Model(BaseModel):
@@ -175,10 +181,70 @@ class WorkerConfig(Model):
         return f"rbee-worker-{self.type}"
 
 
+class HiveConnection(Model):
+    """A hive's SSH target in pulumi-command's `remote.ConnectionArgs` shape (see command.py)."""
+
+    host: Hostname
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: User | None = None
+    private_key: Annotated[str, Field(min_length=1, max_length=65536)] | None = Field(
+        default=None, repr=False
+    )
+    private_key_password: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None, repr=False
+    )
+    agent_socket_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    host_key: Annotated[str, Field(max_length=16384)] | None = None
+    dial_error_limit: Annotated[int, Field(ge=1, le=20)] | None = None
+    per_dial_timeout: Annotated[int, Field(ge=1, le=600)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "password" in data:
+                raise ValueError(
+                    "password authentication is not supported; use privateKey or agentSocketPath"
+                )
+            if "proxy" in data:
+                raise ValueError("proxy (bastion) connections are not supported")
+        return data
+
+
+# connection field -> the hive field it fills (each spelling pydantic accepts)
+_CONNECTION_TARGET = {
+    "host": ("hostname",),
+    "user": ("sshUser", "ssh_user"),
+    "port": ("sshPort", "ssh_port"),
+    "hostKey": ("hostKey", "host_key"),
+    "host_key": ("hostKey", "host_key"),
+}
+
+
+def _merge_connection(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill hostname/sshUser/sshPort/hostKey from a `connection:` block; refuse conflicts."""
+    connection = data.get("connection")
+    if not isinstance(connection, dict):
+        return data
+    merged = dict(data)
+    for key, targets in _CONNECTION_TARGET.items():
+        if connection.get(key) is None:
+            continue
+        given = [t for t in targets if merged.get(t) is not None]
+        if not given:
+            merged[targets[0]] = connection[key]
+        elif merged[given[0]] != connection[key]:
+            raise ValueError(
+                f"{given[0]} {merged[given[0]]!r} and connection.{key} {connection[key]!r} "
+                "differ; give the target once"
+            )
+    return merged
+
+
 class HiveConfig(Model):
     alias: Alias
     hostname: Hostname
-    ssh_user: User
+    ssh_user: User = Field(default_factory=lambda: _local_user())
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
     hive_port: Annotated[int, Field(ge=1, le=65535)] = 8600
     auto_start: bool = False
@@ -188,6 +254,7 @@ class HiveConfig(Model):
     host_key: Annotated[str, Field(max_length=16384)] | None = None
     reinstall_trigger: Trigger = ""
     prune_unmanaged: bool = False
+    connection: HiveConnection | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -196,6 +263,7 @@ class HiveConfig(Model):
             for key in ("installMethod", "install_method"):
                 if key in data:
                     data = {**data, key: _install_method_shape(data[key])}
+            data = _merge_connection(data)
         return data
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ class Observed:
 
     resolved_commit: str | None
     host_state: str
+    host_key: str
 
 
 async def observe(spec: InstallSpec) -> Observed:
@@ -43,7 +44,7 @@ async def observe(spec: InstallSpec) -> Observed:
         if isinstance(spec.source, GitSource):
             commit = await git.resolve_commit(session, spec)
     state = plan.host_state(facts.installed.get(spec.install_name), plan.install_id(spec))
-    return Observed(resolved_commit=commit, host_state=state)
+    return Observed(resolved_commit=commit, host_state=state, host_key=session.server_host_key)
 
 
 @dataclass(frozen=True)

@@ -82,14 +82,14 @@ def _get(props: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-def _norm(value: Any) -> Any:
+def norm(value: Any) -> Any:
     """Floats that are whole numbers (ints cross the wire as floats) compare equal to ints."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
+        return {k: norm(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_norm(v) for v in value]
+        return [norm(v) for v in value]
     return value
 
 
@@ -106,13 +106,13 @@ def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
     replaces = [
         ".".join(path)
         for path in REPLACE_PATHS
-        if _norm(_get(olds, path)) != _norm(_get(news, path))
+        if norm(_get(olds, path)) != norm(_get(news, path))
     ]
     keys = sorted(k for k in set(olds) | set(news) if not k.startswith("__"))
     changed = [
         k
         for k in keys
-        if k in news and k != "hostState" and _norm(olds.get(k)) != _norm(news.get(k))
+        if k in news and k != "hostState" and norm(olds.get(k)) != norm(news.get(k))
     ]
     state = news.get("hostState")
     drifted = state is not None and state != IN_SYNC

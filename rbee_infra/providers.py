@@ -41,11 +41,20 @@ def plan_keys() -> tuple[str, ...]:
     return (*INPUT_ONLY, "installId", "releaseId", "commit", "version", "sha256", "installPath")
 
 
+def _same_target(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    old, new = olds.get("connection") or {}, news.get("connection") or {}
+    keys = ("host", "port", "user")
+    return bool(old) and all(plan.norm(old.get(k)) == plan.norm(new.get(k)) for k in keys)
+
+
 class _InstallProvider(ResourceProvider):
     serialize_as_secret_always = False
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in _public(news).items() if k not in plan_keys()}
+        inputs.pop("trustedHostKey", None)
+        if _same_target(olds, inputs) and olds.get("trustedHostKey"):
+            inputs["trustedHostKey"] = olds["trustedHostKey"]
         try:
             spec = parse_spec(inputs)
         except ConfigError as error:
@@ -55,12 +64,16 @@ class _InstallProvider(ResourceProvider):
             inputs["hostState"] = observed.host_state
             if observed.resolved_commit:
                 inputs["resolvedCommit"] = observed.resolved_commit
+            tofu = spec.connection.host_key_policy == "tofu" and not spec.connection.host_key
+            if tofu and not spec.trusted_host_key and observed.host_key:
+                report(spec.label, "trusting the host key seen on first use")
+                inputs["trustedHostKey"] = observed.host_key
         except HostError as error:
             # Preview still shows the plan; the host problem is the reason for the update.
             report(spec.label, f"could not inspect the host: {error}")
             inputs["hostState"] = f"unreachable: {error.phase} failed"
-            if "resolvedCommit" in _olds:
-                inputs["resolvedCommit"] = _olds["resolvedCommit"]
+            if "resolvedCommit" in olds:
+                inputs["resolvedCommit"] = olds["resolvedCommit"]
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -28,7 +28,7 @@ def secrets_of(spec: InstallSpec) -> list[str]:
 
 
 def open_session(spec: InstallSpec) -> Any:
-    return connect(spec.connection, spec.label, secrets=secrets_of(spec))
+    return connect(spec.effective_connection(), spec.label, secrets=secrets_of(spec))
 
 
 async def probe(session: Session, spec: InstallSpec) -> HostFacts:

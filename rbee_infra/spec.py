@@ -62,6 +62,14 @@ class InstallSpec(Model):
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    # hostKeyPolicy "tofu": the key seen on first use, recorded by `check` and pinned after.
+    trusted_host_key: Annotated[str, Field(max_length=16384)] | None = None
+
+    def effective_connection(self) -> Connection:
+        c = self.connection
+        if c.host_key_policy == "tofu" and not c.host_key and self.trusted_host_key:
+            return c.model_copy(update={"host_key": self.trusted_host_key})
+        return c
 
     @property
     def install_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,8 @@ class RecordingMonitor(MockMonitor):
 
 def install_mocks(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Recorder:
     recorder = Recorder()
+    # other tests' asyncio.run() leaves no current loop; the mocks need one
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(
         recorder,
         project="rbee-infra",

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: install rbee-infra, make this machine reachable over SSH
+# with a key (its host key read from disk, not from the network), then preview and apply the
+# `localhost` stack on a local file backend. Needs the Pulumi CLI for the last step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install -q --disable-pip-version-check -e .
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+    mkdir -p /run/sshd && /usr/sbin/sshd
+  else
+    echo "no SSH server on 127.0.0.1:22: install and start openssh-server, then rerun" >&2
+    exit 1
+  fi
+fi
+
+key="$HOME/.ssh/id_ed25519"
+mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"
+[ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -f "$key"
+touch "$HOME/.ssh/authorized_keys" && chmod 600 "$HOME/.ssh/authorized_keys"
+grep -qxF "$(cat "$key.pub")" "$HOME/.ssh/authorized_keys" || cat "$key.pub" >> "$HOME/.ssh/authorized_keys"
+hostkey=/etc/ssh/ssh_host_ed25519_key.pub
+if [ -r "$hostkey" ] && ! grep -q "^127.0.0.1 $(cut -d' ' -f1,2 "$hostkey")" "$HOME/.ssh/known_hosts" 2>/dev/null; then
+  echo "127.0.0.1 $(cut -d' ' -f1,2 "$hostkey")" >> "$HOME/.ssh/known_hosts"
+fi
+
+python3 -m rbee_infra.cli preview --stack localhost
+python3 -m rbee_infra.cli up --stack localhost --yes
