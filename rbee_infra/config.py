@@ -36,6 +36,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(
     r"^(?:(?:https?|ssh|git|file)://[^\s'\"\\`$;&|<>(){}]+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s'\"\\`$;&|<>(){}-][^\s'\"\\`$;&|<>(){}]*)$"
 )
+_HTTP_URL = re.compile(r"^(?i:https?)://[^\s'\"\\`$;&|<>(){}]+$")
 _TRIGGER = re.compile(r"^[A-Za-z0-9_.:+=@/-]{0,128}$")
 
 KNOWN_WORKER_BINARIES = {
@@ -128,7 +129,7 @@ class ReleaseSource(Model):
     tag: GitRef
     asset: BinaryName | None = None
     sha256: Sha256 | None = None
-    base_url: Annotated[str, _pattern(_URL, "an http(s) URL")] = "https://github.com"
+    base_url: Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")] = "https://github.com"
 
 
 class LocalSource(Model):

@@ -65,19 +65,22 @@ class HostKeyError(HostError):
 
 
 class CommandError(HostError):
-    """A remote command exited non-zero."""
+    """A remote command exited non-zero: `hive gpu-host: build failed (exit 101): <what>` and
+    the last lines of its stderr."""
 
     def __init__(
         self, host: str, phase: str, exit_status: int | None, stderr_tail: str, summary: str = ""
     ) -> None:
         self.exit_status = exit_status
         self.stderr_tail = stderr_tail
-        code = "killed by a signal" if exit_status is None else f"exit {exit_status}"
-        what = f"{summary} " if summary else ""
-        body = f"{what}({code})"
-        if stderr_tail:
-            body += ":\n" + stderr_tail
+        self.summary = summary
+        code = "no exit status" if exit_status is None else f"exit {exit_status}"
+        body = "\n".join(part for part in (summary, stderr_tail) if part)
         super().__init__(host, phase, body)
+        self.args = (f"{host}: {phase} failed ({code})" + (f": {body}" if body else ""),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class VerifyError(HostError):

@@ -124,6 +124,7 @@ class HivesConf(_Strict):
 _HINTS = {
     "hives": "did you mean [[hive]]? (rbee's hives.conf uses singular [[hive]] tables)",
     "worker": "did you mean workers = [ ... ]?",
+    "feature": "did you mean features = [ ... ]?",
     "port": "did you mean ssh_port or hive_port?",
     "user": "did you mean ssh_user?",
     "host": "did you mean hostname?",
@@ -160,8 +161,36 @@ def parse_text(text: str, *, source: str = "hives.conf") -> HivesConf:
         raise ConfigError(_problems(error)) from None
     if not conf.hive:
         raise ConfigError([(source, "no [[hive]] tables; nothing to import")])
+    _check_unique(conf)
     _check_binary_paths(conf)
     return conf
+
+
+def _check_unique(conf: HivesConf) -> None:
+    problems: list[tuple[str, str]] = []
+    aliases: dict[str, int] = {}
+    for i, hive in enumerate(conf.hive):
+        if hive.alias in aliases:
+            problems.append(
+                (
+                    f"hive[{i}].alias",
+                    f"{hive.alias!r} is already used by hive[{aliases[hive.alias]}]",
+                )
+            )
+        aliases.setdefault(hive.alias, i)
+        types: dict[str, int] = {}
+        for j, worker in enumerate(hive.workers):
+            if worker.type in types:
+                problems.append(
+                    (
+                        f"hive[{i}].workers[{j}].type",
+                        f"{worker.type!r} is already used by workers[{types[worker.type]}] "
+                        "(one worker per type and hive)",
+                    )
+                )
+            types.setdefault(worker.type, j)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _fixed_path_forms(user: str, relative: str) -> set[str]:
@@ -249,6 +278,7 @@ def check_stack_hives(hives: list[dict[str, Any]]) -> FleetConfig:
 # --- stack config -> hives.conf (the way back, for `rbee-infra export`) -------------------
 
 _NO_EQUIVALENT_HIVE = ("cargo", "host_key", "reinstall_trigger", "prune_unmanaged")
+_CONNECTION_MIRRORED = {"host", "port", "user"}  # copied into hostname/sshPort/sshUser
 _NO_EQUIVALENT_WORKER = ("binary", "reinstall_trigger")
 
 
@@ -256,8 +286,12 @@ def _conf_method(source: GitSource | ReleaseSource | LocalSource, where: str) ->
     if isinstance(source, GitSource):
         if source.branch is None:
             raise ConfigError(
-                [(f"{where}.installMethod", f"hives.conf git sources take a branch, not a "
-                  f"{source.ref_kind}")]
+                [
+                    (
+                        f"{where}.installMethod",
+                        f"hives.conf git sources take a branch, not a {source.ref_kind}",
+                    )
+                ]
             )
         return {"git": {"repo": source.repo, "branch": source.branch}}
     extra = sorted(source.model_fields_set - {"method", "repo", "tag", "path"})
@@ -273,7 +307,7 @@ def _conf_method(source: GitSource | ReleaseSource | LocalSource, where: str) ->
 def _check_representable(model: HiveConfig | WorkerConfig, names: tuple[str, ...], where: str):
     for name in names:
         if name in model.model_fields_set and getattr(model, name) not in ("", None, False):
-            field = model.model_fields[name].alias or name
+            field = type(model).model_fields[name].alias or name
             raise ConfigError([(f"{where}.{field}", "has no hives.conf equivalent")])
 
 
@@ -282,6 +316,12 @@ def to_conf_dict(fleet: FleetConfig) -> dict[str, Any]:
     for i, hive in enumerate(fleet.hives):
         where = f"hives[{i}]"
         _check_representable(hive, _NO_EQUIVALENT_HIVE, where)
+        connection = getattr(hive, "connection", None)
+        if connection is not None:
+            extra = sorted(connection.model_fields_set - _CONNECTION_MIRRORED)
+            if extra:
+                field = type(connection).model_fields[extra[0]].alias or extra[0]
+                raise ConfigError([(f"{where}.connection.{field}", "has no hives.conf equivalent")])
         out: dict[str, Any] = {
             "alias": hive.alias,
             "hostname": hive.hostname,

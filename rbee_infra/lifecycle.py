@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rbee_infra import layout, plan, scripts
-from rbee_infra.config import GitSource
+from rbee_infra import extras, layout, plan, prune, scripts
+from rbee_infra.config import GitSource, ReleaseSource
 from rbee_infra.errors import HostError, VerifyError
 from rbee_infra.facts import InstalledBinary
-from rbee_infra.install import Staged, git
+from rbee_infra.install import Staged, git, local, release
 from rbee_infra.progress import report
 from rbee_infra.remote import (
     LOCK_WAIT_SECONDS,
@@ -34,17 +34,30 @@ class Observed:
     resolved_commit: str | None
     host_state: str
     host_key: str
+    extras: tuple[str, ...] = ()  # hive only: unmanaged installs, as shown (see `extras`)
 
 
 async def observe(spec: InstallSpec) -> Observed:
-    """Read-only: safe during preview."""
+    """Read-only: safe during preview. A local source's sha256 is the version it stands for."""
+    commit = None
+    if spec.source.method == "local":
+        commit = local.file_sha(spec)
+    elif isinstance(spec.source, ReleaseSource):
+        commit = spec.source.sha256
+    found: list[str] = []
     async with open_session(spec) as session:
         facts = await probe(session, spec)
-        commit = None
         if isinstance(spec.source, GitSource):
             commit = await git.resolve_commit(session, spec)
+        if spec.component == "hive":
+            found = extras.shown(await prune.scan(session, spec))
     state = plan.host_state(facts.installed.get(spec.install_name), plan.install_id(spec))
-    return Observed(resolved_commit=commit, host_state=state, host_key=session.server_host_key)
+    return Observed(
+        resolved_commit=commit,
+        host_state=state,
+        host_key=session.server_host_key,
+        extras=tuple(found),
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,7 @@ async def _verify(link: Link, spec: InstallSpec, iid: str, rid: str, abort: str)
 
 
 Stager = Callable[..., Awaitable[Staged]]
-STAGERS: dict[str, Stager] = {"git": git.stage}
+STAGERS: dict[str, Stager] = {"git": git.stage, "release": release.stage, "local": local.stage}
 
 
 def _stager(spec: InstallSpec) -> Stager:

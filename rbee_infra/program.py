@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from rbee_infra.command import CommandConfig, declare_command, parse_commands
 from rbee_infra.config import (
     HIVE_BINARY,
     FleetConfig,
@@ -89,14 +91,30 @@ def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pu
         plain["hostKey"] = hive.host_key
     if fleet.ssh_agent and os.environ.get("SSH_AUTH_SOCK"):
         plain["agentSocketPath"] = os.environ["SSH_AUTH_SOCK"]
+    # a pulumi-command-shaped `connection:` block (host/user/port/hostKey are already merged
+    # into the hive's fields); its own key replaces the fleet's key and password
+    own = hive.connection
+    own_key = own is not None and own.private_key is not None
+    if own is not None:
+        if own.private_key is not None:
+            plain.pop("privateKeyPath", None)
+            plain["privateKey"] = own.private_key
+            if own.private_key_password is not None:
+                plain["privateKeyPassword"] = own.private_key_password
+        if own.agent_socket_path is not None:
+            plain["agentSocketPath"] = own.agent_socket_path
+        if own.dial_error_limit is not None:
+            plain["dialErrorLimit"] = own.dial_error_limit
+        if own.per_dial_timeout is not None:
+            plain["connectTimeout"] = float(own.per_dial_timeout)
     key = secrets.private_key or pulumi.Output.from_input(None)
     password = secrets.private_key_password or pulumi.Output.from_input(None)
 
     def merge(values: list[Any]) -> dict[str, Any]:
         out = dict(plain)
-        if values[0]:
+        if values[0] and not own_key:
             out["privateKey"] = values[0]
-        if values[1]:
+        if values[1] and not own_key:
             out["privateKeyPassword"] = values[1]
         return out
 
@@ -111,8 +129,10 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
-def declare_fleet(fleet: FleetConfig, secrets: Secrets) -> dict[str, dict[str, Any]]:
-    """Declare every hive and worker; return what the stack exports per hive."""
+def declare_fleet(
+    fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
+) -> dict[str, dict[str, Any]]:
+    """Declare every hive, worker and command; return what the stack exports per hive."""
     exports: dict[str, dict[str, Any]] = {}
     for hive in fleet.hives:
         connection = connection_for(fleet, hive, secrets)
@@ -128,10 +148,13 @@ def declare_fleet(fleet: FleetConfig, secrets: Secrets) -> dict[str, dict[str, A
                 cargo=hive.cargo,
                 reinstall_trigger=hive.reinstall_trigger,
                 build_timeout=fleet.build_timeout,
+                prune_unmanaged=hive.prune_unmanaged,
+                managed_workers=[w.type for w in hive.workers],
             ),
             secret_source=secret,
         )
         workers: dict[str, Any] = {}
+        worker_resources: dict[str, Worker] = {}
         for worker in hive.workers:
             wsource, wsecret = _source_input(worker_source(hive, worker))
             resource = Worker(
@@ -150,16 +173,21 @@ def declare_fleet(fleet: FleetConfig, secrets: Secrets) -> dict[str, dict[str, A
                 pulumi.ResourceOptions(depends_on=[hive_resource]),
                 secret_source=wsecret,
             )
+            worker_resources[worker.type] = resource
             workers[worker.type] = {
                 "path": resource.installPath,
                 "version": resource.version,
                 "commit": resource.commit,
             }
+        for command in commands:
+            if command.hive == hive.alias:
+                declare_command(command, hive_resource, connection, worker_resources)
         exports[hive.alias] = {
             "hive": {
                 "path": hive_resource.installPath,
                 "version": hive_resource.version,
                 "commit": hive_resource.commit,
+                "extras": hive_resource.extras,
             },
             "workers": workers,
         }
@@ -168,5 +196,6 @@ def declare_fleet(fleet: FleetConfig, secrets: Secrets) -> dict[str, dict[str, A
 
 def main() -> None:
     fleet, secrets = read_stack_config()
-    for alias, value in declare_fleet(fleet, secrets).items():
+    commands = parse_commands(pulumi.Config("rbee").get_object("commands"), fleet)
+    for alias, value in declare_fleet(fleet, secrets, commands).items():
         pulumi.export(alias, value)

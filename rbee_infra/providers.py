@@ -20,12 +20,12 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import lifecycle, plan
+from rbee_infra import lifecycle, plan, prune
 from rbee_infra.errors import ConfigError, HostError
 from rbee_infra.progress import report
 from rbee_infra.spec import InstallSpec, parse_spec
 
-INPUT_ONLY = ("resolvedCommit", "hostState")
+INPUT_ONLY = ("resolvedCommit", "hostState", "pruneExtras")
 
 
 def _public(props: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,16 @@ def _spec(props: dict[str, Any]) -> InstallSpec:
 
 def plan_keys() -> tuple[str, ...]:
     """Keys the provider adds (from check or an install) that are not part of the spec."""
-    return (*INPUT_ONLY, "installId", "releaseId", "commit", "version", "sha256", "installPath")
+    outputs = ("installId", "releaseId", "commit", "version", "sha256", "installPath", "extras")
+    return (*INPUT_ONLY, *outputs)
+
+
+def _extras(spec: InstallSpec, planned: Any) -> dict[str, Any]:
+    """Hive only: remove what the preview listed to prune (pruneUnmanaged), list what is left."""
+    if spec.component != "hive":
+        return {}
+    left = asyncio.run(prune.settle(spec, planned if isinstance(planned, list) else []))
+    return {"extras": left, **({"pruneExtras": []} if spec.prune_unmanaged else {})}
 
 
 def _same_target(olds: dict[str, Any], news: dict[str, Any]) -> bool:
@@ -68,6 +77,10 @@ class _InstallProvider(ResourceProvider):
             if tofu and not spec.trusted_host_key and observed.host_key:
                 report(spec.label, "trusting the host key seen on first use")
                 inputs["trustedHostKey"] = observed.host_key
+            if spec.prune_unmanaged and observed.extras:
+                inputs["pruneExtras"] = list(observed.extras)
+        except ConfigError as error:
+            return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
         except HostError as error:
             # Preview still shows the plan; the host problem is the reason for the update.
             report(spec.label, f"could not inspect the host: {error}")
@@ -88,17 +101,22 @@ class _InstallProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = _spec(props)
         installed = asyncio.run(lifecycle.install(spec, updating=False))
-        return CreateResult(installed.install_id, {**_public(props), **installed.outputs()})
+        outs = {**_public(props), **installed.outputs()}
+        outs.update(_extras(spec, props.get("pruneExtras")))
+        return CreateResult(installed.install_id, outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = _spec(news)
         decision = plan.decide_diff(_public(olds), _public(news))
         if not decision.reinstall:
-            kept = {k: olds[k] for k in plan_keys() if k in olds}
-            return UpdateResult({**_public(news), **kept, "hostState": plan.IN_SYNC})
-        fresh = "reinstallTrigger" in decision.changed
-        installed = asyncio.run(lifecycle.install(spec, updating=True, fresh=fresh))
-        return UpdateResult({**_public(news), **installed.outputs()})
+            kept = {k: olds[k] for k in plan_keys() if k in olds and k != "pruneExtras"}
+            outs = {**_public(news), **kept, "hostState": plan.IN_SYNC}
+        else:
+            fresh = "reinstallTrigger" in decision.changed
+            installed = asyncio.run(lifecycle.install(spec, updating=True, fresh=fresh))
+            outs = {**_public(news), **installed.outputs()}
+        outs.update(_extras(spec, news.get("pruneExtras")))
+        return UpdateResult(outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         spec = _spec(props)
@@ -115,6 +133,8 @@ class _InstallProvider(ResourceProvider):
             outs["sha256"] = installed.sha256
         if installed.release_id:
             outs["releaseId"] = installed.release_id
+        if spec.component == "hive":
+            outs["extras"] = asyncio.run(prune.listed(spec))
         return ReadResult(id_, outs)
 
 

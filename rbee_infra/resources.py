@@ -20,6 +20,7 @@ _OUTPUTS = (
     "version",
     "sha256",
     "hostState",
+    "trustedHostKey",
 )
 
 
@@ -56,6 +57,16 @@ class InstallArgs:
 @dataclass
 class HiveArgs(InstallArgs):
     binary: pulumi.Input[str] = "rbee-hive"
+    prune_unmanaged: pulumi.Input[bool] = False
+    managed_workers: pulumi.Input[list[str]] = field(default_factory=list)
+
+    def props(self, component: str, resource_name: str) -> dict[str, Any]:
+        return {
+            **super().props(component, resource_name),
+            "pruneUnmanaged": self.prune_unmanaged,
+            "managedWorkers": self.managed_workers,
+            "extras": None,
+        }
 
 
 @dataclass
@@ -77,6 +88,7 @@ class Hive(Resource):
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
     sha256: pulumi.Output[str]
+    extras: pulumi.Output[list[str]]
 
     def __init__(
         self,

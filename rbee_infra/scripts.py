@@ -29,6 +29,11 @@ rbee_lock() {
 }
 """
 
+# cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
+_ANCHOR_CARGO = """
+case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
+"""
+
 _SHA = """
 rbee_sha() { if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; else shasum -a 256 < "$1"; fi | cut -d' ' -f1; }
 """
@@ -72,7 +77,7 @@ BUILD_JOB = (
     + r"""
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
-echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
+""" + _ANCHOR_CARGO + r"""echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
 finish() { echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
 phase() { echo "$1" > "$job/phase"; echo "== $1" >&2; }
 phase lock
@@ -237,6 +242,162 @@ done
 if [ -z "$(ls -A -- "$root" 2>/dev/null | grep -v '^\.lock')" ]; then
   rm -f -- "$root/.lock.holder" "$root/.lock"; rmdir -- "$root" 2>/dev/null
 fi
+exit 0
+"""
+)
+
+# Read-only, for `rbee-infra status`. args: seconds allowed per `--version`, then stable
+# paths. Prints `version<TAB>path<TAB>exit status or -<TAB>base64 of the first output lines`.
+VERSIONS = (
+    _ENV
+    + r"""
+secs=$1; shift
+for p in "$@"; do
+  if [ -f "$p" ] && [ -x "$p" ]; then
+    if command -v timeout >/dev/null 2>&1; then
+      out=$(timeout "$secs" "$p" --version 2>&1 < /dev/null); st=$?
+    else
+      out=$("$p" --version 2>&1 < /dev/null); st=$?
+    fi
+    printf 'version\t%s\t%s\t%s\n' "$p" "$st" "$(printf '%s\n' "$out" | head -n 5 | base64 | tr -d '\n')"
+  else
+    printf 'version\t%s\t-\t\n' "$p"
+  fi
+done
+"""
+)
+
+# GET the URL read from stdin (never an argument: a token in it would show in `ps`) into a
+# file. Prints "@@http<TAB><status>" on stderr; returns the tool's exit status.
+_GET = r"""
+rbee_get() {
+  code=
+  if [ "$1" = curl ]; then
+    code=$(sed 's/^/url = "/; s/$/"/' | curl -sS --fail --location --connect-timeout 30 -K - -o "$2" -w '%{http_code}')
+    s=$?
+  else
+    # wget sends a bare token (`https://TOKEN@host`) only when it is written `TOKEN:`
+    sed 's#^\([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*\)@#\1:@#' \
+      | wget --tries=1 --timeout=60 --auth-no-challenge --progress=dot:giga -i - -O "$2" 2> "$2.log"
+    s=$?
+    code=$(sed -n 's/.*ERROR \([0-9][0-9][0-9]\).*/\1/p' "$2.log" | tail -n 1)
+    [ $s -eq 0 ] || grep -E 'ERROR|Giving up|failed|unable|Unable|closed' "$2.log" | tail -n 3 >&2
+    rm -f -- "$2.log"
+  fi
+  printf '@@http\t%s\n' "${code:-000}" >&2
+  return $s
+}
+"""
+
+# Read-only: a small text file (a published checksum). args: tool (curl | wget); URL on stdin.
+FETCH_TEXT = (
+    _ENV
+    + _GET
+    + r"""
+tmp=$(mktemp -d) || exit 1
+rbee_get "$1" "$tmp/body"; s=$?
+[ $s -eq 0 ] && head -c 1048576 -- "$tmp/body"
+rm -rf -- "$tmp"
+exit $s
+"""
+)
+
+# Download a release asset on the host, check its sha256, unpack it if it is a .tar.gz, and
+# only then move it into the release dir. args: lock, wait, holder, tool, stage dir, asset
+# name, expected sha256, binary, archive (1 | 0); URL on stdin. On failure nothing is left and
+# stderr ends with "@@failed<TAB><step>" (download | checksum | unpack | missing | place).
+DOWNLOAD_RELEASE = (
+    _ENV
+    + _LOCK
+    + _SHA
+    + _GET
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+tool=$4 stage=$5 asset=$6 sha=$7 bin=$8 archive=$9
+inc="$stage.incoming"
+fail() { rm -rf -- "$inc"; printf '@@failed\t%s\n' "$1" >&2; exit "$2"; }
+rm -rf -- "$inc" && mkdir -p -- "$inc" || fail place 1
+rbee_get "$tool" "$inc/$asset" || fail download $?
+got=$(rbee_sha "$inc/$asset") || fail checksum 1
+if [ "$got" != "$sha" ]; then printf '@@sha256\t%s\n' "$got" >&2; fail checksum 65; fi
+if [ "$archive" = 1 ]; then
+  mkdir -- "$inc/.unpack" && tar -xzf "$inc/$asset" -C "$inc/.unpack" || fail unpack $?
+  found=$(find "$inc/.unpack" -type f -name "$bin" | head -n 1)
+  [ -n "$found" ] || fail missing 66
+  mv -f -- "$found" "$inc/.bin" && rm -rf -- "$inc/.unpack" "$inc/$asset" \
+    && mv -f -- "$inc/.bin" "$inc/$bin" || fail place 1
+elif [ "$asset" != "$bin" ]; then
+  mv -f -- "$inc/$asset" "$inc/$bin" || fail place 1
+fi
+chmod 0755 -- "$inc/$bin" || fail place 1
+rm -rf -- "$stage" && mv -f -- "$inc" "$stage" || fail place 1
+exit 0
+"""
+)
+
+# Before an SFTP upload: an empty "<stage>.incoming". args: lock, wait, holder, stage dir
+PREPARE_UPLOAD = (
+    _ENV
+    + _LOCK
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+rm -rf -- "$4.incoming" && mkdir -p -- "$4.incoming"
+"""
+)
+
+# After an SFTP upload: check the sha256 on the host, then move it into the release dir.
+# args: lock, wait, holder, stage dir, binary, expected sha256
+PLACE_UPLOAD = (
+    _ENV
+    + _LOCK
+    + _SHA
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+stage=$4 bin=$5 sha=$6
+inc="$stage.incoming"
+fail() { rm -rf -- "$inc"; printf '@@failed\t%s\n' "$1" >&2; exit "$2"; }
+got=$(rbee_sha "$inc/$bin") || fail checksum 1
+if [ "$got" != "$sha" ]; then printf '@@sha256\t%s\n' "$got" >&2; fail checksum 65; fi
+chmod 0755 -- "$inc/$bin" || fail place 1
+rm -rf -- "$stage" && mv -f -- "$inc" "$stage" || fail place 1
+exit 0
+"""
+)
+
+# Read-only: what sits in rbee's directories, for the hive's extras. args: workers dir,
+# releases dir, receipts dir, then other paths to report when present.
+EXTRAS_SCAN = (
+    _ENV
+    + r"""
+w=$1 r=$2 c=$3; shift 3
+for f in "$w"/*; do { [ -e "$f" ] || [ -L "$f" ]; } && printf 'worker\t%s\n' "${f##*/}"; done
+for f in "$r"/*; do [ -d "$f" ] && printf 'release\t%s\n' "${f##*/}"; done
+for f in "$c"/*.json; do [ -f "$f" ] && { n=${f##*/}; printf 'receipt\t%s\n' "${n%.json}"; }; done
+for p in "$@"; do { [ -e "$p" ] || [ -L "$p" ]; } && printf 'path\t%s\n' "$p"; done
+exit 0
+"""
+)
+
+# args: lock, wait, holder, then paths to remove; only paths inside rbee's own directories
+# (and the hive's moved-aside hand-made binary) are accepted.
+PRUNE = (
+    _ENV
+    + _LOCK
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+shift 3
+for p in "$@"; do
+  case "$p" in
+    *..*|*/|*//*) echo "refusing to remove $p" >&2; exit 2;;
+    .local/share/rbee/workers/?*|.local/share/rbee/releases/?*|.local/share/rbee/receipts/?*.json) ;;
+    .local/bin/rbee-hive.pre-rbee-infra) ;;
+    *) echo "refusing to remove $p: outside rbee's directories" >&2; exit 2;;
+  esac
+done
+for p in "$@"; do
+  case "$p" in .local/share/rbee/*/*/*) echo "refusing to remove $p" >&2; exit 2;; esac
+done
+for p in "$@"; do rm -rf -- "$p" || exit 1; printf 'removed\t%s\n' "$p"; done
 exit 0
 """
 )

@@ -62,6 +62,10 @@ class InstallSpec(Model):
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    # hive only: the worker types configured on it (never extras), and whether `up` removes
+    # the extras (see `extras`)
+    managed_workers: list[WorkerType] = Field(default_factory=list)
+    prune_unmanaged: bool = False
     # hostKeyPolicy "tofu": the key seen on first use, recorded by `check` and pinned after.
     trusted_host_key: Annotated[str, Field(max_length=16384)] | None = None
 

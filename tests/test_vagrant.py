@@ -7,11 +7,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
+from rbee_infra import program
 from rbee_infra.config import FleetConfig, GitSource, parse_fleet
 from rbee_infra.errors import ConfigError
+from tests.program_mocks import install_mocks, unwrap
 
 ROOT = Path(__file__).resolve().parent.parent
 VAGRANTFILE = ROOT / "vagrant" / "Vagrantfile"
@@ -71,6 +74,29 @@ def test_vagrant_stack_validates_and_matches_the_vagrantfile() -> None:
         assert isinstance(hive.install_method, GitSource)
     assert fleet.host_key_policy == "strict"
     assert fleet.ssh_private_key_path == "~/.ssh/id_ed25519"
+
+
+@pytest.mark.unit
+def test_vagrant_stack_declares_a_hive_and_its_worker_on_each_vm() -> None:
+    config = yaml.safe_load(STACK.read_text())["config"]
+    recorder = install_mocks(config)
+    pulumi.runtime.test(program.main)()
+    assert sorted(r.name for r in recorder.resources) == [
+        "hive-cpu-host",
+        "hive-gpu-host",
+        "worker-cpu-host-cpu",
+        "worker-gpu-host-cuda",
+    ]
+    for name, host in vagrant_hosts().items():
+        on_host = [r for r in recorder.resources if f"-{name}" in r.name]
+        assert len(on_host) == 2, name
+        for resource in on_host:
+            conn = unwrap(resource.inputs["connection"])
+            assert (conn["host"], conn["port"], conn["user"]) == (host["ip"], 22, "vagrant")
+            assert conn["privateKeyPath"] == "~/.ssh/id_ed25519"
+            assert resource.inputs["cargo"] == "/home/vagrant/.cargo/bin/cargo"
+    cuda = recorder.by_name("worker-gpu-host-cuda")
+    assert (cuda.inputs["binary"], cuda.inputs["features"]) == ("llm-worker-rbee-cuda", ["cuda"])
 
 
 @pytest.mark.unit

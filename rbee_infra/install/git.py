@@ -30,7 +30,7 @@ async def resolve_commit(session: Session, spec: InstallSpec) -> str:
         *plan.git_ref_names(source),
         phase="resolve",
         timeout=PROBE_TIMEOUT,
-        summary=f"git ls-remote of {source.ref_kind} {source.ref!r} failed",
+        summary=f"git ls-remote of {source.ref_kind} {source.ref!r}",
     )
     commit = plan.pick_commit(source, parse_ls_remote(result.stdout))
     if commit is None:
@@ -118,12 +118,12 @@ async def build(
             await remove_install(link, spec, abort, iid, [rid])
             code = None if status == "lost" else int(status) if status.isdigit() else None
             what = {
-                "clone": f"git fetch of {source.ref_kind} {source.ref!r} failed",
-                "build": f"cargo build --release --bin {spec.binary} failed",
+                "clone": f"git fetch of {source.ref_kind} {source.ref!r}",
+                "build": f"cargo build --release --bin {spec.binary}",
                 "lock": "could not take the host lock",
                 "install": "could not stage the built binary",
-            }.get(phase, f"{phase} failed")
+            }.get(phase, "")
             if status == "lost":
-                what += " (the build process vanished)"
+                what = f"{what} (the build process vanished)".strip()
             raise CommandError(spec.label, phase, code, tail("\n".join(lines)), what)
     return Staged(release_id=rid, version_key=commit, job_dir=job)

@@ -1,0 +1,111 @@
+"""preview / up / destroy through the Pulumi Automation API, with no Pulumi account needed.
+
+Backend: `--backend URL`, else `PULUMI_BACKEND_URL`, else a local file backend under the
+user's data dir (`$XDG_DATA_HOME/rbee-infra/state`, default `~/.local/share/rbee-infra/state`).
+Secrets: the passphrase provider; `PULUMI_CONFIG_PASSPHRASE` defaults to empty when neither it
+nor `PULUMI_CONFIG_PASSPHRASE_FILE` is set (set one to protect secrets in the stack config).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Operation = Literal["preview", "up", "destroy"]
+INSTALL_URL = "https://www.pulumi.com/docs/install/"
+SECRETS_PROVIDER = "passphrase"
+
+
+class PulumiMissing(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(
+            f"the Pulumi CLI (`pulumi`) is not on PATH; install it: {INSTALL_URL} "
+            "(no Pulumi account is needed)"
+        )
+
+
+class OperationFailed(RuntimeError):
+    """Pulumi ran and reported failure; its own messages were already streamed."""
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    url: str
+    env: dict[str, str]  # what the Pulumi CLI subprocess gets on top of the environment
+    state_dir: Path | None  # the local state directory when the file backend is in use
+    passphrase_defaulted: bool
+
+
+def state_dir(environ: Mapping[str, str], home: Path) -> Path:
+    data_home = environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    return Path(data_home) / "rbee-infra" / "state"
+
+
+def backend_settings(
+    environ: Mapping[str, str], *, backend: str | None = None, home: Path | None = None
+) -> BackendSettings:
+    """Pure: which backend and secrets settings an operation runs with."""
+    home = home if home is not None else Path.home()
+    url = backend or environ.get("PULUMI_BACKEND_URL") or ""
+    local: Path | None = None
+    if not url:
+        local = state_dir(environ, home)
+        url = local.as_uri()
+    elif url.startswith("file://"):
+        local = Path(url.removeprefix("file://")).expanduser()
+    env = {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    defaulted = (
+        "PULUMI_CONFIG_PASSPHRASE" not in environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in environ
+    )
+    if defaulted:
+        env["PULUMI_CONFIG_PASSPHRASE"] = ""
+    return BackendSettings(url=url, env=env, state_dir=local, passphrase_defaulted=defaulted)
+
+
+def pulumi_cli(path: str | None = None) -> str:
+    found = shutil.which("pulumi", path=path)
+    if found is None:
+        raise PulumiMissing()
+    return found
+
+
+def run(
+    operation: Operation,
+    *,
+    project_dir: Path,
+    stack: str,
+    settings: BackendSettings,
+    on_output: Callable[[str], None],
+    on_error: Callable[[str], None] | None = None,
+) -> None:
+    """Run one operation on the project in `project_dir`, streaming Pulumi's output."""
+    pulumi_cli()
+    from pulumi import automation as auto  # imported late: `status`/`import` do not need it
+
+    if settings.state_dir is not None:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    options = auto.LocalWorkspaceOptions(
+        work_dir=str(project_dir), env_vars=settings.env, secrets_provider=SECRETS_PROVIDER
+    )
+    try:
+        selected = auto.create_or_select_stack(
+            stack_name=stack, work_dir=str(project_dir), opts=options
+        )
+        if operation == "preview":
+            selected.preview(on_output=on_output, on_error=on_error)
+        elif operation == "up":
+            selected.up(on_output=on_output, on_error=on_error)
+        else:
+            selected.destroy(on_output=on_output, on_error=on_error)
+    except auto.CommandError as error:
+        raise OperationFailed(_summary(operation, error)) from None
+
+
+def _summary(operation: str, error: Exception) -> str:
+    """One line; the details (per-resource errors) were streamed above."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    code = next((ln for ln in lines if ln.startswith("code:")), "")
+    return f"pulumi {operation} failed" + (f" ({code})" if code else "")

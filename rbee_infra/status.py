@@ -1,0 +1,509 @@
+"""`rbee-infra status`: what each host holds against what the config asks for. Read-only.
+
+One SSH connection per host, all hosts at once: run `--version` of each configured binary
+(VERSIONS), list the extras exactly as the hive resource does (`prune.scan`), read stable paths
+and receipts (PROBE), and resolve the desired git refs (RESOLVE, one `git ls-remote` per
+repo). The assessment itself is pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rbee_infra import layout, plan, prune, scripts
+from rbee_infra.config import HIVE_BINARY, FleetConfig, GitSource, HiveConfig, ReleaseSource
+from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
+from rbee_infra.extras import SHOWN_PREFIX
+from rbee_infra.facts import HostFacts, InstalledBinary, parse_ls_remote, parse_probe
+from rbee_infra.install import local
+from rbee_infra.program import worker_source
+from rbee_infra.redact import redact_url
+from rbee_infra.remote import secrets_of
+from rbee_infra.spec import Connection, InstallSpec
+from rbee_infra.ssh import Session, connect
+from rbee_infra.status_model import (
+    ComponentStatus,
+    ConfigSource,
+    Desired,
+    Extra,
+    HiveStatus,
+    Installed,
+    StatusReport,
+    Summary,
+)
+
+COMMAND_TIMEOUT = 30.0
+VERSION_TIMEOUT = 10
+JSON_RECEIPT = ".json"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How status reaches the hosts (from the stack config, overridden by CLI flags)."""
+
+    private_key_path: str | None = None
+    agent_socket_path: str | None = None
+    known_hosts: str | None = "~/.ssh/known_hosts"
+    host_key_policy: Literal["strict", "tofu"] = "strict"
+    connect_timeout: float = 10.0
+
+
+# --- what the config asks for ------------------------------------------------------------
+
+
+def connection_for(hive: HiveConfig, creds: Credentials) -> Connection:
+    data: dict[str, Any] = {
+        "host": hive.hostname,
+        "port": hive.ssh_port,
+        "user": hive.ssh_user,
+        "privateKeyPath": creds.private_key_path,
+        "agentSocketPath": creds.agent_socket_path,
+        "knownHosts": creds.known_hosts,
+        "hostKeyPolicy": creds.host_key_policy,
+        "connectTimeout": creds.connect_timeout,
+        "dialErrorLimit": 1,  # status reports a down host; it does not wait for it
+        "hostKey": hive.host_key,
+    }
+    per_hive = getattr(hive, "connection", None)
+    if per_hive is not None:
+        for name in ("private_key", "private_key_password", "agent_socket_path", "host_key"):
+            value = getattr(per_hive, name, None)
+            if value:
+                data[name] = value
+    return Connection.model_validate({k: v for k, v in data.items() if v is not None})
+
+
+def hive_specs(
+    fleet: FleetConfig, hive: HiveConfig, connection: Connection, stack: str
+) -> list[InstallSpec]:
+    """The hive and its workers exactly as `program.declare_fleet` declares them."""
+    specs = [
+        InstallSpec(
+            alias=hive.alias,
+            component="hive",
+            binary=HIVE_BINARY,
+            features=[],
+            source=hive.install_method,
+            connection=connection,
+            cargo=hive.cargo,
+            reinstall_trigger=hive.reinstall_trigger,
+            stack=stack,
+            resource_name=f"hive-{hive.alias}",
+            build_timeout=fleet.build_timeout,
+            managed_workers=[w.type for w in hive.workers],
+            prune_unmanaged=hive.prune_unmanaged,
+        )
+    ]
+    for worker in hive.workers:
+        specs.append(
+            InstallSpec(
+                alias=hive.alias,
+                component="worker",
+                worker_type=worker.type,
+                binary=worker.binary_name,
+                features=worker.feature_list,
+                source=worker_source(hive, worker),
+                connection=connection,
+                cargo=hive.cargo,
+                reinstall_trigger=worker.reinstall_trigger or hive.reinstall_trigger,
+                stack=stack,
+                resource_name=f"worker-{hive.alias}-{worker.type}",
+                build_timeout=fleet.build_timeout,
+            )
+        )
+    return specs
+
+
+def desired_ref(spec: InstallSpec) -> str | None:
+    if isinstance(spec.source, GitSource):
+        return spec.source.ref
+    if isinstance(spec.source, ReleaseSource):
+        return spec.source.tag
+    return None
+
+
+def describe_source(source: dict[str, Any] | None) -> str:
+    if not source:
+        return "unknown source"
+    method = source.get("method")
+    if method == "git":
+        kind = next((k for k in ("tag", "rev", "branch") if source.get(k)), "branch")
+        return f"git {source.get('repo')} {kind} {source.get(kind, 'main')}"
+    if method == "release":
+        return f"release {source.get('repo')} tag {source.get('tag')}"
+    if method == "local":
+        return f"local {source.get('path')}"
+    return str(method)
+
+
+# --- what the host said ------------------------------------------------------------------
+
+
+Versions = dict[str, tuple[int | None, str]]  # stable path -> (exit status, output)
+
+
+def parse_versions(output: str) -> Versions:
+    versions: Versions = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if fields[0] == "version" and len(fields) >= 4:
+            status = int(fields[2]) if fields[2].isdigit() else None
+            try:
+                text = base64.b64decode(fields[3]).decode("utf-8", "replace")
+            except (binascii.Error, ValueError):
+                text = ""
+            versions[fields[1]] = (status, text.strip())
+    return versions
+
+
+def extra_names(paths: Iterable[str]) -> dict[str, list[str]]:
+    """Group extras (home-relative paths) by install name: `rbee-worker-metal` -> its paths."""
+    grouped: dict[str, list[str]] = {}
+    for path in paths:
+        name = path.rsplit("/", 1)[-1].removesuffix(JSON_RECEIPT)
+        grouped.setdefault(name, []).append(path)
+    return dict(sorted(grouped.items()))
+
+
+# --- the assessment (pure) ---------------------------------------------------------------
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def installed_view(
+    installed: InstalledBinary | None, version: tuple[int | None, str] | None
+) -> Installed | None:
+    if installed is None or installed.kind == "missing":
+        return None
+    receipt = installed.receipt or {}
+    status, output = version if version is not None else (None, "")
+    features = receipt.get("features")
+    return Installed(
+        kind=installed.kind,
+        managed=installed.receipt is not None,
+        sha256=installed.sha256,
+        version_output=_first_line(output) if version is not None else None,
+        version_exit=status,
+        commit=receipt.get("commit"),
+        version=receipt.get("version"),
+        features=list(features) if isinstance(features, list) else None,
+        source=receipt.get("source") if isinstance(receipt.get("source"), dict) else None,
+        release_id=receipt.get("releaseId"),
+        installed_at=receipt.get("installedAt"),
+        stack=receipt.get("stack"),
+        resource=receipt.get("resource"),
+    )
+
+
+def _receipt_drift(spec: InstallSpec, receipt: dict[str, Any], commit: str | None) -> list[str]:
+    drift: list[str] = []
+    wanted = plan.source_display(spec)
+    if receipt.get("source") != wanted:
+        drift.append(
+            f"source changed: config wants {describe_source(wanted)}, "
+            f"installed from {describe_source(receipt.get('source'))}"
+        )
+    elif commit and receipt.get("commit") != commit:
+        installed = str(receipt.get("commit"))[:12]
+        if isinstance(spec.source, GitSource):
+            drift.append(
+                f"new commit: {desired_ref(spec)} is now at {commit[:12]}, installed {installed}"
+            )
+        else:
+            drift.append(
+                f"new binary: the source now has sha256 {commit[:12]}, installed {installed}"
+            )
+    if receipt.get("features") != spec.features:
+        drift.append(
+            f"features changed: config wants [{', '.join(spec.features)}], "
+            f"installed [{', '.join(receipt.get('features') or [])}]"
+        )
+    elif receipt.get("binary") != spec.binary:
+        installed = receipt.get("binary")
+        drift.append(f"binary changed: config wants {spec.binary}, installed {installed}")
+    elif receipt.get("commit") and receipt.get("releaseId") != plan.release_id(
+        spec, str(receipt["commit"])
+    ):
+        drift.append("reinstall trigger changed")
+    return drift
+
+
+def _version_drift(spec: InstallSpec, view: Installed) -> list[str]:
+    if view.version_exit is None and view.version_output is None:
+        return []
+    if view.version_exit != 0:
+        return [
+            f"`{spec.binary} --version` exited {view.version_exit}: "
+            f"{view.version_output or '<no output>'}"
+        ]
+    line = view.version_output or ""
+    if not plan.version_matches(line, spec.binary):
+        return [f"`--version` does not name {spec.binary}: {line or '<no output>'}"]
+    if view.version and line != view.version:
+        return [f"`--version` says {line!r}, the receipt recorded {view.version!r}"]
+    return []
+
+
+def assess(
+    spec: InstallSpec,
+    installed: InstalledBinary | None,
+    version: tuple[int | None, str] | None,
+    *,
+    commit: str | None,
+    stack_known: bool,
+    error: str | None = None,
+) -> ComponentStatus:
+    """One component's state. Without a stack (hives.conf mode) any stack's receipt counts."""
+    receipt = installed.receipt if installed is not None else None
+    stack = spec.stack if stack_known or receipt is None else str(receipt.get("stack") or "")
+    iid = plan.install_id(spec.model_copy(update={"stack": stack}))
+    host_state = plan.host_state(installed, iid)
+    view = installed_view(installed, version)
+    drift: list[str] = []
+    if host_state == plan.NOT_INSTALLED:
+        drift.append("not installed")
+    elif host_state != plan.IN_SYNC:
+        drift.append(host_state)
+    if receipt is not None and host_state in (plan.IN_SYNC,):
+        drift.extend(_receipt_drift(spec, receipt, commit))
+    if view is not None and installed is not None and installed.present:
+        drift.extend(_version_drift(spec, view))
+    missing = view is None or not (installed is not None and installed.present)
+    state = "error" if error else "missing" if missing else "drift" if drift else "in-sync"
+    return ComponentStatus(
+        component=spec.component,
+        worker_type=spec.worker_type,
+        name=spec.install_name,
+        path=SHOWN_PREFIX + layout.stable_path(spec.install_name),
+        state=state,
+        desired=Desired(
+            source=plan.source_display(spec),
+            ref=desired_ref(spec),
+            commit=commit,
+            features=list(spec.features),
+            binary=spec.binary,
+        ),
+        installed=view,
+        drift=drift,
+        error=error,
+    )
+
+
+def extras_of(paths: dict[str, list[str]], facts: HostFacts) -> list[Extra]:
+    out = []
+    for name, found in paths.items():
+        receipt = facts.installed[name].receipt if name in facts.installed else None
+        out.append(
+            Extra(
+                name=name,
+                paths=[SHOWN_PREFIX + p for p in found],
+                managed=receipt is not None,
+                version=(receipt or {}).get("version"),
+            )
+        )
+    return out
+
+
+def hive_state(components: list[ComponentStatus], extras: list[Extra]) -> str:
+    if any(c.state == "error" for c in components):
+        return "error"
+    if extras or any(c.state != "in-sync" for c in components):
+        return "drift"
+    return "in-sync"
+
+
+def summarize(hives: list[HiveStatus]) -> Summary:
+    count = {s: sum(1 for h in hives if h.state == s) for s in ("in-sync", "drift")}
+    unreachable = sum(1 for h in hives if h.state == "unreachable")
+    errors = sum(1 for h in hives if h.state == "error")
+    code = 2 if unreachable or errors else 1 if count["drift"] else 0
+    return Summary(
+        hives=len(hives),
+        in_sync=count["in-sync"],
+        drift=count["drift"],
+        unreachable=unreachable,
+        error=errors,
+        exit_code=code,
+    )
+
+
+def unreachable_status(
+    hive: HiveConfig, specs: list[InstallSpec], error: HostError, *, unreachable: bool
+) -> HiveStatus:
+    message = str(error)
+    return HiveStatus(
+        alias=hive.alias,
+        host=hive.hostname,
+        port=hive.ssh_port,
+        user=hive.ssh_user,
+        reachable=False,
+        state="unreachable" if unreachable else "error",
+        error=message,
+        components=[
+            assess(s, None, None, commit=None, stack_known=True, error=message).model_copy(
+                update={"drift": []}
+            )
+            for s in specs
+        ],
+        extras=[],
+    )
+
+
+# --- talking to the hosts ----------------------------------------------------------------
+
+
+def _triples(names: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        out += [name, layout.stable_path(name), layout.receipt_path(name)]
+    return out
+
+
+def local_keys(specs: list[InstallSpec]) -> tuple[dict[str, str], dict[str, str]]:
+    """Version keys known without the host: a pinned release sha256, a local file's sha256
+    (as `check` computes them), a pinned git rev. Errors per install name."""
+    keys: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for spec in specs:
+        source = spec.source
+        if isinstance(source, GitSource) and source.rev:
+            keys[spec.install_name] = source.rev
+        elif isinstance(source, ReleaseSource) and source.sha256:
+            keys[spec.install_name] = source.sha256
+        elif source.method == "local":
+            try:
+                keys[spec.install_name] = local.file_sha(spec)
+            except ConfigError as error:
+                reasons = "; ".join(f"{p}: {r}" if p else r for p, r in error.problems)
+                errors[spec.install_name] = f"{spec.label}: check failed: {reasons}"
+    return keys, errors
+
+
+async def _resolve(
+    session: Session, specs: list[InstallSpec]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Desired commits of git refs per install name, and resolve errors per install name."""
+    by_repo: dict[str, list[InstallSpec]] = {}
+    commits: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for spec in specs:
+        source = spec.source
+        if isinstance(source, GitSource) and not source.rev:
+            by_repo.setdefault(source.repo, []).append(spec)
+    for repo, group in by_repo.items():
+        refs = sorted({r for s in group for r in plan.git_ref_names(s.source)})  # type: ignore[arg-type]
+        try:
+            result = await session.run(
+                scripts.RESOLVE,
+                repo,
+                *refs,
+                phase="resolve",
+                timeout=COMMAND_TIMEOUT,
+                summary="git ls-remote",
+            )
+        except ConnectError:
+            raise
+        except HostError as error:
+            for spec in group:
+                errors[spec.install_name] = str(error)
+            continue
+        found = parse_ls_remote(result.stdout)
+        for spec in group:
+            assert isinstance(spec.source, GitSource)
+            commit = plan.pick_commit(spec.source, found)
+            if commit is None:
+                missing = HostError(
+                    spec.label,
+                    "resolve",
+                    f"{spec.source.ref_kind} {spec.source.ref!r} not found in {redact_url(repo)}",
+                )
+                errors[spec.install_name] = str(missing)
+            else:
+                commits[spec.install_name] = commit
+    return commits, errors
+
+
+async def observe_hive(
+    hive: HiveConfig, specs: list[InstallSpec], *, resolve: bool, stack_known: bool
+) -> HiveStatus:
+    label = f"hive {hive.alias}"
+    secrets = sorted({s for spec in specs for s in secrets_of(spec)})
+    names = [s.install_name for s in specs]
+    try:
+        async with connect(specs[0].connection, label, secrets=secrets) as session:
+            listing = await session.run(
+                scripts.VERSIONS,
+                str(VERSION_TIMEOUT),
+                *(layout.stable_path(n) for n in names),
+                phase="probe",
+                timeout=COMMAND_TIMEOUT + VERSION_TIMEOUT * len(names),
+            )
+            versions = parse_versions(listing.stdout)
+            extras = extra_names(await prune.scan(session, specs[0]))
+            probed = await session.run(
+                scripts.PROBE,
+                specs[0].cargo,
+                *_triples([*names, *extras]),
+                phase="probe",
+                timeout=COMMAND_TIMEOUT,
+            )
+            facts = parse_probe(probed.stdout)
+            commits, errors = local_keys(specs)
+            if resolve:
+                resolved, failed = await _resolve(session, specs)
+                commits.update(resolved)
+                errors.update(failed)
+    except (ConnectError, AuthError, HostKeyError) as error:
+        unreachable = isinstance(error, ConnectError) and error.phase == "connect"
+        return unreachable_status(hive, specs, error, unreachable=unreachable)
+    except HostError as error:
+        return unreachable_status(hive, specs, error, unreachable=False)
+    components = [
+        assess(
+            spec,
+            facts.installed.get(spec.install_name),
+            versions.get(layout.stable_path(spec.install_name)),
+            commit=commits.get(spec.install_name),
+            stack_known=stack_known,
+            error=errors.get(spec.install_name),
+        )
+        for spec in specs
+    ]
+    extra_list = extras_of(extras, facts)
+    return HiveStatus(
+        alias=hive.alias,
+        host=hive.hostname,
+        port=hive.ssh_port,
+        user=hive.ssh_user,
+        reachable=True,
+        state=hive_state(components, extra_list),  # type: ignore[arg-type]
+        error=None,
+        components=components,
+        extras=extra_list,
+    )
+
+
+async def collect(
+    fleet: FleetConfig,
+    *,
+    source: ConfigSource,
+    creds: Credentials,
+    aliases: list[str] | None = None,
+    resolve: bool = True,
+) -> StatusReport:
+    """Probe every (selected) hive concurrently; a down host never hides the others."""
+    stack_known = source.stack is not None
+    hives = [h for h in fleet.hives if not aliases or h.alias in aliases]
+    jobs = []
+    for hive in hives:
+        specs = hive_specs(fleet, hive, connection_for(hive, creds), source.stack or "")
+        jobs.append(observe_hive(hive, specs, resolve=resolve, stack_known=stack_known))
+    statuses = list(await asyncio.gather(*jobs))
+    return StatusReport(config=source, summary=summarize(statuses), hives=statuses)

@@ -1,0 +1,128 @@
+"""The `rbee-infra status --json` document. Its JSON schema is `status_schema.json` (generated
+from these models; a test keeps the two equal). Changes must stay backwards compatible: add
+optional fields only, or bump SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("status_schema.json")
+
+ComponentState = Literal["in-sync", "drift", "missing", "error"]
+HiveState = Literal["in-sync", "drift", "unreachable", "error"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Desired(_Doc):
+    """What the config asks for."""
+
+    source: dict[str, Any] = Field(description="install method, credentials removed")
+    ref: str | None = Field(description="git branch/tag/rev or release tag; null for local")
+    commit: str | None = Field(
+        description="what the source stands for now: the commit a git ref resolves to, or "
+        "the sha256 of a pinned release asset or a local file (null: unknown, or --no-resolve)"
+    )
+    features: list[str]
+    binary: str
+
+
+class Installed(_Doc):
+    """What the host holds at the stable path, from the receipt and the binary itself."""
+
+    kind: Literal["symlink", "file"]
+    managed: bool = Field(description="a receipt written by rbee-infra is present")
+    sha256: str | None
+    version_output: str | None = Field(description="first line of `<binary> --version`")
+    version_exit: int | None = Field(description="exit status of `--version` (null: not run)")
+    commit: str | None = None
+    version: str | None = Field(default=None, description="the version line the receipt records")
+    features: list[str] | None = None
+    source: dict[str, Any] | None = None
+    release_id: str | None = None
+    installed_at: str | None = None
+    stack: str | None = None
+    resource: str | None = None
+
+
+class ComponentStatus(_Doc):
+    component: Literal["hive", "worker"]
+    worker_type: str | None
+    name: str = Field(description="rbee-hive or rbee-worker-<type>")
+    path: str = Field(description="the stable path (~ is the SSH user's home)")
+    state: ComponentState
+    desired: Desired
+    installed: Installed | None
+    drift: list[str] = Field(description="why the host differs from the config, one per line")
+    error: str | None
+
+
+class Extra(_Doc):
+    """Something under ~/.local/share/rbee that no configured hive or worker accounts for."""
+
+    name: str
+    paths: list[str]
+    managed: bool = Field(description="rbee-infra left a receipt for it")
+    version: str | None = None
+
+
+class HiveStatus(_Doc):
+    alias: str
+    host: str
+    port: int
+    user: str
+    reachable: bool
+    state: HiveState
+    error: str | None
+    components: list[ComponentStatus]
+    extras: list[Extra]
+
+
+class ConfigSource(_Doc):
+    kind: Literal["stack", "hives.conf"]
+    stack: str | None
+    file: str
+
+
+class Summary(_Doc):
+    hives: int
+    in_sync: int
+    drift: int
+    unreachable: int
+    error: int
+    exit_code: Literal[0, 1, 2] = Field(
+        description="0 all in sync, 1 drift, 2 unreachable or error"
+    )
+
+
+class StatusReport(_Doc):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    config: ConfigSource
+    summary: Summary
+    hives: list[HiveStatus]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = StatusReport.model_json_schema(by_alias=True, mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    SCHEMA_FILE.write_text(schema_text(), encoding="utf-8")

@@ -1,0 +1,462 @@
+"""A tiny dependency-free Rust workspace shaped like rbee, in git, served by `git daemon`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from .hosts import free_port
+
+WORKER_BINS = ("llm-worker-rbee-cpu", "llm-worker-rbee-cuda", "llm-worker-rbee-metal")
+FEATURES = ("cpu", "cuda", "metal")
+HIVE_BIN = "rbee-hive"
+
+_EPOCH = 1_700_000_000
+
+# --------------------------------------------------------------------------- sources
+
+_WORKSPACE_TOML = """\
+[workspace]
+members = ["bin/rbee-hive", "bin/llm-worker-rbee"]
+resolver = "2"
+
+[workspace.package]
+version = "{version}"
+edition = "2021"
+"""
+
+_HIVE_TOML = """\
+[package]
+name = "rbee-hive"
+version.workspace = true
+edition.workspace = true
+
+[[bin]]
+name = "rbee-hive"
+path = "src/main.rs"
+"""
+
+_WORKER_TOML_HEAD = """\
+[package]
+name = "llm-worker-rbee"
+version.workspace = true
+edition.workspace = true
+
+[lib]
+name = "llm_worker_rbee"
+path = "src/lib.rs"
+
+[features]
+default = [{default}]
+cpu = []
+cuda = []
+metal = []
+"""
+
+_WORKER_BIN_TOML = """
+[[bin]]
+name = "llm-worker-rbee-{feature}"
+path = "src/bin/{feature}.rs"
+{required}"""
+
+_HIVE_MAIN = r"""use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: rbee-hive [--version] [--port PORT [--listen ADDR]]";
+
+fn serve(mut stream: TcpStream) {
+    let mut buf = [0u8; 2048];
+    let _ = stream.read(&mut buf);
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args[0] == "--version" {
+__VERSION_BODY__
+    }
+    let mut port: Option<u16> = None;
+    let mut listen = String::from("127.0.0.1");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--port" => port = it.next().and_then(|v| v.parse().ok()),
+            "--listen" => match it.next() {
+                Some(v) => listen = v.clone(),
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(port) = port else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let listener = match TcpListener::bind((listen.as_str(), port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rbee-hive: cannot listen on {listen}:{port}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || serve(stream));
+    }
+    ExitCode::SUCCESS
+}
+__BROKEN__"""
+
+_HIVE_VERSION_OK = """\
+        println!("rbee-hive {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;"""
+
+_WORKER_LIB = r"""use std::process::ExitCode;
+
+pub fn features() -> String {
+    let mut enabled: Vec<&str> = Vec::new();
+    if cfg!(feature = "cpu") {
+        enabled.push("cpu");
+    }
+    if cfg!(feature = "cuda") {
+        enabled.push("cuda");
+    }
+    if cfg!(feature = "metal") {
+        enabled.push("metal");
+    }
+    if enabled.is_empty() {
+        "none".to_string()
+    } else {
+        enabled.join(",")
+    }
+}
+
+pub fn run(bin: &str) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {
+            println!("usage: {bin} [--version]");
+            ExitCode::SUCCESS
+        }
+        Some("--version") => {
+__VERSION_BODY__
+        }
+        Some(_) => {
+            eprintln!("usage: {bin} [--version]");
+            ExitCode::from(2)
+        }
+    }
+}
+__BROKEN__"""
+
+_WORKER_VERSION_OK = """\
+            println!("{bin} {} features={}", env!("CARGO_PKG_VERSION"), features());
+            ExitCode::SUCCESS"""
+
+_BAD_VERSION = """\
+        eprintln!("version check failed");
+        return ExitCode::from(3);"""
+
+_BROKEN = """
+pub fn broken() -> u32 {
+    let n: u32 = "this does not compile";
+    n
+}
+"""
+
+_WORKER_BIN_MAIN = """fn main() -> std::process::ExitCode {{
+    llm_worker_rbee::run("llm-worker-rbee-{feature}")
+}}
+"""
+
+
+def _hive_main(*, bad_version: bool = False, broken: bool = False) -> str:
+    body = _BAD_VERSION if bad_version else _HIVE_VERSION_OK
+    return _HIVE_MAIN.replace("__VERSION_BODY__", body).replace(
+        "__BROKEN__", _BROKEN if broken else ""
+    )
+
+
+def _worker_lib(*, bad_version: bool = False, broken: bool = False) -> str:
+    body = (
+        '            eprintln!("version check failed");\n            ExitCode::from(3)'
+        if bad_version
+        else _WORKER_VERSION_OK
+    )
+    return _WORKER_LIB.replace("__VERSION_BODY__", body).replace(
+        "__BROKEN__", _BROKEN if broken else ""
+    )
+
+
+def _worker_toml(default_features: tuple[str, ...], required_features: bool) -> str:
+    text = _WORKER_TOML_HEAD.format(default=", ".join(f'"{f}"' for f in default_features))
+    for feat in FEATURES:
+        req = f'required-features = ["{feat}"]\n' if required_features else ""
+        text += _WORKER_BIN_TOML.format(feature=feat, required=req)
+    return text
+
+
+def workspace_files(
+    version: str,
+    *,
+    bad_version: bool = False,
+    broken: bool = False,
+    worker_default_features: tuple[str, ...] = (),
+    worker_required_features: bool = False,
+) -> dict[str, str]:
+    files = {
+        ".gitignore": "/target\nCargo.lock\n",
+        "README.md": "Test fixture shaped like rbee (no dependencies).\n",
+        "Cargo.toml": _WORKSPACE_TOML.format(version=version),
+        "bin/rbee-hive/Cargo.toml": _HIVE_TOML,
+        "bin/rbee-hive/src/main.rs": _hive_main(bad_version=bad_version, broken=broken),
+        "bin/llm-worker-rbee/Cargo.toml": _worker_toml(
+            worker_default_features, worker_required_features
+        ),
+        "bin/llm-worker-rbee/src/lib.rs": _worker_lib(bad_version=bad_version, broken=broken),
+    }
+    for feat in FEATURES:
+        files[f"bin/llm-worker-rbee/src/bin/{feat}.rs"] = _WORKER_BIN_MAIN.format(feature=feat)
+    return files
+
+
+def expected_version_line(bin_name: str, version: str, features: tuple[str, ...] = ()) -> str:
+    """The exact `--version` line a fixture binary prints."""
+    if bin_name == HIVE_BIN:
+        return f"rbee-hive {version}"
+    enabled = [f for f in FEATURES if f in features]
+    return f"{bin_name} {version} features={','.join(enabled) or 'none'}"
+
+
+# --------------------------------------------------------------------------- git
+
+
+def _git_env(tick: int) -> dict[str, str]:
+    date = f"{_EPOCH + tick * 60} +0000"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_AUTHOR_NAME="rbee fixture",
+        GIT_AUTHOR_EMAIL="fixture@rbee.invalid",
+        GIT_COMMITTER_NAME="rbee fixture",
+        GIT_COMMITTER_EMAIL="fixture@rbee.invalid",
+        GIT_AUTHOR_DATE=date,
+        GIT_COMMITTER_DATE=date,
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    return env
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"git daemon exited with {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.01)
+    raise TimeoutError(f"git daemon on {host}:{port} not ready")
+
+
+@dataclass
+class RbeeRepo:
+    base_dir: Path
+    path: Path  # bare repository that is served
+    work_path: Path  # non-bare clone used to make commits
+    port: int = 0
+    worker_default_features: tuple[str, ...] = ()
+    worker_required_features: bool = False
+    _daemon: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _tick: int = field(default=0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def url(self) -> str:
+        if self._daemon is None:
+            raise RuntimeError("git daemon is not running (make_rbee_repo(serve=False)?)")
+        return f"git://127.0.0.1:{self.port}/{self.path.name}"
+
+    @property
+    def file_url(self) -> str:
+        return self.path.as_uri()
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        self._tick += 1
+        r = subprocess.run(
+            ["git", *args], cwd=cwd or self.work_path, env=_git_env(self._tick),
+            capture_output=True, text=True,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"git {' '.join(args)} failed: {r.stderr}")
+        return r.stdout.strip()
+
+    def commit_of(self, ref: str) -> str:
+        return self.git("rev-parse", f"{ref}^{{commit}}", cwd=self.path)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        out = self.git("tag", "--list", cwd=self.path)
+        return {t: self.commit_of(t) for t in out.split()}
+
+    @property
+    def branches(self) -> dict[str, str]:
+        out = self.git("for-each-ref", "--format=%(refname:short) %(objectname)",
+                       "refs/heads", cwd=self.path)
+        return dict(line.split() for line in out.splitlines())
+
+    def write_files(self, files: dict[str, str]) -> None:
+        for rel, text in files.items():
+            p = self.work_path / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+
+    def commit(self, branch: str, files: dict[str, str], message: str) -> str:
+        """Commit `files` on `branch` (created from main if missing), publish, return sha."""
+        with self._lock:
+            start = self.branches.get(branch) or self.commit_of("main")
+            self.git("checkout", "-q", "-B", branch, start)
+            self.write_files(files)
+            self.git("add", "-A")
+            self.git("commit", "-q", "-m", message)
+            sha = self.git("rev-parse", "HEAD")
+            self.git("push", "-q", "--force", "origin", f"{branch}:{branch}")
+            self.git("checkout", "-q", "main")
+            return sha
+
+    def advance_branch(self, branch: str, version: str, **variant: bool) -> str:
+        """Add a commit on `branch` that sets the workspace version; returns its sha."""
+        files = workspace_files(
+            version,
+            worker_default_features=self.worker_default_features,
+            worker_required_features=self.worker_required_features,
+            **variant,
+        )
+        return self.commit(branch, files, f"{branch}: version {version}")
+
+    def tag(self, name: str, ref: str) -> str:
+        with self._lock:
+            self.git("tag", "-a", name, "-m", name, ref)
+            self.git("push", "-q", "origin", f"refs/tags/{name}")
+        return self.commit_of(name)
+
+    def serve(self) -> None:
+        if self._daemon is not None:
+            return
+        self.port = free_port()
+        log = open(self.base_dir / "git-daemon.log", "ab")  # noqa: SIM115 - lives with daemon
+        self._daemon = subprocess.Popen(
+            ["git", "daemon", "--export-all", f"--base-path={self.path.parent}", "--reuseaddr",
+             "--listen=127.0.0.1", f"--port={self.port}", "--enable=upload-pack",
+             "--informative-errors", str(self.path.parent)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+        log.close()
+        _wait_port("127.0.0.1", self.port, self._daemon)
+
+    def close(self) -> None:
+        if self._daemon is not None:
+            self._daemon.terminate()
+            try:
+                self._daemon.wait(5)
+            except subprocess.TimeoutExpired:
+                self._daemon.kill()
+                self._daemon.wait(5)
+            self._daemon = None
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> RbeeRepo:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def cargo_build_check(self, ref: str = "main", *, features: str = "cpu,cuda,metal") -> None:
+        """Build `ref` once with the machine's cargo (as the current user) to prove it compiles."""
+        with tempfile.TemporaryDirectory(prefix="rbee-build-check-") as tmp:
+            src = Path(tmp) / "src"
+            subprocess.run(["git", "clone", "-q", "--branch", ref, self.file_url, str(src)],
+                           check=True, capture_output=True)
+            r = subprocess.run(
+                ["cargo", "build", "--release", "--offline", "--workspace", "--features",
+                 f"llm-worker-rbee/{features.replace(',', ',llm-worker-rbee/')}"],
+                cwd=src, capture_output=True, text=True,
+            )
+            if r.returncode != 0:
+                raise RuntimeError(f"cargo build of {ref} failed:\n{r.stderr[-3000:]}")
+
+
+def make_rbee_repo(
+    base_dir: Path,
+    *,
+    serve: bool = True,
+    worker_default_features: tuple[str, ...] = (),
+    worker_required_features: bool = False,
+) -> RbeeRepo:
+    """Create the fixture repo under a new directory in `base_dir` (made world-readable).
+
+    History: v0.1.0 (tag) -> v0.2.0 (tag, main); branches `broken`, `bad-version` and
+    `moving` start at main.
+    """
+    root = Path(tempfile.mkdtemp(prefix="rbee-repo-", dir=base_dir))
+    root.chmod(0o755)
+    srv = root / "srv"
+    srv.mkdir()
+    bare = srv / "rbee.git"
+    work = root / "work"
+    repo = RbeeRepo(root, bare, work, worker_default_features=worker_default_features,
+                    worker_required_features=worker_required_features)
+
+    def files(version: str, **flags: bool) -> dict[str, str]:
+        return workspace_files(
+            version,
+            worker_default_features=worker_default_features,
+            worker_required_features=worker_required_features,
+            **flags,
+        )
+
+    try:
+        repo.git("init", "-q", "-b", "main", str(work), cwd=root)
+        repo.write_files(files("0.1.0"))
+        repo.git("add", "-A")
+        repo.git("commit", "-q", "-m", "rbee 0.1.0")
+        repo.git("tag", "-a", "v0.1.0", "-m", "v0.1.0")
+        repo.write_files(files("0.2.0"))
+        repo.git("commit", "-q", "-am", "rbee 0.2.0")
+        repo.git("tag", "-a", "v0.2.0", "-m", "v0.2.0")
+        repo.git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
+        repo.git("remote", "add", "origin", str(bare))
+        repo.commit("broken", files("0.2.0", broken=True), "broken: does not compile")
+        repo.commit("bad-version", files("0.2.0", bad_version=True), "bad-version: --version fails")
+        repo.git("push", "-q", "origin", "main:moving")
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+        if serve:
+            repo.serve()
+    except BaseException:
+        repo.remove()
+        raise
+    return repo

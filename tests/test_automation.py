@@ -1,0 +1,208 @@
+"""`rbee-infra preview | up | destroy`: backend selection and argument handling (unit), and the
+real thing through the Pulumi Automation API when the Pulumi CLI is installed (e2e)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rbee_infra import automation, cli
+from rbee_infra.automation import INSTALL_URL, backend_settings
+
+HOME = Path("/home/op")
+
+
+@pytest.mark.unit
+def test_default_is_a_local_file_backend_with_an_empty_passphrase() -> None:
+    settings = backend_settings({}, home=HOME)
+    assert settings.url == "file:///home/op/.local/share/rbee-infra/state"
+    assert settings.state_dir == HOME / ".local/share/rbee-infra/state"
+    assert settings.env == {
+        "PULUMI_BACKEND_URL": "file:///home/op/.local/share/rbee-infra/state",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_CONFIG_PASSPHRASE": "",
+    }
+    assert settings.passphrase_defaulted
+
+
+@pytest.mark.unit
+def test_xdg_data_home_moves_the_state() -> None:
+    settings = backend_settings({"XDG_DATA_HOME": "/data/op"}, home=HOME)
+    assert settings.url == "file:///data/op/rbee-infra/state"
+
+
+@pytest.mark.unit
+def test_an_existing_backend_and_passphrase_are_respected() -> None:
+    environ = {"PULUMI_BACKEND_URL": "s3://bucket/state", "PULUMI_CONFIG_PASSPHRASE": "s3cret"}
+    settings = backend_settings(environ, home=HOME)
+    assert settings.url == "s3://bucket/state"
+    assert settings.state_dir is None
+    assert "PULUMI_CONFIG_PASSPHRASE" not in settings.env  # inherited, never copied
+    assert not settings.passphrase_defaulted
+    passfile = backend_settings({"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/pass"}, home=HOME)
+    assert not passfile.passphrase_defaulted
+    assert "PULUMI_CONFIG_PASSPHRASE" not in passfile.env
+
+
+@pytest.mark.unit
+def test_the_backend_flag_wins() -> None:
+    settings = backend_settings(
+        {"PULUMI_BACKEND_URL": "s3://bucket/state"}, backend="file://~/rbee-state", home=HOME
+    )
+    assert settings.url == "file://~/rbee-state"
+    assert settings.state_dir == Path("~/rbee-state").expanduser()
+
+
+@pytest.mark.unit
+def test_operation_arguments() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["up", "--stack", "prod", "--backend", "file:///s", "--yes"])
+    assert (args.command, args.stack, args.backend, args.yes) == ("up", "prod", "file:///s", True)
+    args = parser.parse_args(["destroy", "-s", "dev"])
+    assert (args.command, args.stack, args.yes, args.backend) == ("destroy", "dev", False, None)
+    assert cli.stack_name(parser.parse_args(["preview"]), {}) == "dev"
+    assert cli.stack_name(parser.parse_args(["preview"]), {"RBEE_INFRA_STACK": "lab"}) == "lab"
+
+
+@pytest.mark.unit
+def test_unknown_options_exit_3(capsys: Any) -> None:
+    assert cli.main(["preview", "--json"]) == 3
+    assert "unrecognized arguments: --json" in capsys.readouterr().err
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: rbee-infra\nruntime: python\nstackConfigDir: stacks\n"
+    )
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.dev.yaml").write_text(
+        yaml.safe_dump({"config": {"rbee:hives": [{"alias": "a", "hostname": "h"}]}})
+    )
+    return tmp_path
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("operation", ["preview", "up", "destroy"])
+def test_missing_pulumi_cli_is_one_clear_line(
+    operation: str, project: Path, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    code = cli.main([operation, "--project-dir", str(project), "--yes"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"rbee-infra: the Pulumi CLI (`pulumi`) is not on PATH; install it: {INSTALL_URL} "
+        "(no Pulumi account is needed)\n"
+    )
+
+
+@pytest.mark.unit
+def test_bad_config_is_reported_before_pulumi_is_needed(
+    project: Path, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (project / "stacks" / "Pulumi.dev.yaml").write_text(
+        yaml.safe_dump({"config": {"rbee:hives": [{"alias": "a b", "hostname": "h"}]}})
+    )
+    assert cli.main(["up", "--project-dir", str(project)]) == 3
+    assert "rbee:hives[0].alias: 'a b' is not allowed" in capsys.readouterr().err
+    assert cli.main(["preview", "--project-dir", str(project), "--stack", "none"]) == 3
+    assert "no such stack config" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_destroy_needs_yes_without_a_terminal(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(cli.UsageError, match="destroy needs --yes"):
+        cli._confirm("dev")
+
+
+# --- with the Pulumi CLI ------------------------------------------------------------------
+
+needs_pulumi = pytest.mark.skipif(
+    shutil.which("pulumi") is None,
+    reason=f"the Pulumi CLI is not installed ({INSTALL_URL}); up/preview/destroy need it",
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.hosts
+@needs_pulumi
+def test_up_status_destroy_on_a_real_host(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    from tests.harness.fixture_repo import expected_version_line, make_rbee_repo
+    from tests.harness.hosts import HarnessUnavailable, check_available, start_hosts
+
+    try:
+        check_available()
+    except HarnessUnavailable as error:
+        pytest.skip(str(error))
+    root = Path(__file__).resolve().parent.parent
+    work = Path(tempfile.mkdtemp(prefix="rbee-e2e-"))
+    work.chmod(0o755)
+    repo = make_rbee_repo(work)
+    hosts = start_hosts(1)
+    try:
+        host = hosts[0]
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "Pulumi.yaml").write_text(
+            "name: rbee-infra\nruntime: python\nstackConfigDir: stacks\n"
+        )
+        shutil.copy(root / "__main__.py", project / "__main__.py")
+        conf = tmp_path / "hives.conf"
+        conf.write_text(
+            f'[[hive]]\nalias = "e2e"\nhostname = "{host.address}"\n'
+            f'ssh_user = "{host.user}"\nssh_port = {host.port}\n'
+            f'install_method = {{ git = {{ repo = "{repo.url}", branch = "main" }} }}\n'
+            'workers = [{ type = "cpu", version = "latest", features = ["cpu"] }]\n'
+        )
+        common = ["--stack", "e2e", "--project-dir", str(project)]
+        assert cli.main(["import", str(conf), *common]) == 0
+        stack_file = project / "stacks" / "Pulumi.e2e.yaml"
+        doc = yaml.safe_load(stack_file.read_text())
+        doc["config"]["rbee:sshPrivateKeyPath"] = str(hosts.client_key_path)
+        doc["config"]["rbee:knownHosts"] = str(hosts.known_hosts_path)
+        stack_file.write_text(yaml.safe_dump(doc))
+        monkeypatch.setenv("PULUMI_PYTHON_CMD", sys.executable)
+        monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        backend = ["--backend", (tmp_path / "state").as_uri()]
+        (tmp_path / "state").mkdir()
+        assert cli.main(["preview", *common, *backend]) == 0
+        assert cli.main(["up", *common, *backend]) == 0
+        version = host.run(".local/share/rbee/workers/rbee-worker-cpu --version").stdout.strip()
+        assert version == expected_version_line("llm-worker-rbee-cpu", "0.2.0", ("cpu",))
+        capsys.readouterr()
+        assert cli.main(["status", *common, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["summary"]["inSync"] == 1
+        assert cli.main(["destroy", *common, *backend, "--yes"]) == 0
+        assert not (host.home / ".local/bin/rbee-hive").exists()
+    finally:
+        hosts.close()
+        repo.remove()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.unit
+def test_run_refuses_without_the_cli(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(automation.PulumiMissing):
+        automation.run(
+            "preview",
+            project_dir=tmp_path,
+            stack="dev",
+            settings=backend_settings({}, home=tmp_path),
+            on_output=print,
+        )
+    assert not (tmp_path / ".local").exists()  # nothing created before the check

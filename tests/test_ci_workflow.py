@@ -1,0 +1,76 @@
+"""The GitHub workflow and `.ci/run` run the same checks, and the workflow has every job."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+def workflow() -> dict[str, Any]:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def steps(job: str) -> list[dict[str, Any]]:
+    return workflow()["jobs"][job]["steps"]
+
+
+def runs(job: str) -> str:
+    return "\n".join(step.get("run", "") for step in steps(job))
+
+
+def uses(job: str, action: str) -> list[dict[str, Any]]:
+    return [step for step in steps(job) if step.get("uses", "").startswith(action + "@")]
+
+
+def test_jobs_and_triggers() -> None:
+    data = workflow()
+    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert set(triggers) >= {"push", "pull_request"}
+    assert set(data["jobs"]) == {"lint", "unit", "integration", "e2e"}
+
+
+def test_each_job_runs_its_part() -> None:
+    assert "ruff check" in runs("lint")
+    assert re.search(r"pytest -m unit\b", runs("unit"))
+    integration = runs("integration")
+    assert re.search(r"apt-get install .*openssh-server.*\bcargo\b", integration, re.S)
+    assert 'sudo -E env "PATH=$PATH" bash scripts/test.sh -m "not e2e"' in integration
+    upload = uses("integration", "actions/upload-artifact")
+    assert upload and upload[0]["with"]["path"] == "reports/coverage.xml"
+    assert "--cov-report=xml:reports/coverage.xml" in (ROOT / "scripts" / "test.sh").read_text()
+
+
+def test_e2e_installs_the_cli_with_the_official_action_and_cannot_skip() -> None:
+    (pulumi,) = uses("e2e", "pulumi/actions")
+    assert pulumi["uses"] == "pulumi/actions@v6"
+    assert "command" not in pulumi.get("with", {})  # install only
+    (test,) = [step for step in steps("e2e") if "pytest" in step.get("run", "")]
+    assert "-m e2e" in test["run"] and "tests/e2e" in test["run"]
+    assert test["env"]["RBEE_REQUIRE_E2E"] == "1"
+
+
+def test_pip_and_cargo_are_cached() -> None:
+    for job in workflow()["jobs"]:
+        (python,) = uses(job, "actions/setup-python")
+        assert python["with"]["cache"] == "pip", job
+    for job in ("integration", "e2e"):
+        (cache,) = uses(job, "actions/cache")
+        assert "~/.cargo/registry" in cache["with"]["path"], job
+
+
+def test_local_entry_runs_the_same_checks() -> None:
+    local = (ROOT / ".ci" / "run").read_text()
+    assert "ruff check ." in local
+    assert "scripts/test.sh" in local
+    for job in workflow()["jobs"]:
+        for script in re.findall(r"\b(scripts/[\w.-]+|\.ci/[\w.-]+)", runs(job)):
+            assert (ROOT / script).is_file(), f"{job} runs {script}, which does not exist"

@@ -1,0 +1,181 @@
+"""Through the engine driver on real SSH hosts: the git method's downgrade and rolled-back
+upgrade, drift repaired, and a hive's unmanaged installs listed, and pruned only when asked."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.engine import Decl, Engine
+from tests.harness.fixture_repo import RbeeRepo, make_rbee_repo
+from tests.harness.hosts import HarnessUnavailable, HostSet, start_hosts
+from tests.harness.installs import (
+    HIVE_STABLE,
+    RBEE_ROOT,
+    failed,
+    hive,
+    leftovers,
+    link,
+    ok,
+    receipt,
+    release_ids,
+    version,
+    worker,
+    worker_stable,
+)
+from tests.harness.release_server import ReleaseServer, script_binary
+
+pytestmark = pytest.mark.hosts
+
+REPO = "rbee/rbee"
+
+
+@pytest.fixture
+def host1() -> Iterator[HostSet]:
+    try:
+        hs = start_hosts(1)
+    except HarnessUnavailable as e:
+        pytest.skip(str(e))
+    with hs:
+        yield hs
+
+
+@pytest.fixture
+def repo() -> Iterator[RbeeRepo]:
+    r = make_rbee_repo(Path(tempfile.gettempdir()))
+    try:
+        yield r
+    finally:
+        r.remove()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    with Engine(tmp_path / "state.json") as eng:
+        yield eng
+
+
+def test_git_downgrade_failed_upgrade_rolled_back_and_drift_repaired(
+    host1: HostSet, repo: RbeeRepo, engine: Engine
+) -> None:
+    host = host1[0]
+
+    def at(**ref: str) -> dict[str, str]:
+        return {"method": "git", "repo": repo.url, **ref}
+
+    ok(engine.up([hive(host1, host, at(tag="v0.2.0"))]))
+    assert version(host, HIVE_STABLE) == "rbee-hive 0.2.0"
+    v2 = repo.commit_of("v0.2.0")
+
+    # downgrade
+    v1 = repo.commit_of("v0.1.0")
+    down = hive(host1, host, at(tag="v0.1.0"))
+    assert engine.preview([down]).ops() == {"hive-h1": "update"}
+    ok(engine.up([down]))
+    assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
+    assert receipt(host, "rbee-hive")["commit"] == v1
+    assert release_ids(host, "rbee-hive") == sorted([v1[:12], v2[:12]])
+
+    # failed upgrade: bad-version builds, but its --version fails; 0.1.0 keeps answering
+    error = failed(engine.up([hive(host1, host, at(branch="bad-version"))]), "hive-h1")
+    assert "hive h1: verify failed: rbee-hive --version exited 3" in error
+    assert "version check failed" in error
+    assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
+    assert repo.commit_of("bad-version")[:12] not in release_ids(host, "rbee-hive")
+    assert engine.state()["hive-h1"].outputs["commit"] == v1
+
+    # drift: the binary in the active release dir is deleted by hand
+    host.run(f"rm -f '.local/bin/{link(host, HIVE_STABLE)}'")
+    plan = engine.preview([down])
+    assert plan.ops() == {"hive-h1": "update"}
+    assert plan.steps[0].detailed_changes["hostState"] == ("in-sync", "binary missing")
+    ok(engine.up([down]))
+    assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
+    assert engine.preview([down]).ops() == {"hive-h1": "same"}
+
+    ok(engine.destroy())
+    assert leftovers(host) == []
+
+
+def test_unmanaged_installs_listed_and_pruned_only_when_asked(
+    host1: HostSet, engine: Engine
+) -> None:
+    host = host1[0]
+    with ReleaseServer() as server:
+        server.publish(REPO, "v0.1.0", "rbee-hive", script_binary("rbee-hive 0.1.0"),
+                       checksum="sums")
+        server.publish(REPO, "v0.1.0", "llm-worker-rbee-cpu",
+                       script_binary("llm-worker-rbee-cpu 0.1.0 features=cpu"), checksum="sums")
+        src = {"method": "release", "repo": REPO, "tag": "v0.1.0", "baseUrl": server.base_url}
+
+        # left by hand or an old tool: a hive binary, two workers, a release dir with no
+        # receipt; and a hand-made binary where the configured cpu worker goes
+        host.run(
+            "mkdir -p .local/bin .local/share/rbee/workers"
+            " .local/share/rbee/releases/rbee-worker-gone/0ld"
+            " && printf '#!/bin/sh\\necho rbee-hive 0.0.1\\n' > .local/bin/rbee-hive"
+            " && chmod +x .local/bin/rbee-hive"
+            " && echo rocm > .local/share/rbee/workers/rbee-worker-rocm"
+            " && echo old > .local/share/rbee/workers/llm-worker-rbee-old"
+            " && echo gone > .local/share/rbee/releases/rbee-worker-gone/0ld/llm-worker-rbee-gone"
+            " && echo mine > .local/share/rbee/workers/rbee-worker-cpu"
+        )
+        extras = [
+            "~/.local/bin/rbee-hive.pre-rbee-infra",
+            "~/.local/share/rbee/releases/rbee-worker-gone",
+            "~/.local/share/rbee/workers/llm-worker-rbee-old",
+            "~/.local/share/rbee/workers/rbee-worker-rocm",
+        ]
+
+        def fleet(prune: bool) -> list[Decl]:
+            return [
+                hive(host1, host, src, managedWorkers=["cpu"], pruneUnmanaged=prune),
+                worker(host1, host, "cpu", src),
+            ]
+
+        # listed, not removed
+        ok(engine.up(fleet(False)))
+        assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
+        assert version(host, worker_stable("cpu")) == "llm-worker-rbee-cpu 0.1.0 features=cpu"
+        assert engine.state()["hive-h1"].outputs["extras"] == extras
+        assert engine.preview(fleet(False)).ops() == {"hive-h1": "same", "worker-h1-cpu": "same"}
+        for path in extras:
+            assert (host.home / path.removeprefix("~/")).exists(), path
+
+        # asked: preview lists what will go and removes nothing; up removes exactly that
+        plan = engine.preview(fleet(True))
+        assert plan.ops() == {"hive-h1": "update", "worker-h1-cpu": "same"}
+        hive_step = next(s for s in plan.steps if s.name == "hive-h1")
+        assert hive_step.detailed_changes["pruneExtras"] == (None, extras)
+        for path in extras:
+            assert (host.home / path.removeprefix("~/")).exists(), path
+        ok(engine.up(fleet(True)))
+        for path in extras:
+            assert not (host.home / path.removeprefix("~/")).exists(), path
+        assert engine.state()["hive-h1"].outputs["extras"] == []
+        # the configured worker and its moved-aside hand-made binary were not touched
+        assert version(host, worker_stable("cpu")) == "llm-worker-rbee-cpu 0.1.0 features=cpu"
+        assert receipt(host, "rbee-worker-cpu")["resource"] == "worker-h1-cpu"
+        assert (host.home / RBEE_ROOT / "workers/rbee-worker-cpu.pre-rbee-infra").exists()
+        assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
+        assert engine.preview(fleet(True)).ops() == {"hive-h1": "same", "worker-h1-cpu": "same"}
+
+        # a new stray install shows up in the next preview, and goes on the next up
+        host.run("echo new > .local/share/rbee/workers/rbee-worker-new")
+        plan = engine.preview(fleet(True))
+        hive_step = next(s for s in plan.steps if s.name == "hive-h1")
+        assert hive_step.op == "update"
+        assert hive_step.detailed_changes["pruneExtras"][1] == [
+            "~/.local/share/rbee/workers/rbee-worker-new"
+        ]
+        ok(engine.up(fleet(True)))
+        assert not (host.home / RBEE_ROOT / "workers/rbee-worker-new").exists()
+
+        # destroy leaves only what was there before rbee-infra, put back where it was
+        ok(engine.destroy())
+        left = [p for p in leftovers(host) if not p.startswith(f"{RBEE_ROOT}/.lock")]
+        assert left == [RBEE_ROOT, f"{RBEE_ROOT}/workers/rbee-worker-cpu"]
+        assert host.run(f"cat {RBEE_ROOT}/workers/rbee-worker-cpu").stdout == "mine\n"
