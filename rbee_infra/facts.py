@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -109,3 +110,18 @@ def parse_fields(output: str) -> dict[str, str]:
         if sep:
             out[key] = value
     return out
+
+
+def phase_seconds(times: str) -> dict[str, float]:
+    """`clone 1.0;build 1.5;end 3.0;` (phase start stamps) -> {clone: 0.5, build: 1.5}."""
+    stamps: list[tuple[str, float]] = []
+    for item in times.split(";"):
+        name, _, stamp = item.strip().partition(" ")
+        try:
+            stamps.append((name, float(stamp)))
+        except ValueError:
+            continue
+    return {
+        name: round(max(0.0, nxt - start), 3)
+        for (name, start), (_, nxt) in itertools.pairwise(stamps)
+    }

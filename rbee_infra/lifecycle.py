@@ -8,7 +8,7 @@ from typing import Any
 
 from rbee_infra import extras, layout, plan, prune, scripts
 from rbee_infra.config import GitSource, ReleaseSource
-from rbee_infra.errors import HostError, VerifyError
+from rbee_infra.errors import CommandError, HostError, VerifyError
 from rbee_infra.facts import InstalledBinary
 from rbee_infra.install import Staged, git, local, release
 from rbee_infra.progress import report
@@ -68,6 +68,7 @@ class Installed:
     version: str
     sha256: str
     install_path: str
+    phase_seconds: dict[str, float]
 
     def outputs(self) -> dict[str, Any]:
         return {
@@ -79,6 +80,7 @@ class Installed:
             "sha256": self.sha256,
             "installPath": self.install_path,
             "hostState": plan.IN_SYNC,
+            "phaseSeconds": self.phase_seconds,
         }
 
 
@@ -99,6 +101,17 @@ async def _verify(link: Link, spec: InstallSpec, iid: str, rid: str, abort: str)
             f"{tail(output, 5) or '<no output>'}",
         )
     return output.splitlines()[0].strip(), sha
+
+
+async def _activate(
+    link: Link, spec: InstallSpec, abort: str, iid: str, rid: str, *args: str
+) -> None:
+    """Switch the stable path; if that fails, the staged release goes (the old one stays)."""
+    try:
+        await link.run(scripts.ACTIVATE, *args, phase="activate", timeout=LOCK_WAIT_SECONDS + 60)
+    except CommandError:
+        await remove_install(link, spec, abort, iid, [rid])
+        raise
 
 
 Stager = Callable[..., Awaitable[Staged]]
@@ -130,8 +143,12 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
         previous = current.release_id if current and _owned(current, iid) else None
         keep = [rid] + ([previous] if previous and previous != rid else [])
         name = spec.install_name
-        await link.run(
-            scripts.ACTIVATE,
+        await _activate(
+            link,
+            spec,
+            abort,
+            iid,
+            rid,
             layout.LOCK_FILE,
             str(LOCK_WAIT_SECONDS),
             holder(spec),
@@ -150,8 +167,6 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             f"{layout.RELEASES_DIR}/{name}",
             staged.job_dir or f"{layout.JOBS_DIR}/{iid}/none",
             *keep,
-            phase="activate",
-            timeout=LOCK_WAIT_SECONDS + 60,
         )
         report(spec.label, f"installed {version} ({commit[:12]})")
         return Installed(
@@ -161,6 +176,7 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             version=version,
             sha256=sha,
             install_path=f"{facts.home}/{layout.stable_path(name)}",
+            phase_seconds=staged.phase_seconds,
         )
 
 

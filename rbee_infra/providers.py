@@ -38,7 +38,16 @@ def _spec(props: dict[str, Any]) -> InstallSpec:
 
 def plan_keys() -> tuple[str, ...]:
     """Keys the provider adds (from check or an install) that are not part of the spec."""
-    outputs = ("installId", "releaseId", "commit", "version", "sha256", "installPath", "extras")
+    outputs = (
+        "installId",
+        "releaseId",
+        "commit",
+        "version",
+        "sha256",
+        "installPath",
+        "extras",
+        "phaseSeconds",
+    )
     return (*INPUT_ONLY, *outputs)
 
 

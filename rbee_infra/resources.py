@@ -21,6 +21,7 @@ _OUTPUTS = (
     "sha256",
     "hostState",
     "trustedHostKey",
+    "phaseSeconds",
 )
 
 

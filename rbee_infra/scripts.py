@@ -78,8 +78,8 @@ BUILD_JOB = (
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
 """ + _ANCHOR_CARGO + r"""echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
-finish() { echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
-phase() { echo "$1" > "$job/phase"; echo "== $1" >&2; }
+finish() { echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
+phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
 phase lock
 rbee_lock "$lock" "$wait" "$holder" || finish $?
 mkdir -p -- "$src/users" && : > "$marker" || finish 1
@@ -141,8 +141,9 @@ while [ ! -f "$job/exit" ]; do
   fi
   sleep 0.2
 done
-printf 'exit\t%s\nphase\t%s\ncommit\t%s\n' "$(cat -- "$job/exit")" \
-  "$(cat -- "$job/phase" 2>/dev/null)" "$(cat -- "$job/commit" 2>/dev/null)"
+printf 'exit\t%s\nphase\t%s\ncommit\t%s\ntimes\t%s\n' "$(cat -- "$job/exit")" \
+  "$(cat -- "$job/phase" 2>/dev/null)" "$(cat -- "$job/commit" 2>/dev/null)" \
+  "$(tr '\n' ';' < "$job/times" 2>/dev/null)"
 """
 )
 
@@ -186,11 +187,21 @@ ACTIVATE = (
 rbee_lock "$1" "$2" "$3" || exit $?
 stable=$4 target=$5 receipt=$6 json=$7 reldir=$8 job=$9; shift 9
 mkdir -p -- "$(dirname -- "$stable")" "$(dirname -- "$receipt")" || exit 1
-if [ -e "$stable" ] && [ ! -L "$stable" ]; then mv -f -- "$stable" "$stable.pre-rbee-infra" || exit 1; fi
-tmp="$stable.rbee-tmp.$$"
-ln -s -- "$target" "$tmp" || exit 1
-mv -fT -- "$tmp" "$stable" 2>/dev/null || mv -fh -- "$tmp" "$stable" || { rm -f -- "$tmp"; exit 1; }
-printf '%s\n' "$json" > "$receipt.tmp.$$" && mv -f -- "$receipt.tmp.$$" "$receipt" || exit 1
+printf '%s\n' "$json" > "$receipt.tmp.$$" || { rm -f -- "$receipt.tmp.$$"; exit 1; }
+previous=$(readlink -- "$stable" 2>/dev/null || true)
+moved=0
+if [ -e "$stable" ] && [ ! -L "$stable" ]; then
+  mv -f -- "$stable" "$stable.pre-rbee-infra" || { rm -f -- "$receipt.tmp.$$"; exit 1; }
+  moved=1
+fi
+undo() {
+  rm -f -- "$receipt.tmp.$$" "$stable.rbee-tmp.$$"
+  if [ -n "$previous" ]; then ln -sfn -- "$previous" "$stable"; elif [ $moved = 1 ]; then mv -f -- "$stable.pre-rbee-infra" "$stable"; else rm -f -- "$stable"; fi
+  exit 1
+}
+ln -s -- "$target" "$stable.rbee-tmp.$$" || undo
+mv -fT -- "$stable.rbee-tmp.$$" "$stable" 2>/dev/null || mv -fh -- "$stable.rbee-tmp.$$" "$stable" || undo
+mv -f -- "$receipt.tmp.$$" "$receipt" || undo
 for d in "$reldir"/*; do
   [ -d "$d" ] || continue
   keep=0
@@ -273,7 +284,7 @@ _GET = r"""
 rbee_get() {
   code=
   if [ "$1" = curl ]; then
-    code=$(sed 's/^/url = "/; s/$/"/' | curl -sS --fail --location --connect-timeout 30 -K - -o "$2" -w '%{http_code}')
+    code=$(sed 's/^/url = "/; s/$/"/' | curl -sS --fail --location --connect-timeout 30 --speed-time 120 --speed-limit 1 -K - -o "$2" -w '%{http_code}')
     s=$?
   else
     # wget sends a bare token (`https://TOKEN@host`) only when it is written `TOKEN:`

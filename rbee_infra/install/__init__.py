@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -11,3 +11,4 @@ class Staged:
     release_id: str
     version_key: str  # the git commit, or the sha256 of a downloaded/uploaded binary
     job_dir: str = ""  # removed once the install is active
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # clone, build, ... timings

@@ -8,7 +8,7 @@ import time
 from rbee_infra import layout, plan, scripts
 from rbee_infra.config import GitSource
 from rbee_infra.errors import CommandError, ConnectError, HostError
-from rbee_infra.facts import parse_fields, parse_ls_remote
+from rbee_infra.facts import parse_fields, parse_ls_remote, phase_seconds
 from rbee_infra.install import Staged
 from rbee_infra.progress import report
 from rbee_infra.redact import redact_url
@@ -107,10 +107,12 @@ async def build(
         timeout=60,
     )
     state = started.stdout.strip()
+    timings: dict[str, float] = {}
     if state != "reuse":
         report(spec.label, f"building {spec.binary} at {commit[:12]} ({state})")
         fields = await wait_job(link, spec, job)
         status = fields.get("exit", "lost")
+        timings = phase_seconds(fields.get("times", ""))
         if status != "0":
             log = await link.run(scripts.JOB_LOG, job, "40", phase="build", check=False)
             phase = fields.get("phase") or "build"
@@ -126,4 +128,4 @@ async def build(
             if status == "lost":
                 what = f"{what} (the build process vanished)".strip()
             raise CommandError(spec.label, phase, code, tail("\n".join(lines)), what)
-    return Staged(release_id=rid, version_key=commit, job_dir=job)
+    return Staged(release_id=rid, version_key=commit, job_dir=job, phase_seconds=timings)
