@@ -37,6 +37,7 @@ _URL = re.compile(
     r"^(?:(?:https?|ssh|git|file)://[^\s'\"\\`$;&|<>(){}]+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s'\"\\`$;&|<>(){}-][^\s'\"\\`$;&|<>(){}]*)$"
 )
 _HTTP_URL = re.compile(r"^(?i:https?)://[^\s'\"\\`$;&|<>(){}]+$")
+_HTTPS_URL = re.compile(r"^https://[^\s'\"\\`$;&|<>(){}]+$")
 _TRIGGER = re.compile(r"^[A-Za-z0-9_.:+=@/-]{0,128}$")
 
 KNOWN_WORKER_BINARIES = {
@@ -84,6 +85,10 @@ RepoUrl = Annotated[
 ]
 Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
 Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
+HttpsUrl = Annotated[str, _pattern(_HTTPS_URL, "an https:// URL")]
+DiskMb = Annotated[int, Field(ge=0, le=10_000_000)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+DEFAULT_RUSTUP_URL = "https://sh.rustup.rs"
 
 
 def _local_user() -> str:
@@ -247,11 +252,18 @@ class HiveConfig(Model):
     hostname: Hostname
     ssh_user: User = Field(default_factory=lambda: _local_user())
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
-    hive_port: Annotated[int, Field(ge=1, le=65535)] = 8600
-    auto_start: bool = False
+    hive_port: Port = 8600
+    # as in rbee's hives.conf: after an install the hive runs as a service on hive_port
+    auto_start: bool = True
     install_method: Source = Field(default_factory=GitSource)
     workers: list[WorkerConfig] = Field(default_factory=list)
     cargo: ToolPath = "cargo"
+    # preflight (see `preflight`): install Rust with rustup when cargo is missing; the free
+    # space a build needs; whether cuda/metal features need their platform on this host
+    ensure_toolchain: bool = False
+    rustup_url: HttpsUrl = DEFAULT_RUSTUP_URL
+    min_free_disk_mb: DiskMb | None = None
+    check_platform: bool = True
     host_key: Annotated[str, Field(max_length=16384)] | None = None
     reinstall_trigger: Trigger = ""
     prune_unmanaged: bool = False

@@ -48,24 +48,64 @@ class HostFacts:
     tools: dict[str, str] = field(default_factory=dict)
     cargo_version: str = ""
     installed: dict[str, InstalledBinary] = field(default_factory=dict)
+    user: str = ""
+    os_name: str = ""
+    cargo_path: str = ""  # `command -v` of the configured cargo ("" when not found)
+    rustc_version: str = ""
+    home_cargo: str = ""  # `~/.cargo/bin/cargo --version` (rustup's default place)
+    nvcc_version: str = ""
+    gpus: tuple[str, ...] = ()  # nvidia-smi's "name, driver" lines
+    free_kib: dict[str, int] = field(default_factory=dict)  # "data", "bin"
+    systemd_user: bool = False
+
+    @property
+    def os(self) -> str:
+        return self.uname.split(" ")[0] if self.uname else ""
+
+    @property
+    def arch(self) -> str:
+        parts = self.uname.split(" ")
+        return parts[1] if len(parts) > 1 else ""
+
+    def free_mb(self, where: str) -> int | None:
+        kib = self.free_kib.get(where)
+        return None if kib is None else kib // 1024
+
+
+_TEXT_FACTS = {
+    "home": "home",
+    "uname": "uname",
+    "cargo": "cargo_version",
+    "user": "user",
+    "os": "os_name",
+    "cargopath": "cargo_path",
+    "rustc": "rustc_version",
+    "homecargo": "home_cargo",
+    "nvcc": "nvcc_version",
+}
 
 
 def parse_probe(output: str) -> HostFacts:
-    home = uname = cargo = ""
+    text: dict[str, str] = {}
     tools: dict[str, str] = {}
+    gpus: list[str] = []
+    free: dict[str, int] = {}
+    systemd = False
     installed: dict[str, InstalledBinary] = {}
     for line in output.splitlines():
         fields = line.split("\t")
         key = fields[0]
-        if key == "home" and len(fields) > 1:
-            home = fields[1]
-        elif key == "uname" and len(fields) > 1:
-            uname = fields[1]
+        if key in _TEXT_FACTS and len(fields) > 1:
+            text[_TEXT_FACTS[key]] = fields[1].strip()
         elif key == "tool" and len(fields) >= 3:
             if fields[2]:
                 tools[fields[1]] = fields[2]
-        elif key == "cargo" and len(fields) > 1:
-            cargo = fields[1]
+        elif key == "gpu" and len(fields) > 1 and fields[1].strip():
+            gpus.append(fields[1].strip())
+        elif key == "disk" and len(fields) >= 3 and fields[2].strip().isdigit():
+            free[fields[1]] = int(fields[2].strip())
+        elif key == "systemd" and len(fields) > 1:
+            systemd = fields[1] == "yes"
         elif key == "item" and len(fields) >= 6:
             name, kind, link, sha, rec = fields[1:6]
             installed[name] = InstalledBinary(
@@ -75,7 +115,14 @@ def parse_probe(output: str) -> HostFacts:
                 sha256=sha if sha not in ("", "-") else None,
                 receipt=_decode_receipt(rec),
             )
-    return HostFacts(home=home, uname=uname, tools=tools, cargo_version=cargo, installed=installed)
+    return HostFacts(
+        tools=tools,
+        installed=installed,
+        gpus=tuple(gpus),
+        free_kib=free,
+        systemd_user=systemd,
+        **text,
+    )
 
 
 def _decode_receipt(encoded: str) -> dict[str, Any] | None:

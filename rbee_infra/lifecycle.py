@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rbee_infra import extras, layout, plan, prune, scripts
+from rbee_infra import extras, layout, plan, preflight, prune, scripts, service, toolchain
 from rbee_infra.config import GitSource, ReleaseSource
 from rbee_infra.errors import CommandError, HostError, VerifyError
-from rbee_infra.facts import InstalledBinary
+from rbee_infra.facts import HostFacts, InstalledBinary
 from rbee_infra.install import Staged, git, local, release
 from rbee_infra.progress import report
 from rbee_infra.remote import (
@@ -35,6 +36,9 @@ class Observed:
     host_state: str
     host_key: str
     extras: tuple[str, ...] = ()  # hive only: unmanaged installs, as shown (see `extras`)
+    preflight: tuple[str, ...] = ()  # what the host lacks for an install (see `preflight`)
+    service: str | None = None  # hive with autoStart: "running", or why not
+    facts: HostFacts | None = None
 
 
 async def observe(spec: InstallSpec) -> Observed:
@@ -45,18 +49,24 @@ async def observe(spec: InstallSpec) -> Observed:
     elif isinstance(spec.source, ReleaseSource):
         commit = spec.source.sha256
     found: list[str] = []
+    running: str | None = None
     async with open_session(spec) as session:
         facts = await probe(session, spec)
         if isinstance(spec.source, GitSource):
             commit = await git.resolve_commit(session, spec)
         if spec.component == "hive":
             found = extras.shown(await prune.scan(session, spec))
+            if spec.auto_start:
+                running = (await service.health(session, spec)).summary
     state = plan.host_state(facts.installed.get(spec.install_name), plan.install_id(spec))
     return Observed(
         resolved_commit=commit,
         host_state=state,
         host_key=session.server_host_key,
         extras=tuple(found),
+        preflight=tuple(preflight.preflight_problems(spec, facts)),
+        service=running,
+        facts=facts,
     )
 
 
@@ -69,9 +79,11 @@ class Installed:
     sha256: str
     install_path: str
     phase_seconds: dict[str, float]
+    facts: HostFacts | None = None
+    hive_service: service.ServiceState | None = None  # hive only; None without autoStart
 
     def outputs(self) -> dict[str, Any]:
-        return {
+        outs = {
             "installId": self.install_id,
             "releaseId": self.release_id,
             "commit": self.commit,
@@ -82,6 +94,19 @@ class Installed:
             "hostState": plan.IN_SYNC,
             "phaseSeconds": self.phase_seconds,
         }
+        if self.facts is not None:
+            outs["hostFacts"] = preflight.host_facts_output(self.facts)
+        return outs
+
+
+def service_outputs(spec: InstallSpec, state: service.ServiceState | None) -> dict[str, Any]:
+    """The hive's `serviceState` (compared by diff) and `service` (mode, pid, port) outputs."""
+    if spec.component != "hive":
+        return {}
+    outs: dict[str, Any] = service.outputs(state)
+    if spec.auto_start and state is not None:
+        outs["serviceState"] = state.summary
+    return outs
 
 
 async def _verify(link: Link, spec: InstallSpec, iid: str, rid: str, abort: str) -> tuple[str, str]:
@@ -125,19 +150,34 @@ def _stager(spec: InstallSpec) -> Stager:
     return stager
 
 
-async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> Installed:
-    """Build (or rejoin a build), verify, then switch the stable path atomically.
+async def _preflight(link: Link, spec: InstallSpec, facts: HostFacts) -> InstallSpec:
+    """Refuse a host that lacks something, before anything on it changes; with
+    ensureToolchain, install Rust first. Returns the spec to stage with (its cargo)."""
+    problems = preflight.preflight_problems(spec, facts)
+    if problems:
+        raise HostError(spec.label, "preflight", preflight.describe(problems))
+    if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
+        if preflight.needs_toolchain(spec, facts):
+            await toolchain.install_rust(link, spec)
+        return spec.model_copy(update={"cargo": preflight.HOME_CARGO})
+    return spec
 
-    A failure leaves the host as it was: the previous binary stays active, and a failed
-    create removes everything it made.
+
+async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> Installed:
+    """Preflight, build (or rejoin a build), verify, then switch the stable path atomically;
+    a hive with autoStart is then restarted on the new binary.
+
+    A failure leaves the host as it was: the previous binary stays active (and running), and a
+    failed create removes everything it made.
     """
     iid = plan.install_id(spec)
     abort = "abort-update" if updating else "abort-create"
     async with Link(spec) as link:
         assert link.session is not None
         facts = await probe(link.session, spec)
+        build_spec = await _preflight(link, spec, facts)
         current = facts.installed.get(spec.install_name)
-        staged = await _stager(spec)(link, spec, iid, fresh=fresh, abort=abort)
+        staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
         rid, commit = staged.release_id, staged.version_key
         version, sha = await _verify(link, spec, iid, rid, abort)
         previous = current.release_id if current and _owned(current, iid) else None
@@ -169,6 +209,10 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             *keep,
         )
         report(spec.label, f"installed {version} ({commit[:12]})")
+        running = None
+        if spec.component == "hive" and spec.auto_start:
+            restore = current if previous and previous != rid and current else None
+            running = await _start_hive(link, spec, facts, iid, rid, version, restore, updating)
         return Installed(
             install_id=iid,
             release_id=rid,
@@ -177,7 +221,62 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             sha256=sha,
             install_path=f"{facts.home}/{layout.stable_path(name)}",
             phase_seconds=staged.phase_seconds,
+            facts=facts,
+            hive_service=running,
         )
+
+
+async def _start_hive(
+    link: Link,
+    spec: InstallSpec,
+    facts: HostFacts,
+    iid: str,
+    rid: str,
+    version: str,
+    restore: InstalledBinary | None,
+    updating: bool,
+) -> service.ServiceState:
+    """Restart the hive on the binary just activated. If it does not come up, switch back to
+    `restore` (the previous release) and restart that; a create with nothing to go back to
+    removes what it installed. Either way the error says what happened."""
+    mode = service.mode_for(facts)
+    state = await service.start(link, spec, mode)
+    if state.healthy:
+        report(spec.label, f"rbee-hive running on port {spec.hive_port} (pid {state.pid}, {mode})")
+        return state
+    failed = f"{version} did not start: {state.why()}"
+    if restore is not None and restore.receipt is not None and restore.release_id:
+        name = spec.install_name
+        old_version = restore.receipt.get("version") or restore.release_id
+        await link.run(
+            scripts.ACTIVATE,
+            layout.LOCK_FILE,
+            str(LOCK_WAIT_SECONDS),
+            holder(spec),
+            layout.stable_path(name),
+            restore.link,
+            layout.receipt_path(name),
+            json.dumps(restore.receipt, sort_keys=True),
+            f"{layout.RELEASES_DIR}/{name}",
+            f"{layout.JOBS_DIR}/{iid}/none",
+            restore.release_id,
+            phase="service",
+            timeout=LOCK_WAIT_SECONDS + 60,
+        )
+        again = await service.start(link, spec, mode)
+        if again.healthy:
+            outcome = f"the previous version ({old_version}) was restored and is running"
+        else:
+            outcome = (
+                f"the previous version ({old_version}) was restored but did not start "
+                f"either: {again.why()}"
+            )
+        raise HostError(spec.label, "service", f"{failed}\n{outcome}")
+    if not updating:
+        await service.stop(link, purge=True)
+        await remove_install(link, spec, "delete", iid, [rid])
+        raise HostError(spec.label, "service", f"{failed}\nnothing was installed")
+    raise HostError(spec.label, "service", f"{failed}\nthere is no previous version to go back to")
 
 
 def _owned(installed: InstalledBinary, iid: str) -> bool:
@@ -185,17 +284,55 @@ def _owned(installed: InstalledBinary, iid: str) -> bool:
 
 
 async def remove(spec: InstallSpec, release_id: str | None) -> None:
+    """Stop the hive's service (unless another resource owns the install), then remove."""
+    iid = plan.install_id(spec)
     async with Link(spec) as link:
-        await remove_install(
-            link, spec, "delete", plan.install_id(spec), [release_id] if release_id else []
-        )
+        if spec.component == "hive":
+            assert link.session is not None
+            facts = await probe(link.session, spec)
+            installed = facts.installed.get(spec.install_name)
+            if installed is None or installed.receipt is None or _owned(installed, iid):
+                await service.stop(link, purge=True)
+        await remove_install(link, spec, "delete", iid, [release_id] if release_id else [])
+
+
+async def reconcile_service(spec: InstallSpec) -> dict[str, Any]:
+    """The hive's service without a reinstall (autoStart, hivePort or its state changed):
+    restart it on the installed binary, or stop it when autoStart is off. Returns outputs."""
+    async with Link(spec) as link:
+        assert link.session is not None
+        facts = await probe(link.session, spec)
+        state = None
+        if spec.auto_start:
+            state = await service.start(link, spec, service.mode_for(facts))
+            if not state.healthy:
+                raise HostError(spec.label, "service", f"rbee-hive did not start: {state.why()}")
+            report(spec.label, f"rbee-hive running on port {spec.hive_port} (pid {state.pid})")
+        else:
+            await service.stop(link, purge=True)
+    return {"hostFacts": preflight.host_facts_output(facts), **service_outputs(spec, state)}
+
+
+@dataclass(frozen=True)
+class Reading:
+    installed: InstalledBinary | None  # None when it is not ours or gone
+    facts: HostFacts
+    hive_service: service.ServiceState | None
+
+
+async def read_host(spec: InstallSpec) -> Reading:
+    """What the host holds for this resource now, its facts, and the hive's service."""
+    running = None
+    async with open_session(spec) as session:
+        facts = await probe(session, spec)
+        if spec.component == "hive":
+            running = await service.health(session, spec)
+    installed = facts.installed.get(spec.install_name)
+    if installed is not None and not _owned(installed, plan.install_id(spec)):
+        installed = None
+    return Reading(installed, facts, running)
 
 
 async def read(spec: InstallSpec) -> InstalledBinary | None:
     """What the host holds for this resource now (None when it is not ours or gone)."""
-    async with open_session(spec) as session:
-        facts = await probe(session, spec)
-    installed = facts.installed.get(spec.install_name)
-    if installed is None or not _owned(installed, plan.install_id(spec)):
-        return None
-    return installed
+    return (await read_host(spec)).installed

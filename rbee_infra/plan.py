@@ -109,10 +109,12 @@ def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
         if norm(_get(olds, path)) != norm(_get(news, path))
     ]
     keys = sorted(k for k in set(olds) | set(news) if not k.startswith("__"))
+    # Without pruning, the hive's list of configured workers changes nothing on the host.
+    ignored = {"hostState"} | (set() if news.get("pruneUnmanaged") else {"managedWorkers"})
     changed = [
         k
         for k in keys
-        if k in news and k != "hostState" and norm(olds.get(k)) != norm(news.get(k))
+        if k in news and k not in ignored and norm(olds.get(k)) != norm(news.get(k))
     ]
     state = news.get("hostState")
     drifted = state is not None and state != IN_SYNC

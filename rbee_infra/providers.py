@@ -79,7 +79,12 @@ class _InstallProvider(ResourceProvider):
             return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
         try:
             observed = asyncio.run(lifecycle.observe(spec))
-            inputs["hostState"] = observed.host_state
+            # Only a state worth acting on becomes an input: an in-sync host adds nothing, so
+            # recorded inputs do not churn and previews show just real changes.
+            creating = not _public(olds)
+            quiet = {plan.IN_SYNC, plan.NOT_INSTALLED} if creating else {plan.IN_SYNC}
+            if observed.host_state not in quiet:
+                inputs["hostState"] = observed.host_state
             if observed.resolved_commit:
                 inputs["resolvedCommit"] = observed.resolved_commit
             tofu = spec.connection.host_key_policy == "tofu" and not spec.connection.host_key

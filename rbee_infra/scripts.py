@@ -34,20 +34,73 @@ _ANCHOR_CARGO = """
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
 """
 
+# A killed job whose parent is gone may stay a zombie where PID 1 does not reap: not alive.
+_ALIVE = """
+rbee_alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [ -r "/proc/$1/stat" ] || return 0
+  case "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" in Z) return 1;; esac
+}
+"""
+
 _SHA = """
 rbee_sha() { if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; else shasum -a 256 < "$1"; fi | cut -d' ' -f1; }
 """
 
-# args: cargo, then triples of (install name, stable path, receipt path)
+# `systemctl --user` works here (a user manager is running and reachable)
+_SYSTEMD = r"""
+rbee_systemd() {
+  [ -n "${XDG_RUNTIME_DIR:-}" ] || { d="/run/user/$(id -u)"; [ -d "$d" ] && export XDG_RUNTIME_DIR="$d"; }
+  command -v systemctl >/dev/null 2>&1 || return 1
+  if command -v timeout >/dev/null 2>&1; then timeout 10 systemctl --user show-environment >/dev/null 2>&1
+  else systemctl --user show-environment >/dev/null 2>&1; fi
+}
+"""
+
+# Host facts for preflight (see `preflight`): free KiB of the filesystem holding a path (or its
+# nearest existing parent), the OS name, the GPUs nvidia-smi sees.
+_FACTS = r"""
+rbee_free() { d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" 2>/dev/null | awk 'NR==2 {print $4}'; }
+rbee_os() {
+  if [ -r /etc/os-release ]; then sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"' | head -n 1
+  elif command -v sw_vers >/dev/null 2>&1; then printf '%s %s\n' "$(sw_vers -productName)" "$(sw_vers -productVersion)"; fi
+}
+rbee_gpus() {
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  if command -v timeout >/dev/null 2>&1; then set -- timeout 20; else set --; fi
+  "$@" nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 16
+}
+"""
+
+# args: cargo, then triples of (install name, stable path, receipt path). One round trip for
+# everything preflight needs; read-only.
 PROBE = (
     _ENV
     + _SHA
+    + _SYSTEMD
+    + _FACTS
     + r"""
 cargo=$1; shift
+case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; esac
 printf 'home\t%s\n' "$HOME"
+printf 'user\t%s\n' "$(id -un 2>/dev/null)"
 printf 'uname\t%s\n' "$(uname -sm 2>/dev/null)"
-for t in git flock curl wget tar; do printf 'tool\t%s\t%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done
+printf 'os\t%s\n' "$(rbee_os 2>/dev/null)"
+for t in git flock curl wget tar nvidia-smi setsid; do printf 'tool\t%s\t%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done
+nvcc=$(command -v nvcc 2>/dev/null) || nvcc=
+[ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
+printf 'tool\tnvcc\t%s\n' "$nvcc"
+[ -n "$nvcc" ] && printf 'nvcc\t%s\n' "$("$nvcc" --version 2>/dev/null | grep -i 'release' | head -n 1)"
+rbee_gpus | while IFS= read -r g; do printf 'gpu\t%s\n' "$g"; done
+printf 'cargopath\t%s\n' "$(command -v "$cargo" 2>/dev/null)"
 printf 'cargo\t%s\n' "$("$cargo" --version 2>/dev/null | head -n 1)"
+rustc=rustc
+case $cargo in */*) [ -x "${cargo%/*}/rustc" ] && rustc="${cargo%/*}/rustc";; esac
+printf 'rustc\t%s\n' "$("$rustc" --version 2>/dev/null | head -n 1)"
+printf 'homecargo\t%s\n' "$(.cargo/bin/cargo --version 2>/dev/null | head -n 1)"
+printf 'disk\tdata\t%s\n' "$(rbee_free .local/share/rbee)"
+printf 'disk\tbin\t%s\n' "$(rbee_free .local/bin)"
+if rbee_systemd; then printf 'systemd\tyes\n'; else printf 'systemd\tno\n'; fi
 while [ $# -ge 3 ]; do
   name=$1 stable=$2 receipt=$3; shift 3
   if [ -L "$stable" ]; then kind=symlink; elif [ -e "$stable" ]; then kind=file; else kind=missing; fi
@@ -117,7 +170,7 @@ job=$1 artifact=$2 body=$3; shift 3
 if [ -f "$job/exit" ]; then
   if [ "$(cat -- "$job/exit")" = 0 ] && [ -x "$artifact" ]; then echo reuse; exit 0; fi
   rm -rf -- "$job"
-elif [ -f "$job/pid" ] && kill -0 "$(cat -- "$job/pid")" 2>/dev/null; then
+elif [ -f "$job/pid" ] && rbee_alive "$(cat -- "$job/pid")"; then
   echo running; exit 0
 fi
 rm -rf -- "$job" && mkdir -p -- "$job" || exit 1
@@ -135,7 +188,7 @@ WAIT_JOB = (
 job=$1
 while [ ! -f "$job/exit" ]; do
   pid=$(cat -- "$job/pid" 2>/dev/null || true)
-  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+  if [ -z "$pid" ] || ! rbee_alive "$pid"; then
     [ -f "$job/exit" ] && break
     printf 'exit\tlost\n'; exit 0
   fi
@@ -410,5 +463,166 @@ for p in "$@"; do
 done
 for p in "$@"; do rm -rf -- "$p" || exit 1; printf 'removed\t%s\n' "$p"; done
 exit 0
+"""
+)
+
+# The hive as a service (see `service`): a systemd user unit where `systemctl --user` works,
+# else a background process with a pid file. `rbee_ours` accepts a pid only when it is this
+# user's rbee-hive started from the stable path, so a stale pid file never kills a stranger.
+_SERVICE = r"""
+unit_name=rbee-hive.service
+unit=.config/systemd/user/rbee-hive.service
+pidf=.local/share/rbee/hive.pid
+log=.local/share/rbee/hive.log
+hive="$HOME/.local/bin/rbee-hive"
+rbee_ours() {
+  case ${1:-} in ''|0|*[!0-9]*) return 1;; esac
+  kill -0 "$1" 2>/dev/null || return 1
+  if [ -r "/proc/$1/cmdline" ]; then a0=$(tr '\0' '\n' < "/proc/$1/cmdline" | head -n 1)
+  else a0=$(ps -p "$1" -o command= 2>/dev/null | cut -d' ' -f1); fi
+  [ "$a0" = "$hive" ]
+}
+rbee_pid() {
+  if [ -f "$unit" ] && rbee_systemd; then
+    mode=systemd; pid=$(systemctl --user show -p MainPID --value "$unit_name" 2>/dev/null || true)
+  else
+    mode=pidfile; pid=$(cat -- "$pidf" 2>/dev/null || true)
+  fi
+}
+rbee_listening() {
+  if command -v ss >/dev/null 2>&1; then
+    if ss -ltnp 2>/dev/null | grep -E "[:.]$1[[:space:]]" | grep -q "pid=$2,"; then echo yes; else echo no; fi
+  elif command -v lsof >/dev/null 2>&1; then
+    if lsof -nP -a -p "$2" -iTCP:"$1" -sTCP:LISTEN >/dev/null 2>&1; then echo yes; else echo no; fi
+  elif command -v bash >/dev/null 2>&1; then
+    if bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' rbee "$1" 2>/dev/null; then echo yes; else echo no; fi
+  else
+    echo unknown
+  fi
+}
+rbee_stop() {
+  if [ -f "$unit" ] && rbee_systemd; then
+    systemctl --user stop "$unit_name" >/dev/null 2>&1
+    [ "$1" = 1 ] && systemctl --user disable "$unit_name" >/dev/null 2>&1
+  fi
+  if [ "$1" = 1 ] && [ -f "$unit" ]; then
+    rm -f -- "$unit"
+    rbee_systemd && systemctl --user daemon-reload >/dev/null 2>&1
+  fi
+  old=$(cat -- "$pidf" 2>/dev/null || true)
+  if rbee_ours "$old"; then
+    kill -TERM "$old" 2>/dev/null
+    n=0; while rbee_ours "$old" && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
+    if rbee_ours "$old"; then
+      kill -KILL "$old" 2>/dev/null
+      n=0; while rbee_ours "$old" && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
+    fi
+    printf 'stopped\t%s\n' "$old"
+  fi
+  rm -f -- "$pidf"
+  [ "$1" = 1 ] && rm -f -- "$log" "$log.1"
+  return 0
+}
+"""
+
+# Read-only when wait is 0. args: port, seconds to wait for the hive to run and listen. Prints
+# mode, pid, running, listening; exits 0 when healthy, else 1 (after the last log lines).
+HEALTH = (
+    _ENV
+    + _SYSTEMD
+    + _SERVICE
+    + r"""
+port=$1 wait=$2
+n=0; limit=$((wait * 5))
+while :; do
+  rbee_pid
+  running=no listening=no
+  if rbee_ours "$pid"; then running=yes; listening=$(rbee_listening "$port" "$pid"); fi
+  [ $running = yes ] && [ "$listening" != no ] && break
+  [ $n -ge $limit ] && break
+  # a pid-file hive that exited does not come back
+  [ $mode = pidfile ] && [ $running = no ] && [ $n -ge 2 ] && break
+  n=$((n+1)); sleep 0.2
+done
+printf 'mode\t%s\npid\t%s\nrunning\t%s\nlistening\t%s\nport\t%s\n' "$mode" "$pid" "$running" "$listening" "$port"
+[ $running = yes ] && [ "$listening" != no ] && exit 0
+if [ "$wait" != 0 ]; then
+  if [ $mode = systemd ]; then
+    journalctl --user -u "$unit_name" -n 20 --no-pager 2>/dev/null | sed 's/^/log\t/'
+  else
+    tail -n 20 -- "$log" 2>/dev/null | sed 's/^/log\t/'
+  fi
+fi
+exit 1
+"""
+)
+
+# args: mode (systemd | pidfile), port, unit file text (systemd). Stops whatever runs now,
+# then starts ~/.local/bin/rbee-hive --port PORT; `HEALTH` says whether it came up.
+START_SERVICE = (
+    _ENV
+    + _SYSTEMD
+    + _SERVICE
+    + r"""
+mode=$1 port=$2 text=$3
+rbee_stop 0
+[ -x "$hive" ] || { echo "$hive is missing" >&2; exit 1; }
+mkdir -p -- .local/share/rbee || exit 1
+if [ "$mode" = systemd ]; then
+  rbee_systemd || { echo "systemctl --user is not available" >&2; exit 1; }
+  mkdir -p -- "$(dirname -- "$unit")" || exit 1
+  printf '%s' "$text" > "$unit.tmp" && mv -f -- "$unit.tmp" "$unit" || exit 1
+  systemctl --user daemon-reload || exit $?
+  systemctl --user enable "$unit_name" 2>&1 || exit $?
+  systemctl --user restart "$unit_name" || exit $?
+  echo started
+  exit 0
+fi
+[ -f "$log" ] && mv -f -- "$log" "$log.1"
+printf '== %s: %s --port %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(readlink -- "$hive")" "$port" > "$log"
+if command -v setsid >/dev/null 2>&1; then set -- setsid nohup; else set -- nohup; fi
+"$@" sh -c 'echo $$ > "$1.tmp" && mv -f -- "$1.tmp" "$1" && exec "$2" --port "$3"' rbee-hive \
+  "$pidf" "$hive" "$port" >> "$log" 2>&1 < /dev/null &
+n=0; while [ ! -s "$pidf" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+[ -s "$pidf" ] || { echo "no pid file after 5s; see ~/$log" >&2; exit 1; }
+echo started
+"""
+)
+
+# args: purge (1: also disable and remove the unit file and the logs). Stops the hive (unit or
+# pid file); a pid that is not our rbee-hive is never signalled.
+STOP_SERVICE = (
+    _ENV
+    + _SYSTEMD
+    + _SERVICE
+    + r"""
+rbee_stop "$1"
+exit 0
+"""
+)
+
+# A user-local Rust toolchain with rustup (`ensureToolchain`). args: lock, wait, holder,
+# rustup-init URL. On failure stderr ends with "@@failed<TAB><step>" (notool | download | install).
+INSTALL_RUST = (
+    _ENV
+    + _LOCK
+    + r"""
+rbee_lock "$1" "$2" "$3" || exit $?
+url=$4
+if .cargo/bin/cargo --version 2>/dev/null; then exit 0; fi
+tmp=$(mktemp -d) || exit 1
+fail() { tail -n "$3" -- "$tmp/err" >&2; rm -rf -- "$tmp"; printf '@@failed\t%s\n' "$1" >&2; exit "$2"; }
+: > "$tmp/err"
+if command -v curl >/dev/null 2>&1; then
+  curl --proto '=https' --tlsv1.2 -sSf --connect-timeout 30 -o "$tmp/rustup-init.sh" -- "$url" 2> "$tmp/err"
+elif command -v wget >/dev/null 2>&1; then
+  wget --https-only --secure-protocol=TLSv1_2 --tries=1 --timeout=30 -nv -O "$tmp/rustup-init.sh" -- "$url" 2> "$tmp/err"
+else
+  fail notool 127 0
+fi
+s=$?; [ $s -eq 0 ] || fail download $s 3
+sh "$tmp/rustup-init.sh" -y --no-modify-path --profile minimal > "$tmp/err" 2>&1 || fail install $? 15
+rm -rf -- "$tmp"
+.cargo/bin/cargo --version
 """
 )

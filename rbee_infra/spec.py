@@ -11,12 +11,16 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError
 
 from rbee_infra.config import (
+    DEFAULT_RUSTUP_URL,
     HIVE_BINARY,
     Alias,
     BinaryName,
+    DiskMb,
     Feature,
     Hostname,
+    HttpsUrl,
     Model,
+    Port,
     Source,
     ToolPath,
     Trigger,
@@ -58,6 +62,14 @@ class InstallSpec(Model):
     source: Source
     connection: Connection
     cargo: ToolPath = "cargo"
+    ensure_toolchain: bool = False
+    rustup_url: HttpsUrl = DEFAULT_RUSTUP_URL
+    min_free_disk_mb: DiskMb | None = None
+    check_platform: bool = True
+    # hive only: run it as a service on hive_port after each install (see `service`). The
+    # program passes the hive's autoStart (true by default, as in rbee); a bare spec runs none.
+    auto_start: bool = False
+    hive_port: Port = 8600
     reinstall_trigger: Trigger = ""
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""

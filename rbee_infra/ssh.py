@@ -108,8 +108,11 @@ def _text(data: str | bytes | None) -> str:
 def _describe(error: BaseException) -> str:
     if isinstance(error, asyncssh.Error):
         return error.reason or type(error).__name__
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
+    if isinstance(error, OSError):
+        if error.errno:
+            return os.strerror(error.errno)
+        if error.strerror:
+            return error.strerror
     return str(error) or type(error).__name__
 
 
@@ -210,7 +213,7 @@ async def _connect_once(c: Connection, label: str) -> asyncssh.SSHClientConnecti
     except (asyncio.TimeoutError, TimeoutError):
         raise ConnectError(label, f"timed out after {c.connect_timeout:.0f}s") from None
     except (asyncssh.Error, OSError) as error:
-        raise ConnectError(label, _describe(error)) from None
+        raise ConnectError(label, f"{_describe(error)} ({c.host}:{c.port})") from None
 
 
 @asynccontextmanager

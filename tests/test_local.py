@@ -122,8 +122,7 @@ def test_local_file_problems_fail_check_before_the_host_is_touched(
     missing = hive(host1, host, {"method": "local", "path": str(tmp_path / "nope")})
     plan = engine.preview([missing])
     assert plan.errors["hive-h1"] == (
-        f"check failed: source.path: {tmp_path / 'nope'} cannot be read: No such file or "
-        "directory"
+        f"check failed: source.path: {tmp_path / 'nope'} cannot be read: No such file or directory"
     )
     binary = tmp_path / "rbee-hive"
     real = write(binary, script_binary("rbee-hive 0.3.0"))

@@ -11,6 +11,7 @@ import pytest
 
 from tests.harness.engine import Decl, Engine
 from tests.harness.fixture_repo import RbeeRepo, make_rbee_repo
+from tests.harness.fleet import declare
 from tests.harness.hosts import HarnessUnavailable, HostSet, start_hosts
 from tests.harness.installs import (
     HIVE_STABLE,
@@ -23,7 +24,6 @@ from tests.harness.installs import (
     receipt,
     release_ids,
     version,
-    worker,
     worker_stable,
 )
 from tests.harness.release_server import ReleaseServer, script_binary
@@ -105,11 +105,17 @@ def test_unmanaged_installs_listed_and_pruned_only_when_asked(
 ) -> None:
     host = host1[0]
     with ReleaseServer() as server:
-        server.publish(REPO, "v0.1.0", "rbee-hive", script_binary("rbee-hive 0.1.0"),
-                       checksum="sums")
-        server.publish(REPO, "v0.1.0", "llm-worker-rbee-cpu",
-                       script_binary("llm-worker-rbee-cpu 0.1.0 features=cpu"), checksum="sums")
-        src = {"method": "release", "repo": REPO, "tag": "v0.1.0", "baseUrl": server.base_url}
+        server.publish(
+            REPO, "v0.1.0", "rbee-hive", script_binary("rbee-hive 0.1.0"), checksum="sums"
+        )
+        server.publish(
+            REPO,
+            "v0.1.0",
+            "llm-worker-rbee-cpu",
+            script_binary("llm-worker-rbee-cpu 0.1.0 features=cpu"),
+            checksum="sums",
+        )
+        src = {"repo": REPO, "tag": "v0.1.0", "baseUrl": server.base_url}
 
         # left by hand or an old tool: a hive binary, two workers, a release dir with no
         # receipt; and a hand-made binary where the configured cpu worker goes
@@ -131,10 +137,23 @@ def test_unmanaged_installs_listed_and_pruned_only_when_asked(
         ]
 
         def fleet(prune: bool) -> list[Decl]:
-            return [
-                hive(host1, host, src, managedWorkers=["cpu"], pruneUnmanaged=prune),
-                worker(host1, host, "cpu", src),
-            ]
+            """The stack config an operator writes, declared by the real program."""
+            config = {
+                "rbee:hives": [
+                    {
+                        "alias": "h1",
+                        "hostname": host.address,
+                        "sshUser": host.user,
+                        "sshPort": host.port,
+                        "installMethod": {"release": src},
+                        "workers": [{"type": "cpu"}],
+                        "pruneUnmanaged": prune,
+                    }
+                ],
+                "rbee:sshPrivateKeyPath": str(host1.client_key_path),
+                "rbee:knownHosts": str(host1.known_hosts_path),
+            }
+            return declare(config)
 
         # listed, not removed
         ok(engine.up(fleet(False)))

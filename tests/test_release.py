@@ -72,8 +72,9 @@ def test_release_install_upgrade_downgrade_and_every_failure(
     hosts = release_hosts
     host = hosts[0]
     v1 = server.publish(REPO, "v0.1.0", HIVE, script_binary("rbee-hive 0.1.0"), checksum="file")
-    packed = tar_gz({"rbee-0.2.0/README": b"docs", "rbee-0.2.0/rbee-hive": script_binary(
-        "rbee-hive 0.2.0")})
+    packed = tar_gz(
+        {"rbee-0.2.0/README": b"docs", "rbee-0.2.0/rbee-hive": script_binary("rbee-hive 0.2.0")}
+    )
     v2 = server.publish(REPO, "v0.2.0", "rbee-hive.tar.gz", packed, checksum="sums")
 
     # install: raw binary, checksum from <asset>.sha256, downloaded with curl on the host
@@ -84,8 +85,12 @@ def test_release_install_upgrade_downgrade_and_every_failure(
     assert link(host, HIVE_STABLE) == f"../share/rbee/releases/rbee-hive/{v1[:12]}/rbee-hive"
     rec = receipt(host, HIVE)
     assert (rec["commit"], rec["releaseId"]) == (v1, v1[:12])
-    assert rec["source"] == {"method": "release", "repo": REPO, "tag": "v0.1.0",
-                             "baseUrl": server.base_url}
+    assert rec["source"] == {
+        "method": "release",
+        "repo": REPO,
+        "tag": "v0.1.0",
+        "baseUrl": server.base_url,
+    }
     assert engine.state()["hive-h1"].outputs["version"] == "rbee-hive 0.1.0"
     assert engine.preview([decl]).ops() == {"hive-h1": "same"}
 
@@ -103,8 +108,7 @@ def test_release_install_upgrade_downgrade_and_every_failure(
     assert link(host, HIVE_STABLE).endswith(f"/{v1[:12]}/rbee-hive")
 
     # failed upgrade: the new binary does not answer --version; the old one stays active
-    bad = server.publish(REPO, "v0.3.0", HIVE, script_binary("oops", exit_code=3),
-                         checksum="file")
+    bad = server.publish(REPO, "v0.3.0", HIVE, script_binary("oops", exit_code=3), checksum="file")
     error = failed(engine.up([hive(hosts, host, source(server, "v0.3.0"))]), "hive-h1")
     assert "hive h1: verify failed: rbee-hive --version exited 3" in error
     stays_at(host, "rbee-hive 0.1.0")
@@ -119,8 +123,9 @@ def test_release_install_upgrade_downgrade_and_every_failure(
     stays_at(host, "rbee-hive 0.1.0")
 
     # the published checksum does not match the asset
-    server.publish(REPO, "v0.4.0", HIVE, script_binary("rbee-hive 0.4.0"), checksum="sums",
-                   sha="d" * 64)
+    server.publish(
+        REPO, "v0.4.0", HIVE, script_binary("rbee-hive 0.4.0"), checksum="sums", sha="d" * 64
+    )
     error = failed(engine.up([hive(hosts, host, source(server, "v0.4.0"))]), "hive-h1")
     assert "download failed: sha256 of rbee-hive is " in error
     assert f"expected {'d' * 64} (from SHA256SUMS); nothing was installed" in error
@@ -143,8 +148,20 @@ def test_release_install_upgrade_downgrade_and_every_failure(
 
     # the next up after all that is a plain reinstall of what is configured
     server.heal()
-    ok(engine.up([hive(hosts, host, source(server, "v0.5.0"))]))
+    v5_decl = hive(hosts, host, source(server, "v0.5.0"))
+    ok(engine.up([v5_decl]))
     assert version(host, HIVE_STABLE) == "rbee-hive 0.5.0"
+
+    # drift: the active binary is overwritten by hand; preview says so, up downloads it again
+    host.run(f"echo 'echo rbee-hive tampered' > '.local/bin/{link(host, HIVE_STABLE)}'")
+    plan = engine.preview([v5_decl])
+    assert plan.steps[0].op == "update"
+    assert plan.steps[0].detailed_changes["hostState"][1] == (
+        "binary changed (sha256 differs from the receipt)"
+    )
+    ok(engine.up([v5_decl]))
+    assert version(host, HIVE_STABLE) == "rbee-hive 0.5.0"
+    assert receipt(host, HIVE)["sha256"] == v5
 
     ok(engine.destroy())
     assert leftovers(host) == []
@@ -182,8 +199,9 @@ def test_release_with_wget_and_with_neither(
     cpu1 = script_binary("llm-worker-rbee-cpu 0.1.0 features=cpu")
     sha1 = server.publish(REPO, "v0.1.0", "llm-worker-rbee-cpu", cpu1, checksum="file")
     cpu2 = script_binary("llm-worker-rbee-cpu 0.2.0 features=cpu")
-    sha2 = server.publish(REPO, "v0.2.0", "cpu.tar.gz", tar_gz({"llm-worker-rbee-cpu": cpu2}),
-                          checksum="sums")
+    sha2 = server.publish(
+        REPO, "v0.2.0", "cpu.tar.gz", tar_gz({"llm-worker-rbee-cpu": cpu2}), checksum="sums"
+    )
     src1 = {"method": "release", "repo": REPO, "tag": "v0.1.0", "baseUrl": base}
     src2 = {**src1, "tag": "v0.2.0", "asset": "cpu.tar.gz"}
 
@@ -215,8 +233,11 @@ def test_release_with_wget_and_with_neither(
             "llm-worker-rbee-cpu returned HTTP 404 (this machine): Not Found"
         ) in error
         assert token not in error
-        assert version(host, stable) == "llm-worker-rbee-cpu 0.2.0 features=cpu"
         server.heal()
+        server.publish(REPO, "v0.3.0", "llm-worker-rbee-cpu", cpu1, checksum="file", sha="f" * 64)
+        error = failed(engine.up([decl({**src1, "tag": "v0.3.0"})]), "worker-h1-cpu")
+        assert f"expected {'f' * 64} (from llm-worker-rbee-cpu.sha256); nothing was" in error
+        assert version(host, stable) == "llm-worker-rbee-cpu 0.2.0 features=cpu"
         ok(engine.up([decl(src1)]))  # downloaded here, uploaded over SFTP
         assert version(host, stable) == cpu1_line
         assert receipt(host, "rbee-worker-cpu")["commit"] == sha1

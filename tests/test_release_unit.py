@@ -4,15 +4,17 @@ the operator-side HTTP client against a loopback release server, unpacking, extr
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from rbee_infra import assets, extras
+from rbee_infra import assets, extras, scripts
 from rbee_infra.config import ReleaseSource
 from rbee_infra.errors import ConfigError
 from rbee_infra.install import httpget, local, release, transfer
-from rbee_infra.spec import parse_spec
+from rbee_infra.spec import InstallSpec, parse_spec
+from rbee_infra.ssh import script_command
 from tests.harness.release_server import ReleaseServer, script_binary, sha256, tar_gz
 
 pytestmark = pytest.mark.unit
@@ -159,7 +161,7 @@ def test_unpack_binary_finds_it_at_any_depth(tmp_path: Path) -> None:
 # --------------------------------------------------------------- local file
 
 
-def local_spec(path: str, sha: str | None = None) -> object:
+def local_spec(path: str, sha: str | None = None) -> InstallSpec:
     source: dict[str, object] = {"method": "local", "path": path}
     if sha:
         source["sha256"] = sha
@@ -226,3 +228,44 @@ def test_extras_are_only_names_no_configured_worker_owns() -> None:
     assert shown[0] == "~/.local/bin/rbee-hive.pre-rbee-infra"
     # up removes only what preview listed and is still extra
     assert extras.to_remove([shown[0], "~/.ssh/authorized_keys"], found) == [found[0]]
+
+
+def run_script(home: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    command = script_command(script, *args)
+    return subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True)
+
+
+def test_scan_and_prune_scripts_stay_inside_rbee_directories(tmp_path: Path) -> None:
+    root = tmp_path / ".local/share/rbee"
+    (root / "workers").mkdir(parents=True)
+    (root / "workers/rbee-worker-rocm").write_text("x")
+    (root / "workers/rbee-worker-cpu").write_text("x")
+    (root / "releases/rbee-worker-rocm/abc").mkdir(parents=True)
+    (tmp_path / ".local/bin").mkdir()
+    (tmp_path / ".local/bin/rbee-hive.pre-rbee-infra").write_text("x")
+    (tmp_path / "keep").write_text("x")
+    scan = run_script(
+        tmp_path,
+        scripts.EXTRAS_SCAN,
+        ".local/share/rbee/workers",
+        ".local/share/rbee/releases",
+        ".local/share/rbee/receipts",
+        extras.HAND_MADE_HIVE,
+    )
+    found = extras.find_extras(extras.parse_scan(scan.stdout), ["cpu"])
+    assert found == [
+        ".local/bin/rbee-hive.pre-rbee-infra",
+        ".local/share/rbee/releases/rbee-worker-rocm",
+        ".local/share/rbee/workers/rbee-worker-rocm",
+    ]
+    lock = (".local/share/rbee/.lock", "5", "test")
+    for outside in ("keep", ".local/share/rbee/../../../keep", ".local/share/rbee/workers/x/y/z"):
+        refused = run_script(tmp_path, scripts.PRUNE, *lock, found[0], outside)
+        assert refused.returncode == 2, refused
+        assert f"refusing to remove {outside}" in refused.stderr
+        assert (tmp_path / found[0]).exists()  # nothing removed when one path is refused
+    done = run_script(tmp_path, scripts.PRUNE, *lock, *found)
+    assert done.returncode == 0, done.stderr
+    assert not any((tmp_path / p).exists() for p in found)
+    assert (root / "workers/rbee-worker-cpu").exists() and (tmp_path / "keep").exists()

@@ -100,7 +100,7 @@ async def published_sha(getter: _Getter, spec: InstallSpec, asset: assets.Asset)
             return sha, label
         if label != assets.SUMS_FILE:
             raise HostError(
-                spec.label, "download", f"{label} is published but holds no sha256 for it"
+                spec.label, "download", f"{label} is published but holds no sha256 for {asset.name}"
             )
     where = asset.shown.rsplit("/", 1)[0]
     raise HostError(

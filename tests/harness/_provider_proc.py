@@ -179,10 +179,14 @@ class ProviderProcess:
         return self.stub
 
     def _signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
             os.killpg(self.pid, sig)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, sig)  # a forked child may not have called setsid() yet
+        except ProcessLookupError:
+            # a forked child may not have called setsid() yet
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
+        except PermissionError:
+            pass
 
     def _wait(self, timeout: float) -> bool:
         if self._popen is not None:

@@ -8,7 +8,6 @@ file with the engine's rules (what a failed step records, secrets encrypted at r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -23,120 +22,39 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from cryptography.fernet import Fernet
 from google.protobuf import struct_pb2
-from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.output import Unknown
-from pulumi.runtime import rpc
 from pulumi.runtime._serialization import _serialize
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from ._provider_proc import ProviderProcess, ServerStartError, prewarm
+from ._state_file import Res as _Res
+from ._state_file import State as _State
+from ._state_file import StateFile
+from ._wire import UNKNOWN, decl_inputs, from_wire, refs, resolve_refs, to_wire
+from .engine_types import (
+    DEFAULT_TYPE,
+    PROVIDER_KEY,
+    Decl,
+    Plan,
+    ProviderError,
+    Ref,
+    RunResult,
+    Secret,
+    StateEntry,
+    Step,
+    UpResult,
+)
 
-PROVIDER_KEY = "__provider"
-UNKNOWN = rpc.UNKNOWN  # the wire value of a not-yet-known input during preview
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+__all__ = [
+    "DEFAULT_TYPE", "PROVIDER_KEY", "UNKNOWN", "Decl", "Engine", "Plan", "ProviderError", "Ref",
+    "RunResult", "Secret", "StateEntry", "Step", "UpResult",
+]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TYPE = "pulumi-python:dynamic:Resource"
-
 DIFF_UNKNOWN = provider_pb2.DiffResponse.DIFF_UNKNOWN
 DIFF_NONE = provider_pb2.DiffResponse.DIFF_NONE
 DIFF_SOME = provider_pb2.DiffResponse.DIFF_SOME
-
-
-# --------------------------------------------------------------------------- public types
-
-
-@dataclass(frozen=True)
-class Secret:
-    """Wrap an input value to make it secret, like pulumi.Output.secret()."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class Ref:
-    """An input taken from another declared resource's output (an implicit dependency).
-    In a preview, a resource to be created/updated/replaced has its new inputs as outputs and
-    every other output unknown, as in the engine."""
-
-    resource: str
-    key: str
-
-
-@dataclass
-class Decl:
-    """One resource as a program declares it."""
-
-    name: str
-    provider: ResourceProvider
-    inputs: dict[str, Any]
-    type_token: str = DEFAULT_TYPE
-    depends_on: tuple[str, ...] = ()
-    secret_outputs: tuple[str, ...] = ()
-
-
-@dataclass
-class StateEntry:
-    name: str
-    id: str
-    urn: str
-    type: str
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-    depends_on: list[str]
-    secret_inputs: frozenset[str] = frozenset()
-    secret_outputs: frozenset[str] = frozenset()
-
-
-@dataclass
-class Step:
-    name: str
-    op: str  # create | update | replace | delete | same | delete-replaced | read | refresh-gone
-    replaces: list[str] = field(default_factory=list)
-    diffs: list[str] = field(default_factory=list)
-    detailed_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    delete_before_replace: bool = False
-    error: str | None = None
-
-
-@dataclass
-class RunResult:
-    steps: list[Step] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    durations: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def ops(self) -> dict[str, str]:
-        """name -> op for every step that succeeded (deletes of replaced copies left out)."""
-        return {s.name: s.op for s in self.steps if s.error is None and s.op != "delete-replaced"}
-
-    def error_summary(self, name: str) -> str:
-        """The last non-empty line of the error: for a provider exception, its message."""
-        lines = [ln for ln in self.errors.get(name, "").splitlines() if ln.strip()]
-        return lines[-1].strip() if lines else ""
-
-
-class Plan(RunResult):
-    pass
-
-
-class UpResult(RunResult):
-    pass
-
-
-class ProviderError(Exception):
-    def __init__(self, method: str, code: grpc.StatusCode | None, details: str) -> None:
-        super().__init__(details)
-        self.method = method
-        self.code = code
-        self.details = details
 
 
 class _Cancelled(Exception):
@@ -144,158 +62,6 @@ class _Cancelled(Exception):
 
 
 _Wire = Callable[[dict[str, Any], "set[str] | frozenset[str]"], struct_pb2.Struct]
-
-
-# --------------------------------------------------------------------------- wire helpers
-
-
-def _run_coro(coro: Any) -> Any:
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
-
-
-def _to_wire(props: dict[str, Any], secret_keys: frozenset[str] | set[str],
-             accept_secrets: bool) -> struct_pb2.Struct:
-    values = {
-        k: rpc.wrap_rpc_secret(v) if accept_secrets and k in secret_keys else v
-        for k, v in props.items()
-    }
-    return _run_coro(rpc.serialize_properties(values, {}))
-
-
-def _unwrap(value: Any) -> tuple[Any, bool]:
-    """Strip secret markers and Unknown objects; report whether any secret was inside."""
-    if isinstance(value, Unknown):
-        return UNKNOWN, False
-    if rpc.is_rpc_secret(value):
-        inner, _ = _unwrap(rpc.unwrap_rpc_secret(value))
-        return inner, True
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        secret = False
-        for k, v in value.items():
-            out[k], s = _unwrap(v)
-            secret = secret or s
-        return out, secret
-    if isinstance(value, list):
-        items = [_unwrap(v) for v in value]
-        return [v for v, _ in items], any(s for _, s in items)
-    return value, False
-
-
-def _from_wire(struct: struct_pb2.Struct, keep_unknowns: bool = False
-               ) -> tuple[dict[str, Any], set[str]]:
-    props = rpc.deserialize_properties(struct, keep_unknowns)
-    out: dict[str, Any] = {}
-    secret: set[str] = set()
-    for k, v in props.items():
-        out[k], is_secret = _unwrap(v)
-        if is_secret:
-            secret.add(k)
-    return out, secret
-
-
-def _decl_inputs(value: Any) -> tuple[Any, bool]:
-    """Turn Secret wrappers into plain values; report whether any was found."""
-    if isinstance(value, Secret):
-        inner, _ = _decl_inputs(value.value)
-        return inner, True
-    if isinstance(value, dict):
-        out = {}
-        secret = False
-        for k, v in value.items():
-            out[k], s = _decl_inputs(v)
-            secret = secret or s
-        return out, secret
-    if isinstance(value, (list, tuple)):
-        items = [_decl_inputs(v) for v in value]
-        return [v for v, _ in items], any(s for _, s in items)
-    return value, False
-
-
-def _refs(value: Any) -> Iterator[Ref]:
-    if isinstance(value, Ref):
-        yield value
-    elif isinstance(value, Secret):
-        yield from _refs(value.value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _refs(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _refs(v)
-
-
-def _resolve_refs(value: Any, lookup: Callable[[Ref], tuple[Any, bool]]) -> Any:
-    if isinstance(value, Ref):
-        v, secret = lookup(value)
-        return Secret(v) if secret else v
-    if isinstance(value, Secret):
-        return Secret(_resolve_refs(value.value, lookup))
-    if isinstance(value, dict):
-        return {k: _resolve_refs(v, lookup) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_resolve_refs(v, lookup) for v in value]
-    return value
-
-
-# --------------------------------------------------------------------------- state file
-
-
-@dataclass
-class _Res:
-    name: str
-    urn: str
-    type: str
-    id: str
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-    depends_on: list[str]
-    secret_inputs: set[str] = field(default_factory=set)
-    secret_outputs: set[str] = field(default_factory=set)
-
-    def entry(self) -> StateEntry:
-        return StateEntry(self.name, self.id, self.urn, self.type, dict(self.inputs),
-                          dict(self.outputs), list(self.depends_on),
-                          frozenset(self.secret_inputs), frozenset(self.secret_outputs))
-
-
-class _Crypter:
-    def __init__(self, key_path: Path) -> None:
-        if not key_path.exists():
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
-        self.fernet = Fernet(key_path.read_bytes().strip())
-
-    def seal(self, props: dict[str, Any], secret: set[str]) -> dict[str, Any]:
-        return {
-            k: {SECRET_SIG_KEY: SECRET_SIG,
-                "ciphertext": self.fernet.encrypt(json.dumps(v).encode()).decode()}
-            if k in secret else v
-            for k, v in props.items()
-        }
-
-    def open(self, props: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
-        out: dict[str, Any] = {}
-        secret: set[str] = set()
-        for k, v in props.items():
-            if isinstance(v, dict) and v.get(SECRET_SIG_KEY) == SECRET_SIG:
-                out[k] = json.loads(self.fernet.decrypt(v["ciphertext"].encode()))
-                secret.add(k)
-            else:
-                out[k] = v
-        return out, secret
-
-
-@dataclass
-class _State:
-    resources: dict[str, _Res] = field(default_factory=dict)
-    pending_deletes: list[_Res] = field(default_factory=list)
-    pending_operations: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- engine
@@ -353,7 +119,7 @@ class Engine:
         self._calls_mark = 0
         self.start_mode = start_mode or os.environ.get("RBEE_HARNESS_PROVIDER_START", "fork")
         self._env = self._make_env(env)
-        self._crypter = _Crypter(self.key_path)
+        self._file = StateFile(self.state_path, self.key_path)
         self._server: ProviderProcess | None = None
         self._spare: ProviderProcess | None = None
         self._server_lock = threading.Lock()
@@ -361,6 +127,7 @@ class Engine:
         self._run_lock = threading.Lock()
         self._active: _Run | None = None
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-bg")
+        self._retiring: list[threading.Thread] = []
         self._closed = False
         if self.start_mode == "fork":
             prewarm(self._env, self.cwd)  # its ~1 s of imports overlaps the test's own setup
@@ -389,7 +156,7 @@ class Engine:
             earlier = self._pending_delete_set(run.state)
             self._delete_phase(run, earlier, coe)
             self._declared_phase(run, decls, preview=False, continue_on_error=coe)
-            if coe or run.result.ok:
+            if not run.cancelled and (coe or run.result.ok):
                 deletes = self._delete_set(run.state, decls)
                 tried = {id(r) for r in earlier.values()}
                 deletes.update({k: r for k, r in self._pending_delete_set(run.state).items()
@@ -481,6 +248,8 @@ class Engine:
             self._server = self._spare = None
         for s in servers:
             s.shutdown(grace=0.5)
+        for t in self._retiring:
+            t.join(5)
 
     def __enter__(self) -> Engine:
         return self
@@ -526,7 +295,9 @@ class Engine:
             if self.start_mode == "spawn" and (self._spare is None or not self._spare.alive()):
                 self._spare = self._new_server()
         if old is not None:
-            threading.Thread(target=old.shutdown, daemon=True).start()
+            t = threading.Thread(target=old.shutdown, daemon=True)
+            t.start()
+            self._retiring.append(t)
 
     def _stub(self) -> tuple[provider_pb2_grpc.ResourceProviderStub, bool]:
         with self._server_lock:
@@ -546,7 +317,7 @@ class Engine:
                 try:
                     resp = stub.Configure(
                         provider_pb2.ConfigureRequest(
-                            args=_to_wire(self.config, set(), False), acceptSecrets=True,
+                            args=to_wire(self.config, set(), False), acceptSecrets=True,
                             acceptResources=True,
                         ),
                         timeout=60, wait_for_ready=True,
@@ -570,7 +341,7 @@ class Engine:
         if run.cancelled:
             raise _Cancelled("cancelled before " + method)
         stub, accept_secrets = self._stub()
-        request = build(lambda props, secret: _to_wire(props, secret, accept_secrets))
+        request = build(lambda props, secret: to_wire(props, secret, accept_secrets))
         self._log_call(method, name)
         try:
             return getattr(stub, method)(request, timeout=self.call_timeout)
@@ -580,52 +351,15 @@ class Engine:
     # ------------------------------------------------------------------ state persistence
 
     def _load(self) -> _State:
-        st = _State()
-        if not self.state_path.exists():
-            return st
-        raw = json.loads(self.state_path.read_text())
-        for item in raw.get("resources", []):
-            res = self._res_from_json(item)
-            st.resources[res.name] = res
-        st.pending_deletes = [self._res_from_json(i) for i in raw.get("pending_deletes", [])]
-        st.pending_operations = list(raw.get("pending_operations", []))
-        return st
+        return self._file.load()
 
-    def _res_from_json(self, item: dict[str, Any]) -> _Res:
-        inputs, sin = self._crypter.open(item.get("inputs", {}))
-        outputs, sout = self._crypter.open(item.get("outputs", {}))
-        return _Res(item["name"], item["urn"], item["type"], item["id"], inputs, outputs,
-                    list(item.get("depends_on", [])), sin, sout)
-
-    def _res_to_json(self, res: _Res, *, delete: bool = False) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "name": res.name, "urn": res.urn, "type": res.type, "id": res.id,
-            "custom": True,
-            "inputs": self._crypter.seal(res.inputs, res.secret_inputs),
-            "outputs": self._crypter.seal(res.outputs, res.secret_outputs),
-            "depends_on": list(res.depends_on),
-        }
-        if delete:
-            item["delete"] = True
-        return item
+    def _res_to_json(self, res: _Res) -> dict[str, Any]:
+        return self._file.res_to_json(res)
 
     def _persist(self, run: _Run) -> None:
         """Write the snapshot; callers hold run.lock."""
-        if run.frozen:
-            return
-        order = _topo_order({n: set(r.depends_on) for n, r in run.state.resources.items()})
-        data = {
-            "version": 3,
-            "stack": self.stack,
-            "project": self.project,
-            "resources": [self._res_to_json(run.state.resources[n]) for n in order],
-            "pending_deletes": [self._res_to_json(r, delete=True)
-                                for r in run.state.pending_deletes],
-            "pending_operations": run.state.pending_operations,
-        }
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, self.state_path)
+        if not run.frozen:
+            self._file.save(run.state, self.stack, self.project)
 
     def _begin_op(self, run: _Run, op: str, res: _Res) -> dict[str, Any]:
         pending = {"type": op, "resource": self._res_to_json(res)}
@@ -735,7 +469,7 @@ class Engine:
             by_name[d.name] = d
         deps: dict[str, set[str]] = {}
         for d in decls:
-            ds = set(d.depends_on) | {r.resource for r in _refs(d.inputs)}
+            ds = set(d.depends_on) | {r.resource for r in refs(d.inputs)}
             unknown = ds - by_name.keys()
             if unknown:
                 raise ValueError(f"{d.name} depends on undeclared {sorted(unknown)}")
@@ -764,11 +498,11 @@ class Engine:
                 return outs.get(ref.key, UNKNOWN), ref.key in secret
             return outs.get(ref.key), ref.key in secret
 
-        resolved = _resolve_refs(decl.inputs, lookup)
+        resolved = resolve_refs(decl.inputs, lookup)
         inputs: dict[str, Any] = {}
         secret: set[str] = set()
         for k, v in resolved.items():
-            inputs[k], is_secret = _decl_inputs(v)
+            inputs[k], is_secret = decl_inputs(v)
             if is_secret:
                 secret.add(k)
         inputs[PROVIDER_KEY] = provider[0]
@@ -833,7 +567,7 @@ class Engine:
             urn=urn, name=name, type=type_token, olds=w(olds, old_secret),
             news=w(inputs, secret_in), randomSeed=os.urandom(32),
         ))
-        checked, _ = _from_wire(resp.inputs, keep_unknowns=True)
+        checked, _ = from_wire(resp.inputs, keep_unknowns=True)
         failures = [f"{f.property}: {f.reason}" if f.property else f.reason
                     for f in resp.failures]
         return checked, failures
@@ -862,7 +596,7 @@ class Engine:
                     delete_before_replace=bool(resp.deleteBeforeReplace) and op == "replace")
 
     def _outputs(self, res: _Res, props: Any, extra: set[str]) -> None:
-        outs, secret = _from_wire(props)
+        outs, secret = from_wire(props)
         res.outputs = outs
         res.secret_outputs = (secret | {k for k in outs if k in res.secret_inputs}
                               | {k for k in extra if k in outs})
@@ -1001,10 +735,10 @@ class Engine:
                 self._persist(run)
             run.add_step(Step(name, "refresh-gone"))
             return True
-        outs, secret = _from_wire(resp.properties)
+        outs, secret = from_wire(resp.properties)
         new_inputs = None
         if resp.HasField("inputs"):
-            new_inputs, _ = _from_wire(resp.inputs)
+            new_inputs, _ = from_wire(resp.inputs)
         before = dict(res.outputs)
         with run.lock:
             res.id = resp.id
@@ -1020,19 +754,3 @@ class Engine:
         return True
 
 
-def _topo_order(deps: dict[str, set[str]]) -> list[str]:
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(n: str, stack: tuple[str, ...] = ()) -> None:
-        if n in seen or n in stack:
-            return
-        for d in sorted(deps.get(n, ())):
-            if d in deps:
-                visit(d, (*stack, n))
-        seen.add(n)
-        order.append(n)
-
-    for n in sorted(deps):
-        visit(n)
-    return order

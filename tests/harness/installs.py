@@ -109,8 +109,10 @@ def release_ids(host: Host, name: str) -> list[str]:
 
 def leftovers(host: Host) -> list[str]:
     """Anything under ~/.local that is not an empty directory, and rbee's root if present."""
-    r = host.run("find .local -mindepth 1 ! -type d 2>/dev/null; "
-                 f"[ -e {RBEE_ROOT} ] && echo {RBEE_ROOT}; true")
+    r = host.run(
+        "find .local -mindepth 1 ! -type d 2>/dev/null; "
+        f"[ -e {RBEE_ROOT} ] && echo {RBEE_ROOT}; true"
+    )
     return sorted(line for line in r.stdout.splitlines() if line)
 
 

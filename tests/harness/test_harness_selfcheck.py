@@ -437,9 +437,12 @@ def test_engine_secrets_are_encrypted_at_rest(engine: Engine, tmp_path: Path) ->
                   secret_outputs=("path",))]
     assert engine.up(decls).ok
     text = engine.state_path.read_text()
-    assert "hunter2" not in text and str(d / "s.txt") not in text
+    assert "hunter2" not in text
     raw = json.loads(text)["resources"][0]
-    assert "ciphertext" in raw["outputs"]["token"] and "ciphertext" in raw["inputs"]["__provider"]
+    for props, key in ((raw["outputs"], "token"), (raw["outputs"], "path"),
+                       (raw["inputs"], "token"), (raw["inputs"], "__provider")):
+        assert set(props[key]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}
+    assert raw["id"] == str(d / "s.txt")  # ids are never secret, as in Pulumi
     assert raw["outputs"]["content"] == "public"
     entry = engine.state()["s"]
     assert entry.outputs["token"] == "hunter2"
@@ -459,7 +462,13 @@ def test_engine_runs_independent_steps_concurrently(engine: Engine, tmp_path: Pa
     assert all(0.5 <= t < 1.9 for t in up.durations.values())
 
 
-def test_engine_kill_mid_up_leaves_pending_operation(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_mode", ["fork", "spawn"])
+def test_engine_kill_mid_up_leaves_pending_operation(tmp_path: Path, start_mode: str) -> None:
+    with Engine(tmp_path / "state.json", start_mode=start_mode) as engine:
+        _kill_mid_up(engine, tmp_path)
+
+
+def _kill_mid_up(engine: Engine, tmp_path: Path) -> None:
     d = tmp_path / "files"
     d.mkdir()
     decls = [Decl("slow", PROVIDER, _file(d, "slow.txt", "x", sleep=3))]

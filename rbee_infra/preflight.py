@@ -1,0 +1,172 @@
+"""Preflight: what a host lacks for one install, decided from the probe's facts. Pure.
+
+Each problem says what is missing, for which user, and how to fix it; `lifecycle.install`
+raises them (phase "preflight") before anything on the host changes, and `check` shows them in
+the preview.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rbee_infra.facts import HostFacts
+from rbee_infra.spec import InstallSpec
+
+# What a build (checkout + cargo target dir) or a downloaded binary needs under
+# ~/.local/share/rbee, unless the hive sets minFreeDiskMb.
+DEFAULT_MIN_FREE_MB = {"git": 1024, "release": 64, "local": 64}
+MIN_FREE_BIN_MB = 1  # ~/.local/bin only gets a symlink
+HOME_CARGO = "~/.cargo/bin/cargo"
+
+
+def min_free_mb(spec: InstallSpec) -> int:
+    if spec.min_free_disk_mb is not None:
+        return spec.min_free_disk_mb
+    return DEFAULT_MIN_FREE_MB.get(spec.source.method, 64)
+
+
+def _user(spec: InstallSpec, facts: HostFacts) -> str:
+    return facts.user or spec.connection.user
+
+
+def _where(spec: InstallSpec) -> str:
+    return "on PATH" if "/" not in spec.cargo else f"at {spec.cargo}"
+
+
+def cargo_missing(spec: InstallSpec, facts: HostFacts) -> bool:
+    return spec.source.method == "git" and not facts.cargo_version
+
+
+def needs_toolchain(spec: InstallSpec, facts: HostFacts) -> bool:
+    """`ensureToolchain` applies: a git build, no working cargo, rustup's not installed yet."""
+    return spec.ensure_toolchain and cargo_missing(spec, facts) and not facts.home_cargo
+
+
+def _cargo_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
+    user = _user(spec, facts)
+    if not cargo_missing(spec, facts):
+        if spec.source.method == "git" and not facts.rustc_version:
+            return [
+                f"rustc not found next to {spec.cargo} or on PATH for user {user}; "
+                "install Rust (rustup) or set `cargo` on the hive to a complete toolchain"
+            ]
+        return []
+    if spec.ensure_toolchain and facts.home_cargo:
+        return []  # ensureToolchain uses the rustup install that is already there
+    if needs_toolchain(spec, facts):
+        if "curl" in facts.tools or "wget" in facts.tools:
+            return []
+        return [
+            f"cargo not found {_where(spec)} for user {user}, and ensureToolchain needs curl "
+            "or wget on the host to download rustup; install one of them, or install Rust"
+        ]
+    if facts.cargo_path:
+        return [
+            f"{spec.cargo} ({facts.cargo_path}) does not run: `cargo --version` failed for user "
+            f"{user}; repair the Rust install or set `cargo` on the hive"
+        ]
+    if facts.home_cargo:
+        return [
+            f"cargo not found {_where(spec)} for user {user}, but {HOME_CARGO} is installed "
+            f"({facts.home_cargo}); set `cargo: {HOME_CARGO}` on the hive"
+        ]
+    return [
+        f"cargo not found {_where(spec)} for user {user}; install Rust (rustup), set `cargo` "
+        "on the hive, or set `ensureToolchain: true` to install it with rustup"
+    ]
+
+
+def _platform_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
+    if not spec.check_platform:
+        return []
+    user = _user(spec, facts)
+    skip = "or set `checkPlatform: false` on the hive to install it anyway"
+    problems: list[str] = []
+    if "cuda" in spec.features:
+        if "nvidia-smi" not in facts.tools:
+            problems.append(
+                f"feature cuda needs an NVIDIA driver, but nvidia-smi is not on PATH for user "
+                f"{user}; install the NVIDIA driver, {skip}"
+            )
+        elif not facts.gpus:
+            problems.append(
+                "feature cuda needs an NVIDIA GPU, but nvidia-smi lists none (is the driver "
+                f"loaded?); fix the driver, {skip}"
+            )
+        if spec.source.method == "git":
+            if "nvcc" not in facts.tools:
+                problems.append(
+                    "feature cuda needs the CUDA toolkit to build, but nvcc is neither on PATH "
+                    f"nor in /usr/local/cuda/bin for user {user}; install the CUDA toolkit, {skip}"
+                )
+            elif not facts.nvcc_version:
+                problems.append(
+                    f"feature cuda needs the CUDA toolkit to build, but {facts.tools['nvcc']} "
+                    f"--version fails; repair the CUDA toolkit, {skip}"
+                )
+    if "metal" in spec.features and facts.os != "Darwin":
+        problems.append(
+            f"feature metal needs macOS, but the host runs {facts.os or 'an unknown OS'}; "
+            f"drop the metal feature, {skip}"
+        )
+    return problems
+
+
+def _disk_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
+    problems: list[str] = []
+    need = min_free_mb(spec)
+    free = facts.free_mb("data")
+    if free is not None and free < need:
+        problems.append(
+            f"only {free} MB free on the filesystem holding ~/.local/share/rbee; a "
+            f"{spec.source.method} install needs at least {need} MB (free some space, or set "
+            "`minFreeDiskMb` on the hive)"
+        )
+    free_bin = facts.free_mb("bin")
+    if spec.component == "hive" and free_bin is not None and free_bin < MIN_FREE_BIN_MB:
+        problems.append("no space left on the filesystem holding ~/.local/bin; free some space")
+    return problems
+
+
+def preflight_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
+    """Everything the host lacks for this install; empty when it can go ahead."""
+    user = _user(spec, facts)
+    problems: list[str] = []
+    if spec.source.method == "git" and "git" not in facts.tools:
+        problems.append(
+            f"git not found on PATH for user {user}; install git (e.g. `apt-get install git`)"
+        )
+    if "flock" not in facts.tools:
+        problems.append(
+            f"flock not found on PATH for user {user}; install it (util-linux on Linux, "
+            "`brew install flock` on macOS)"
+        )
+    problems += _cargo_problems(spec, facts)
+    problems += _platform_problems(spec, facts)
+    problems += _disk_problems(spec, facts)
+    return problems
+
+
+def describe(problems: list[str]) -> str:
+    """One error message for all of them."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems)
+
+
+def host_facts_output(facts: HostFacts) -> dict[str, Any]:
+    """The `hostFacts` output: what preflight saw (free space changes; it is not an input)."""
+    return {
+        "os": facts.os,
+        "arch": facts.arch,
+        "osName": facts.os_name or None,
+        "cargo": facts.cargo_version or None,
+        "rustc": facts.rustc_version or None,
+        "freeDiskMb": {k: facts.free_mb(k) for k in sorted(facts.free_kib)},
+        "gpu": {
+            "nvidiaSmi": facts.tools.get("nvidia-smi"),
+            "nvcc": facts.tools.get("nvcc"),
+            "devices": list(facts.gpus),
+        },
+        "serviceManager": "systemd" if facts.systemd_user else "pidfile",
+    }

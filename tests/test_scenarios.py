@@ -1,0 +1,334 @@
+"""The scenario matrix on real sshd hosts, through the engine boundary, from stack config.
+
+Every test goes config -> the real program (under mocks, to get the declared resources) ->
+the SDK's provider server over gRPC -> real SSH, git and cargo on the harness hosts, and
+asserts the effect on the hosts (over SSH) and the exact error text.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+
+from tests.harness.assertions import (
+    assert_hive_installed,
+    assert_nothing_installed,
+    assert_worker_installed,
+    ssh,
+)
+from tests.harness.engine import Engine
+from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.fleet import declare, hive_config, make_fleet
+from tests.harness.hosts import HostSet, mount_tmpfs, unmount_tmpfs
+from tests.harness.snapshot import diff_snapshots, snapshot_home
+from tests.metrics import record
+
+pytestmark = pytest.mark.hosts
+
+
+def up_ok(engine: Engine, config: dict[str, Any]) -> Any:
+    result = engine.up(declare(config))
+    assert result.ok, result.errors
+    return result
+
+
+def summary(result: Any, name: str) -> str:
+    assert not result.ok and name in result.errors, (result.ops(), result.errors)
+    return result.error_summary(name)
+
+
+# ---------------------------------------------------------------- happy path
+
+
+def test_install_a_hive_and_a_worker(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, workers_per_hive=1)
+    result = up_ok(engine, config)
+    assert result.ops() == {"hive-host1": "create", "worker-host1-cpu": "create"}
+    assert_hive_installed(hosts1, host, version="0.1.0", commit=rbee_repo.commit_of("v0.1.0"))
+    assert_worker_installed(hosts1, host, "cpu", features=["cpu"], version="0.1.0")
+    timings = engine.state()["hive-host1"].outputs["phaseSeconds"]
+    record("install", host=host.name, clone=timings.get("clone"), build=timings.get("build"),
+           total=result.durations["hive-host1"])
+
+
+def test_several_hives_install_concurrently(
+    hosts: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Any
+) -> None:
+    config = make_fleet(hosts, rbee_repo)
+    # the same three installs one host at a time first (each its own stack), then undone
+    started = time.monotonic()
+    for index, hive in enumerate(config["rbee:hives"]):
+        with Engine(tmp_path / f"seq{index}" / "state.json") as one:
+            up_ok(one, {**config, "rbee:hives": [hive]})
+            assert one.destroy().ok
+    sequential = time.monotonic() - started
+
+    started = time.monotonic()
+    result = up_ok(engine, config)
+    concurrent = time.monotonic() - started
+    for host in hosts.hosts:
+        assert_hive_installed(hosts, host, version="0.1.0")
+        timings = engine.state()[f"hive-{host.name}"].outputs["phaseSeconds"]
+        record("install", host=host.name, clone=timings.get("clone"), build=timings.get("build"),
+               total=result.durations[f"hive-{host.name}"])
+    record("speedup", hosts=3, concurrent=concurrent, sequential=sequential,
+           ratio=sequential / concurrent)
+    assert concurrent < sequential
+
+
+def test_several_workers_on_one_host_build_concurrently_without_corruption(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, workers_per_hive=3)
+    hive_config(config, "host1")["workers"][2]["features"] = ["cpu", "metal"]
+    up_ok(engine, config)
+    assert_worker_installed(hosts1, host, "cpu", features=["cpu"])
+    assert_worker_installed(hosts1, host, "cuda", features=["cuda"])
+    assert_worker_installed(hosts1, host, "metal", features=["cpu", "metal"])
+    assert_hive_installed(hosts1, host, version="0.1.0")
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_clone_fails_when_the_repo_does_not_exist(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo)
+    missing = rbee_repo.url.rsplit("/", 1)[0] + "/no-such-repo.git"
+    hive_config(config, "host1")["installMethod"] = {"git": {"repo": missing, "tag": "v0.1.0"}}
+    result = engine.up(declare(config))
+    error = result.errors["hive-host1"]
+    assert "hive host1: resolve failed (exit 128): git ls-remote of tag 'v0.1.0'" in error
+    assert "no-such-repo.git" in error
+    assert engine.state() == {}
+    assert_nothing_installed(hosts1, host)
+
+
+def test_unknown_ref_is_named(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, ref={"tag": "v9.9.9"})
+    result = engine.up(declare(config))
+    assert summary(result, "hive-host1").endswith(
+        f"hive host1: resolve failed: tag 'v9.9.9' not found in {rbee_repo.url}"
+    )
+    assert engine.state() == {}
+    assert_nothing_installed(hosts1, host)
+
+
+def test_compile_error_is_reported_and_nothing_is_left(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, ref={"branch": "broken"})
+    result = engine.up(declare(config))
+    error = result.errors["hive-host1"]
+    assert "hive host1: build failed (exit 101): cargo build --release --bin rbee-hive" in error
+    assert "error" in error and "could not compile" in error
+    assert engine.state() == {}
+    assert_nothing_installed(hosts1, host)
+    # the next `up` retries: fixed config converges
+    up_ok(engine, make_fleet(hosts1, rbee_repo))
+    assert_hive_installed(hosts1, host, version="0.1.0")
+
+
+def test_unreachable_host(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    host.stop()
+    result = engine.up(declare(make_fleet(hosts1, rbee_repo)))
+    assert summary(result, "hive-host1").endswith(
+        f"hive host1: connect failed: Connection refused ({host.address}:{host.port})"
+    )
+    assert engine.state() == {}
+    host.start()
+    up_ok(engine, make_fleet(hosts1, rbee_repo))
+    assert_hive_installed(hosts1, host, version="0.1.0")
+
+
+def test_authentication_refused(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, **{"rbee:sshPrivateKeyPath": str(hosts1.unauthorized_key_path)})
+    result = engine.up(declare(config))
+    assert summary(result, "hive-host1").endswith(
+        f"hive host1: connect failed: authentication refused for user {host.user}"
+    )
+    assert engine.state() == {}
+    assert_nothing_installed(hosts1, host)
+
+
+def test_install_dir_not_writable(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    host.run("mkdir -p .local/share")
+    bin_dir = host.home / ".local" / "bin"
+    bin_dir.mkdir()
+    bin_dir.chmod(0o755)  # owned by root: the host user cannot write it
+    result = engine.up(declare(make_fleet(hosts1, rbee_repo)))
+    error = result.errors["hive-host1"]
+    assert "hive host1: activate failed (exit 1)" in error
+    assert "Permission denied" in error
+    assert engine.state() == {}
+    assert_nothing_installed(hosts1, host)
+
+
+def test_verification_failure(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    result = engine.up(declare(make_fleet(hosts1, rbee_repo, ref={"branch": "bad-version"})))
+    assert summary(result, "hive-host1").endswith(
+        "hive host1: verify failed: rbee-hive --version exited 3 "
+        "(expected 'rbee-hive' in the first line): version check failed"
+    )
+    assert engine.state() == {}
+    assert_nothing_installed(hosts1, host)
+
+
+# ---------------------------------------------------------------- edge cases
+
+
+def test_force_reinstall_rebuilds_from_a_fresh_checkout(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo)
+    up_ok(engine, config)
+    marker = host.run("ls -d .local/share/rbee/build/*/checkout").stdout.strip() + "/STALE"
+    host.run(f"touch {marker}")
+    assert engine.preview(declare(config)).ops() == {"hive-host1": "same"}
+
+    hive_config(config, "host1")["reinstallTrigger"] = "2026-11-25"
+    assert engine.preview(declare(config)).ops() == {"hive-host1": "update"}
+    up_ok(engine, config)
+    assert host.run(f"test -e {marker}", check=False).returncode == 1
+    assert engine.state()["hive-host1"].outputs["releaseId"].endswith(
+        "-r" + __import__("rbee_infra.layout").layout.short_hash("2026-11-25", length=6)
+    )
+    assert_hive_installed(hosts1, host, version="0.1.0")
+
+
+def test_upgrade_to_another_tag_and_back(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    for tag, version in (("v0.1.0", "0.1.0"), ("v0.2.0", "0.2.0"), ("v0.1.0", "0.1.0")):
+        up_ok(engine, make_fleet(hosts1, rbee_repo, workers_per_hive=1, ref={"tag": tag}))
+        assert_hive_installed(hosts1, host, version=version, commit=rbee_repo.commit_of(tag))
+        assert_worker_installed(hosts1, host, "cpu", version=version)
+
+
+def test_moved_branch_previews_as_an_update(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, fresh_rbee_repo, ref={"branch": "moving"})
+    up_ok(engine, config)
+    assert engine.preview(declare(config)).ops() == {"hive-host1": "same"}
+    new_commit = fresh_rbee_repo.advance_branch("moving", version="0.2.1")
+    before = snapshot_home(host)
+    plan = engine.preview(declare(config))
+    assert plan.ops() == {"hive-host1": "update"}
+    assert diff_snapshots(before, snapshot_home(host)) == []
+    up_ok(engine, config)
+    assert_hive_installed(hosts1, host, version="0.2.1", commit=new_commit)
+
+
+def test_partial_failure_leaves_the_others_installed_and_retries_the_failed_one(
+    hosts: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    down = hosts.hosts[2]
+    down.stop()
+    config = make_fleet(hosts, rbee_repo)
+    result = engine.up(declare(config))
+    assert set(result.errors) == {"hive-host3"}
+    assert sorted(engine.state()) == ["hive-host1", "hive-host2"]
+    for host in hosts.hosts[:2]:
+        assert_hive_installed(hosts, host, version="0.1.0")
+    down.start()
+    assert engine.preview(declare(config)).ops() == {
+        "hive-host1": "same", "hive-host2": "same", "hive-host3": "create"
+    }
+    up_ok(engine, config)
+    assert_hive_installed(hosts, down, version="0.1.0")
+
+
+def test_disk_full_during_build_keeps_the_previous_install(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    up_ok(engine, make_fleet(hosts1, rbee_repo))
+    host.run("rm -rf .local/share/rbee/build && mkdir -p .local/share/rbee/build")
+    mount_tmpfs(host, ".local/share/rbee/build", size="600k")
+    try:
+        result = engine.up(declare(make_fleet(hosts1, rbee_repo, ref={"tag": "v0.2.0"})))
+        error = result.errors["hive-host1"]
+        assert "hive host1: " in error and "No space left on device" in error
+        assert_hive_installed(hosts1, host, version="0.1.0")
+        assert engine.state()["hive-host1"].outputs["version"] == "rbee-hive 0.1.0"
+    finally:
+        unmount_tmpfs(host, ".local/share/rbee/build")
+    up_ok(engine, make_fleet(hosts1, rbee_repo, ref={"tag": "v0.2.0"}))
+    assert_hive_installed(hosts1, host, version="0.2.0")
+
+
+# ---------------------------------------------------------------- features, dry run, removal
+
+
+def test_feature_sets_and_changing_them_in_place(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, workers_per_hive=1)
+    worker = hive_config(config, "host1")["workers"][0]
+    for features in (["cpu"], ["cuda"], ["metal"], ["cpu", "cuda", "metal"]):
+        worker["features"] = features
+        result = up_ok(engine, config)
+        assert_worker_installed(hosts1, host, "cpu", features=features)
+        assert result.ops()["worker-host1-cpu"] in ("create", "update")
+
+
+def test_preview_lists_exactly_the_plan_and_touches_no_host(
+    hosts: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    config = make_fleet(hosts, rbee_repo, hives=2, workers_per_hive=2)
+    up_ok(engine, config)
+    changed = copy.deepcopy(config)
+    hive_config(changed, "host1")["installMethod"]["git"] = {"repo": rbee_repo.url, "tag": "v0.2.0"}
+    hive_config(changed, "host2")["workers"] = [{"type": "cpu"}, {"type": "metal"}]
+    changed["rbee:hives"].append(make_fleet(hosts, rbee_repo)["rbee:hives"][2])
+    before = {h.name: snapshot_home(h) for h in hosts.hosts}
+    calls_before = len(engine.calls)
+    plan = engine.preview(declare(changed))
+    assert plan.ops() == {
+        "hive-host1": "update",
+        "worker-host1-cpu": "update",
+        "worker-host1-cuda": "update",
+        "hive-host2": "same",
+        "worker-host2-cpu": "same",
+        "worker-host2-metal": "create",
+        "worker-host2-cuda": "delete",
+        "hive-host3": "create",
+    }
+    assert {m for m, _ in engine.calls[calls_before:]} <= {"Check", "Diff", "Configure"}
+    for host in hosts.hosts:
+        assert diff_snapshots(before[host.name], snapshot_home(host)) == []
+
+
+def test_dropped_worker_is_removed_and_destroy_leaves_nothing(
+    hosts: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    config = make_fleet(hosts, rbee_repo, hives=2, workers_per_hive=2)
+    up_ok(engine, config)
+    host1 = hosts.hosts[0]
+    hive_config(config, "host1")["workers"] = [{"type": "cpu"}]
+    result = up_ok(engine, config)
+    assert result.ops()["worker-host1-cuda"] == "delete"
+    assert ssh(hosts, host1, "test -e .local/share/rbee/workers/rbee-worker-cuda").returncode == 1
+    assert_worker_installed(hosts, host1, "cpu")
+    assert_hive_installed(hosts, host1)
+    destroyed = engine.destroy()
+    assert destroyed.ok, destroyed.errors
+    assert engine.state() == {}
+    for host in hosts.hosts:
+        assert_nothing_installed(hosts, host)
