@@ -302,6 +302,8 @@ class FleetConfig(Model):
     host_key_policy: Literal["strict", "tofu"] = "strict"
     connect_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    lock_timeout: Annotated[float, Field(ge=1, le=86400)] = 1800.0
+    operation_timeout: Annotated[float, Field(ge=10, le=172800)] = 7200.0
 
     @model_validator(mode="after")
     def _unique_hives(self) -> FleetConfig:

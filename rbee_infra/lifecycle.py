@@ -14,7 +14,6 @@ from rbee_infra.facts import HostFacts, InstalledBinary
 from rbee_infra.install import Staged, git, local, release
 from rbee_infra.progress import report
 from rbee_infra.remote import (
-    LOCK_WAIT_SECONDS,
     Link,
     holder,
     now,
@@ -133,7 +132,7 @@ async def _activate(
 ) -> None:
     """Switch the stable path; if that fails, the staged release goes (the old one stays)."""
     try:
-        await link.run(scripts.ACTIVATE, *args, phase="activate", timeout=LOCK_WAIT_SECONDS + 60)
+        await link.run(scripts.ACTIVATE, *args, phase="activate", timeout=spec.lock_timeout + 60)
     except CommandError:
         await remove_install(link, spec, abort, iid, [rid])
         raise
@@ -190,7 +189,7 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             iid,
             rid,
             layout.LOCK_FILE,
-            str(LOCK_WAIT_SECONDS),
+            str(int(spec.lock_timeout)),
             holder(spec),
             layout.stable_path(name),
             layout.link_target(name, rid, spec.binary),
@@ -251,7 +250,7 @@ async def _start_hive(
         await link.run(
             scripts.ACTIVATE,
             layout.LOCK_FILE,
-            str(LOCK_WAIT_SECONDS),
+            str(int(spec.lock_timeout)),
             holder(spec),
             layout.stable_path(name),
             restore.link,
@@ -261,7 +260,7 @@ async def _start_hive(
             f"{layout.JOBS_DIR}/{iid}/none",
             restore.release_id,
             phase="service",
-            timeout=LOCK_WAIT_SECONDS + 60,
+            timeout=spec.lock_timeout + 60,
         )
         again = await service.start(link, spec, mode)
         if again.healthy:

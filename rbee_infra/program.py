@@ -46,7 +46,7 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
         value = cfg.get(name)
         if value is not None:
             data[name] = value
-    for name in ("connectTimeout", "buildTimeout"):
+    for name in ("connectTimeout", "buildTimeout", "lockTimeout", "operationTimeout"):
         value = cfg.get_float(name)
         if value is not None:
             data[name] = value
@@ -129,6 +129,16 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
+def _preflight_args(hive: HiveConfig) -> dict[str, Any]:
+    """The hive's preflight settings, shared by its workers."""
+    return {
+        "ensure_toolchain": hive.ensure_toolchain,
+        "rustup_url": hive.rustup_url,
+        "min_free_disk_mb": hive.min_free_disk_mb,
+        "check_platform": hive.check_platform,
+    }
+
+
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -148,8 +158,13 @@ def declare_fleet(
                 cargo=hive.cargo,
                 reinstall_trigger=hive.reinstall_trigger,
                 build_timeout=fleet.build_timeout,
+                lock_timeout=fleet.lock_timeout,
+                operation_timeout=fleet.operation_timeout,
                 prune_unmanaged=hive.prune_unmanaged,
                 managed_workers=[w.type for w in hive.workers],
+                auto_start=hive.auto_start,
+                hive_port=hive.hive_port,
+                **_preflight_args(hive),
             ),
             secret_source=secret,
         )
@@ -168,7 +183,10 @@ def declare_fleet(
                     cargo=hive.cargo,
                     reinstall_trigger=worker.reinstall_trigger or hive.reinstall_trigger,
                     build_timeout=fleet.build_timeout,
+                    lock_timeout=fleet.lock_timeout,
+                    operation_timeout=fleet.operation_timeout,
                     worker_type=worker.type,
+                    **_preflight_args(hive),
                 ),
                 pulumi.ResourceOptions(depends_on=[hive_resource]),
                 secret_source=wsecret,
@@ -188,6 +206,8 @@ def declare_fleet(
                 "version": hive_resource.version,
                 "commit": hive_resource.commit,
                 "extras": hive_resource.extras,
+                "service": hive_resource.service,
+                "hostFacts": hive_resource.hostFacts,
             },
             "workers": workers,
         }

@@ -8,7 +8,8 @@ Handlers run on the provider server's thread pool with no event loop: each call 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from pulumi.dynamic import (
     CheckFailure,
@@ -20,12 +21,31 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import lifecycle, plan, prune
+from rbee_infra import lifecycle, plan, preflight, prune
 from rbee_infra.errors import ConfigError, HostError
 from rbee_infra.progress import report
 from rbee_infra.spec import InstallSpec, parse_spec
 
-INPUT_ONLY = ("resolvedCommit", "hostState", "pruneExtras")
+INPUT_ONLY = ("resolvedCommit", "hostState", "pruneExtras", "serviceState", "preflight")
+# A change of these restarts (or stops) the hive's service without a reinstall.
+SERVICE_KEYS = {"autoStart", "hivePort", "serviceState"}
+
+
+T = TypeVar("T")
+
+
+def _run(spec: InstallSpec, operation: Coroutine[Any, Any, T]) -> T:
+    """Run one handler's host work on a fresh event loop, bounded by `operationTimeout`."""
+
+    async def bounded() -> T:
+        try:
+            return await asyncio.wait_for(operation, timeout=spec.operation_timeout)
+        except asyncio.TimeoutError:
+            raise HostError(
+                spec.label, "operation", f"did not finish within {spec.operation_timeout:.0f}s"
+            ) from None
+
+    return asyncio.run(bounded())
 
 
 def _public(props: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +67,8 @@ def plan_keys() -> tuple[str, ...]:
         "installPath",
         "extras",
         "phaseSeconds",
+        "hostFacts",
+        "service",
     )
     return (*INPUT_ONLY, *outputs)
 
@@ -55,7 +77,7 @@ def _extras(spec: InstallSpec, planned: Any) -> dict[str, Any]:
     """Hive only: remove what the preview listed to prune (pruneUnmanaged), list what is left."""
     if spec.component != "hive":
         return {}
-    left = asyncio.run(prune.settle(spec, planned if isinstance(planned, list) else []))
+    left = _run(spec, prune.settle(spec, planned if isinstance(planned, list) else []))
     return {"extras": left, **({"pruneExtras": []} if spec.prune_unmanaged else {})}
 
 
@@ -78,7 +100,7 @@ class _InstallProvider(ResourceProvider):
         except ConfigError as error:
             return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
         try:
-            observed = asyncio.run(lifecycle.observe(spec))
+            observed = _run(spec, lifecycle.observe(spec))
             # Only a state worth acting on becomes an input: an in-sync host adds nothing, so
             # recorded inputs do not churn and previews show just real changes.
             creating = not _public(olds)
@@ -93,6 +115,15 @@ class _InstallProvider(ResourceProvider):
                 inputs["trustedHostKey"] = observed.host_key
             if spec.prune_unmanaged and observed.extras:
                 inputs["pruneExtras"] = list(observed.extras)
+            # What the host lacks matters only when something is to be installed; then the
+            # preview lists it and `up` stops at preflight.
+            installing = creating or plan.decide_diff(_public(olds), inputs).reinstall
+            if observed.preflight and installing:
+                inputs["preflight"] = list(observed.preflight)
+                for problem in observed.preflight:
+                    report(spec.label, f"preflight: {problem}")
+            if observed.service is not None and not creating:
+                inputs["serviceState"] = observed.service
         except ConfigError as error:
             return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
         except HostError as error:
@@ -114,8 +145,10 @@ class _InstallProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = _spec(props)
-        installed = asyncio.run(lifecycle.install(spec, updating=False))
+        installed = _run(spec, lifecycle.install(spec, updating=False))
         outs = {**_public(props), **installed.outputs()}
+        outs.update(lifecycle.service_outputs(spec, installed.hive_service))
+        outs.pop("preflight", None)
         outs.update(_extras(spec, props.get("pruneExtras")))
         return CreateResult(installed.install_id, outs)
 
@@ -125,30 +158,39 @@ class _InstallProvider(ResourceProvider):
         if not decision.reinstall:
             kept = {k: olds[k] for k in plan_keys() if k in olds and k != "pruneExtras"}
             outs = {**_public(news), **kept, "hostState": plan.IN_SYNC}
+            if spec.component == "hive" and SERVICE_KEYS & set(decision.changed):
+                outs.update(_run(spec, lifecycle.reconcile_service(spec)))
         else:
             fresh = "reinstallTrigger" in decision.changed
-            installed = asyncio.run(lifecycle.install(spec, updating=True, fresh=fresh))
+            installed = _run(spec, lifecycle.install(spec, updating=True, fresh=fresh))
             outs = {**_public(news), **installed.outputs()}
+            outs.update(lifecycle.service_outputs(spec, installed.hive_service))
+        if not spec.auto_start:
+            outs.pop("serviceState", None)
+        outs.pop("preflight", None)
         outs.update(_extras(spec, news.get("pruneExtras")))
         return UpdateResult(outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         spec = _spec(props)
-        asyncio.run(lifecycle.remove(spec, props.get("releaseId")))
+        _run(spec, lifecycle.remove(spec, props.get("releaseId")))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         spec = _spec(props)
-        installed = asyncio.run(lifecycle.read(spec))
+        reading = _run(spec, lifecycle.read_host(spec))
+        installed = reading.installed
         if installed is None:
             return ReadResult("", {})
         outs = dict(_public(props))
+        outs["hostFacts"] = preflight.host_facts_output(reading.facts)
+        outs.update(lifecycle.service_outputs(spec, reading.hive_service))
         outs["hostState"] = installed.drift() or plan.IN_SYNC
         if installed.sha256:
             outs["sha256"] = installed.sha256
         if installed.release_id:
             outs["releaseId"] = installed.release_id
         if spec.component == "hive":
-            outs["extras"] = asyncio.run(prune.listed(spec))
+            outs["extras"] = _run(spec, prune.listed(spec))
         return ReadResult(id_, outs)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rbee_infra import extras, layout, scripts
 from rbee_infra.progress import report
-from rbee_infra.remote import LOCK_WAIT_SECONDS, PROBE_TIMEOUT, holder, open_session
+from rbee_infra.remote import PROBE_TIMEOUT, holder, open_session
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Session
 
@@ -38,11 +38,11 @@ async def settle(spec: InstallSpec, planned: list[str]) -> list[str]:
             await session.run(
                 scripts.PRUNE,
                 layout.LOCK_FILE,
-                str(LOCK_WAIT_SECONDS),
+                str(int(spec.lock_timeout)),
                 holder(spec),
                 *doomed,
                 phase="prune",
-                timeout=LOCK_WAIT_SECONDS + 60,
+                timeout=spec.lock_timeout + 60,
                 summary="removing unmanaged installs",
             )
             report(spec.label, f"removed unmanaged: {', '.join(extras.shown(doomed))}")

@@ -14,7 +14,6 @@ from rbee_infra.redact import url_secrets
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Result, Session, connect
 
-LOCK_WAIT_SECONDS = 1800
 PROBE_TIMEOUT = 60.0
 
 
@@ -93,7 +92,7 @@ async def remove_install(
     await link.run(
         scripts.REMOVE,
         layout.LOCK_FILE,
-        str(LOCK_WAIT_SECONDS),
+        str(int(spec.lock_timeout)),
         holder(spec),
         mode,
         layout.stable_path(name),
@@ -105,5 +104,5 @@ async def remove_install(
         f"{layout.JOBS_DIR}/{iid}",
         *release_ids,
         phase="remove",
-        timeout=LOCK_WAIT_SECONDS + 60,
+        timeout=spec.lock_timeout + 60,
     )

@@ -22,6 +22,7 @@ _OUTPUTS = (
     "hostState",
     "trustedHostKey",
     "phaseSeconds",
+    "hostFacts",
 )
 
 
@@ -37,6 +38,12 @@ class InstallArgs:
     cargo: pulumi.Input[str] = "cargo"
     reinstall_trigger: pulumi.Input[str] = ""
     build_timeout: pulumi.Input[float] = 3600.0
+    lock_timeout: pulumi.Input[float] = 1800.0
+    operation_timeout: pulumi.Input[float] = 7200.0
+    ensure_toolchain: pulumi.Input[bool] = False
+    rustup_url: pulumi.Input[str] = "https://sh.rustup.rs"
+    min_free_disk_mb: pulumi.Input[int] | None = None
+    check_platform: pulumi.Input[bool] = True
 
     def props(self, component: str, resource_name: str) -> dict[str, Any]:
         return {
@@ -47,8 +54,14 @@ class InstallArgs:
             "source": self.source,
             "connection": self.connection,
             "cargo": self.cargo,
+            "ensureToolchain": self.ensure_toolchain,
+            "rustupUrl": self.rustup_url,
+            "minFreeDiskMb": self.min_free_disk_mb,
+            "checkPlatform": self.check_platform,
             "reinstallTrigger": self.reinstall_trigger,
             "buildTimeout": self.build_timeout,
+            "lockTimeout": self.lock_timeout,
+            "operationTimeout": self.operation_timeout,
             "stack": pulumi.get_stack(),
             "resourceName": resource_name,
             **{key: None for key in _OUTPUTS},
@@ -60,13 +73,18 @@ class HiveArgs(InstallArgs):
     binary: pulumi.Input[str] = "rbee-hive"
     prune_unmanaged: pulumi.Input[bool] = False
     managed_workers: pulumi.Input[list[str]] = field(default_factory=list)
+    auto_start: pulumi.Input[bool] = True
+    hive_port: pulumi.Input[int] = 8600
 
     def props(self, component: str, resource_name: str) -> dict[str, Any]:
         return {
             **super().props(component, resource_name),
             "pruneUnmanaged": self.prune_unmanaged,
             "managedWorkers": self.managed_workers,
+            "autoStart": self.auto_start,
+            "hivePort": self.hive_port,
             "extras": None,
+            "service": None,
         }
 
 
@@ -90,6 +108,8 @@ class Hive(Resource):
     version: pulumi.Output[str]
     sha256: pulumi.Output[str]
     extras: pulumi.Output[list[str]]
+    service: pulumi.Output[dict[str, Any]]
+    hostFacts: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,

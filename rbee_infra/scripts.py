@@ -149,6 +149,7 @@ if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
   got=$commit
 fi
 git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
+rm -f -- "$src/checkout/.git/FETCH_HEAD"  # it records the URL, which may carry a token
 echo "$got" > "$job/commit"
 phase build
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi

@@ -74,6 +74,10 @@ class InstallSpec(Model):
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    # how long to wait for another build on the same host to release the host lock
+    lock_timeout: Annotated[float, Field(ge=1, le=86400)] = 1800.0
+    # bound on one whole create/update/delete, whatever its phases do
+    operation_timeout: Annotated[float, Field(ge=10, le=172800)] = 7200.0
     # hive only: the worker types configured on it (never extras), and whether `up` removes
     # the extras (see `extras`)
     managed_workers: list[WorkerType] = Field(default_factory=list)

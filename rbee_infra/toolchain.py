@@ -11,7 +11,7 @@ from rbee_infra.errors import HostError
 from rbee_infra.install.transfer import markers
 from rbee_infra.progress import report
 from rbee_infra.redact import redact_url
-from rbee_infra.remote import LOCK_WAIT_SECONDS, Link, holder
+from rbee_infra.remote import Link, holder
 from rbee_infra.spec import InstallSpec
 
 MANUAL = "install Rust manually (https://rustup.rs) or give the host internet access"
@@ -24,12 +24,12 @@ async def install_rust(link: Link, spec: InstallSpec) -> str:
     result = await link.run(
         scripts.INSTALL_RUST,
         layout.LOCK_FILE,
-        str(LOCK_WAIT_SECONDS),
+        str(int(spec.lock_timeout)),
         holder(spec),
         spec.rustup_url,
         phase="toolchain",
         check=False,
-        timeout=spec.build_timeout + LOCK_WAIT_SECONDS,
+        timeout=spec.build_timeout + spec.lock_timeout,
     )
     if result.exit_status == 0:
         lines = result.stdout.strip().splitlines()

@@ -21,9 +21,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" or report.outcome != "passed":
-        if report.nodeid not in OUTCOMES or OUTCOMES[report.nodeid] == "passed":
-            OUTCOMES[report.nodeid] = report.outcome
+    relevant = report.when == "call" or report.outcome != "passed"
+    if relevant and OUTCOMES.get(report.nodeid, "passed") == "passed":
+        OUTCOMES[report.nodeid] = report.outcome
 
 
 def _scenario_report() -> dict[str, Any]:

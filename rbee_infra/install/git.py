@@ -12,7 +12,7 @@ from rbee_infra.facts import parse_fields, parse_ls_remote, phase_seconds
 from rbee_infra.install import Staged
 from rbee_infra.progress import report
 from rbee_infra.redact import redact_url
-from rbee_infra.remote import LOCK_WAIT_SECONDS, PROBE_TIMEOUT, Link, holder, remove_install
+from rbee_infra.remote import PROBE_TIMEOUT, Link, holder, remove_install
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Session, tail
 
@@ -91,7 +91,7 @@ async def build(
         f"{stage}/{spec.binary}",
         scripts.BUILD_JOB,
         layout.LOCK_FILE,
-        str(LOCK_WAIT_SECONDS),
+        str(int(spec.lock_timeout)),
         holder(spec),
         src,
         f"{src}/users/{iid}",

@@ -21,7 +21,6 @@ from rbee_infra.install.httpget import TransferError
 from rbee_infra.progress import report
 from rbee_infra.redact import redact_text
 from rbee_infra.remote import (
-    LOCK_WAIT_SECONDS,
     PROBE_TIMEOUT,
     Link,
     holder,
@@ -119,7 +118,7 @@ async def _on_host(
     result = await getter.link.run(
         scripts.DOWNLOAD_RELEASE,
         layout.LOCK_FILE,
-        str(LOCK_WAIT_SECONDS),
+        str(int(spec.lock_timeout)),
         holder(spec),
         getter.tool,
         layout.release_dir(spec.install_name, rid),
@@ -130,7 +129,7 @@ async def _on_host(
         stdin=asset.url + "\n",
         phase="download",
         check=False,
-        timeout=spec.build_timeout + LOCK_WAIT_SECONDS,
+        timeout=spec.build_timeout + spec.lock_timeout,
     )
     if result.exit_status == 0:
         return

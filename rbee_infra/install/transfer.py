@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rbee_infra import layout, scripts
 from rbee_infra.errors import HostError
-from rbee_infra.remote import LOCK_WAIT_SECONDS, Link, holder
+from rbee_infra.remote import Link, holder
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Result, tail
 
@@ -66,9 +66,9 @@ async def upload_binary(
 ) -> None:
     """Upload `local` as the release's binary; its sha256 (`sha`) is re-checked on the host."""
     stage = layout.release_dir(spec.install_name, rid)
-    lock = (layout.LOCK_FILE, str(LOCK_WAIT_SECONDS), holder(spec))
+    lock = (layout.LOCK_FILE, str(int(spec.lock_timeout)), holder(spec))
     await link.run(
-        scripts.PREPARE_UPLOAD, *lock, stage, phase="upload", timeout=LOCK_WAIT_SECONDS + 60
+        scripts.PREPARE_UPLOAD, *lock, stage, phase="upload", timeout=spec.lock_timeout + 60
     )
     assert link.session is not None
     await link.session.upload(local, f"{stage}.incoming/{spec.binary}", phase="upload")
@@ -80,7 +80,7 @@ async def upload_binary(
         sha,
         phase="upload",
         check=False,
-        timeout=LOCK_WAIT_SECONDS + 60,
+        timeout=spec.lock_timeout + 60,
     )
     if result.exit_status != 0:
         found, detail = markers(result)
