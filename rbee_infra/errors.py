@@ -6,6 +6,8 @@ PHASES = (
     "check",
     "connect",
     "probe",
+    "preflight",
+    "toolchain",
     "lock",
     "resolve",
     "clone",
@@ -48,6 +50,13 @@ class ConnectError(HostError):
 
     def __init__(self, host: str, message: str, *, phase: str = "connect") -> None:
         super().__init__(host, phase, message)
+
+
+class PhaseTimeout(HostError):
+    """A remote step outlived its time budget."""
+
+    def __init__(self, host: str, phase: str, seconds: float) -> None:
+        super().__init__(host, phase, f"timed out after {seconds:.0f}s")
 
 
 class AuthError(HostError):

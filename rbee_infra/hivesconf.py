@@ -277,7 +277,16 @@ def check_stack_hives(hives: list[dict[str, Any]]) -> FleetConfig:
 
 # --- stack config -> hives.conf (the way back, for `rbee-infra export`) -------------------
 
-_NO_EQUIVALENT_HIVE = ("cargo", "host_key", "reinstall_trigger", "prune_unmanaged")
+_NO_EQUIVALENT_HIVE = (
+    "cargo",
+    "host_key",
+    "reinstall_trigger",
+    "prune_unmanaged",
+    "ensure_toolchain",
+    "rustup_url",
+    "min_free_disk_mb",
+    "check_platform",
+)
 _CONNECTION_MIRRORED = {"host", "port", "user"}  # copied into hostname/sshPort/sshUser
 _NO_EQUIVALENT_WORKER = ("binary", "reinstall_trigger")
 
@@ -306,7 +315,8 @@ def _conf_method(source: GitSource | ReleaseSource | LocalSource, where: str) ->
 
 def _check_representable(model: HiveConfig | WorkerConfig, names: tuple[str, ...], where: str):
     for name in names:
-        if name in model.model_fields_set and getattr(model, name) not in ("", None, False):
+        default = type(model).model_fields[name].default
+        if name in model.model_fields_set and getattr(model, name) not in ("", None, default):
             field = type(model).model_fields[name].alias or name
             raise ConfigError([(f"{where}.{field}", "has no hives.conf equivalent")])
 

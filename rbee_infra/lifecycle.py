@@ -7,7 +7,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rbee_infra import extras, layout, plan, preflight, prune, scripts, service, toolchain
+from rbee_infra import (
+    extras,
+    hostview,
+    layout,
+    plan,
+    preflight,
+    scripts,
+    service,
+    toolchain,
+)
 from rbee_infra.config import GitSource, ReleaseSource
 from rbee_infra.errors import CommandError, HostError, VerifyError
 from rbee_infra.facts import HostFacts, InstalledBinary
@@ -15,6 +24,7 @@ from rbee_infra.install import Staged, git, local, release
 from rbee_infra.progress import report
 from rbee_infra.remote import (
     Link,
+    cleanup_install,
     holder,
     now,
     open_session,
@@ -49,19 +59,19 @@ async def observe(spec: InstallSpec) -> Observed:
         commit = spec.source.sha256
     found: list[str] = []
     running: str | None = None
-    async with open_session(spec) as session:
-        facts = await probe(session, spec)
-        if isinstance(spec.source, GitSource):
-            commit = await git.resolve_commit(session, spec)
-        if spec.component == "hive":
-            found = extras.shown(await prune.scan(session, spec))
-            if spec.auto_start:
-                running = (await service.health(session, spec)).summary
+    seen = await hostview.view(spec)  # one round trip, shared by the host's resources
+    facts = seen.facts
+    if isinstance(spec.source, GitSource):
+        commit = seen.commit_for(spec)
+    if spec.component == "hive":
+        found = extras.shown(seen.extras_for(spec))
+        if spec.auto_start:
+            running = seen.health_for(spec).summary
     state = plan.host_state(facts.installed.get(spec.install_name), plan.install_id(spec))
     return Observed(
         resolved_commit=commit,
         host_state=state,
-        host_key=session.server_host_key,
+        host_key=seen.server_host_key,
         extras=tuple(found),
         preflight=tuple(preflight.preflight_problems(spec, facts)),
         service=running,
@@ -117,7 +127,7 @@ async def _verify(link: Link, spec: InstallSpec, iid: str, rid: str, abort: str)
     sha = next((ln.split("\t", 1)[1] for ln in lines if ln.startswith("@@sha256\t")), "")
     output = "\n".join(ln for ln in lines if not ln.startswith("@@sha256\t"))
     if result.exit_status != 0 or not plan.version_matches(output, spec.binary) or not sha:
-        await remove_install(link, spec, abort, iid, [rid])
+        await cleanup_install(link, spec, abort, iid, [rid])
         expected = f"expected {spec.binary!r} in the first line"
         raise VerifyError(
             spec.label,
@@ -134,7 +144,7 @@ async def _activate(
     try:
         await link.run(scripts.ACTIVATE, *args, phase="activate", timeout=spec.lock_timeout + 60)
     except CommandError:
-        await remove_install(link, spec, abort, iid, [rid])
+        await cleanup_install(link, spec, abort, iid, [rid])
         raise
 
 
@@ -149,7 +159,9 @@ def _stager(spec: InstallSpec) -> Stager:
     return stager
 
 
-async def _preflight(link: Link, spec: InstallSpec, facts: HostFacts) -> InstallSpec:
+async def _preflight(
+    link: Link, spec: InstallSpec, facts: HostFacts, iid: str, abort: str
+) -> InstallSpec:
     """Refuse a host that lacks something, before anything on it changes; with
     ensureToolchain, install Rust first. Returns the spec to stage with (its cargo)."""
     problems = preflight.preflight_problems(spec, facts)
@@ -157,7 +169,11 @@ async def _preflight(link: Link, spec: InstallSpec, facts: HostFacts) -> Install
         raise HostError(spec.label, "preflight", preflight.describe(problems))
     if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
         if preflight.needs_toolchain(spec, facts):
-            await toolchain.install_rust(link, spec)
+            try:
+                await toolchain.install_rust(link, spec)
+            except HostError:
+                await cleanup_install(link, spec, abort, iid, [])  # the lock file it made
+                raise
         return spec.model_copy(update={"cargo": preflight.HOME_CARGO})
     return spec
 
@@ -174,7 +190,7 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
     async with Link(spec) as link:
         assert link.session is not None
         facts = await probe(link.session, spec)
-        build_spec = await _preflight(link, spec, facts)
+        build_spec = await _preflight(link, spec, facts, iid, abort)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
         rid, commit = staged.release_id, staged.version_key
@@ -273,7 +289,7 @@ async def _start_hive(
         raise HostError(spec.label, "service", f"{failed}\n{outcome}")
     if not updating:
         await service.stop(link, purge=True)
-        await remove_install(link, spec, "delete", iid, [rid])
+        await cleanup_install(link, spec, "delete", iid, [rid])
         raise HostError(spec.label, "service", f"{failed}\nnothing was installed")
     raise HostError(spec.label, "service", f"{failed}\nthere is no previous version to go back to")
 

@@ -25,6 +25,7 @@ REINSTALL_KEYS = ("source", "features", "binary", "cargo", "reinstallTrigger", "
 
 IN_SYNC = "in-sync"
 NOT_INSTALLED = "not-installed"
+SERVICE_RUNNING = "running"
 
 
 def install_id(spec: InstallSpec) -> str:
@@ -110,7 +111,9 @@ def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
     ]
     keys = sorted(k for k in set(olds) | set(news) if not k.startswith("__"))
     # Without pruning, the hive's list of configured workers changes nothing on the host.
-    ignored = {"hostState"} | (set() if news.get("pruneUnmanaged") else {"managedWorkers"})
+    # hostState/serviceState are observations: only a state that needs acting on counts.
+    ignored = {"hostState", "serviceState"}
+    ignored |= set() if news.get("pruneUnmanaged") else {"managedWorkers"}
     changed = [
         k
         for k in keys
@@ -120,6 +123,9 @@ def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
     drifted = state is not None and state != IN_SYNC
     if drifted and "hostState" not in changed:
         changed.append("hostState")
+    service = news.get("serviceState")
+    if service is not None and service != SERVICE_RUNNING:
+        changed.append("serviceState")  # the hive is to run: restart it, no rebuild
     reinstall = bool(replaces) or drifted or any(k in REINSTALL_KEYS for k in changed)
     return DiffDecision(
         changes=bool(changed or replaces), replaces=replaces, changed=changed, reinstall=reinstall

@@ -19,7 +19,7 @@ from rbee_infra.config import (
     parse_fleet,
 )
 from rbee_infra.redact import url_has_credentials
-from rbee_infra.resources import Hive, HiveArgs, Worker, WorkerArgs
+from rbee_infra.resources import BuildKickoff, Hive, HiveArgs, Worker, WorkerArgs, build_props
 
 _SEMVER_LIKE = __import__("re").compile(r"^v?\d+(\.\d+)*([-+][0-9A-Za-z.-]+)?$")
 
@@ -139,6 +139,51 @@ def _preflight_args(hive: HiveConfig) -> dict[str, Any]:
     }
 
 
+def _worker_args(
+    fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig, connection: pulumi.Output
+) -> tuple[WorkerArgs, bool]:
+    """A worker's inputs, and whether its source is secret."""
+    wsource, wsecret = _source_input(worker_source(hive, worker))
+    args = WorkerArgs(
+        alias=hive.alias,
+        connection=connection,
+        source=wsource,
+        binary=worker.binary_name,
+        features=worker.feature_list,
+        cargo=hive.cargo,
+        reinstall_trigger=worker.reinstall_trigger or hive.reinstall_trigger,
+        build_timeout=fleet.build_timeout,
+        lock_timeout=fleet.lock_timeout,
+        operation_timeout=fleet.operation_timeout,
+        worker_type=worker.type,
+        **_preflight_args(hive),
+    )
+    return args, wsecret
+
+
+def _kickoff(
+    hive: HiveConfig,
+    connection: pulumi.Output,
+    hive_args: HiveArgs,
+    hive_secret: bool,
+    workers: Sequence[tuple[WorkerConfig, WorkerArgs, bool]],
+) -> BuildKickoff | None:
+    """The host's BuildKickoff (see `kickoff`), when anything on it is built from git."""
+    git_sources = isinstance(hive.install_method, GitSource) or any(
+        isinstance(worker_source(hive, w), GitSource) for w, _, _ in workers
+    )
+    if not git_sources:
+        return None
+    installs = [build_props(hive_args, "hive", f"hive-{hive.alias}")]
+    installs += [
+        build_props(args, "worker", f"worker-{hive.alias}-{w.type}") for w, args, _ in workers
+    ]
+    secret = hive_secret or any(s for _, _, s in workers)
+    return BuildKickoff(
+        f"build-{hive.alias}", hive.alias, connection, installs, secret_installs=secret
+    )
+
+
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -147,47 +192,37 @@ def declare_fleet(
     for hive in fleet.hives:
         connection = connection_for(fleet, hive, secrets)
         source, secret = _source_input(hive.install_method)
+        hive_args = HiveArgs(
+            alias=hive.alias,
+            connection=connection,
+            source=source,
+            binary=HIVE_BINARY,
+            features=[],
+            cargo=hive.cargo,
+            reinstall_trigger=hive.reinstall_trigger,
+            build_timeout=fleet.build_timeout,
+            lock_timeout=fleet.lock_timeout,
+            operation_timeout=fleet.operation_timeout,
+            prune_unmanaged=hive.prune_unmanaged,
+            managed_workers=[w.type for w in hive.workers],
+            auto_start=hive.auto_start,
+            hive_port=hive.hive_port,
+            **_preflight_args(hive),
+        )
+        worker_args = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
+        kickoff = _kickoff(hive, connection, hive_args, secret, worker_args)
         hive_resource = Hive(
             f"hive-{hive.alias}",
-            HiveArgs(
-                alias=hive.alias,
-                connection=connection,
-                source=source,
-                binary=HIVE_BINARY,
-                features=[],
-                cargo=hive.cargo,
-                reinstall_trigger=hive.reinstall_trigger,
-                build_timeout=fleet.build_timeout,
-                lock_timeout=fleet.lock_timeout,
-                operation_timeout=fleet.operation_timeout,
-                prune_unmanaged=hive.prune_unmanaged,
-                managed_workers=[w.type for w in hive.workers],
-                auto_start=hive.auto_start,
-                hive_port=hive.hive_port,
-                **_preflight_args(hive),
-            ),
+            hive_args,
+            pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None,
             secret_source=secret,
         )
         workers: dict[str, Any] = {}
         worker_resources: dict[str, Worker] = {}
-        for worker in hive.workers:
-            wsource, wsecret = _source_input(worker_source(hive, worker))
+        for worker, args, wsecret in worker_args:
             resource = Worker(
                 f"worker-{hive.alias}-{worker.type}",
-                WorkerArgs(
-                    alias=hive.alias,
-                    connection=connection,
-                    source=wsource,
-                    binary=worker.binary_name,
-                    features=worker.feature_list,
-                    cargo=hive.cargo,
-                    reinstall_trigger=worker.reinstall_trigger or hive.reinstall_trigger,
-                    build_timeout=fleet.build_timeout,
-                    lock_timeout=fleet.lock_timeout,
-                    operation_timeout=fleet.operation_timeout,
-                    worker_type=worker.type,
-                    **_preflight_args(hive),
-                ),
+                args,
                 pulumi.ResourceOptions(depends_on=[hive_resource]),
                 secret_source=wsecret,
             )

@@ -1,8 +1,9 @@
 """The dynamic providers. They are pickled by reference into stack state, so this module's
 path is part of the state format: keep `rbee_infra.providers.HiveProvider`/`WorkerProvider`.
 
-Handlers run on the provider server's thread pool with no event loop: each call runs its own
-`asyncio.run`, and nothing (loop, connection) is kept on the provider object.
+Handlers run on the provider server's thread pool with no event loop: each call submits its
+coroutine to the process's shared SSH loop (`pool`: one connection per host, shared by every
+resource), and nothing (loop, connection) is kept on the provider object.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import lifecycle, plan, preflight, prune
+from rbee_infra import lifecycle, plan, pool, preflight, prune
 from rbee_infra.errors import ConfigError, HostError
 from rbee_infra.progress import report
 from rbee_infra.spec import InstallSpec, parse_spec
@@ -35,7 +36,7 @@ T = TypeVar("T")
 
 
 def _run(spec: InstallSpec, operation: Coroutine[Any, Any, T]) -> T:
-    """Run one handler's host work on a fresh event loop, bounded by `operationTimeout`."""
+    """Run one handler's host work on the shared loop, bounded by `operationTimeout`."""
 
     async def bounded() -> T:
         try:
@@ -45,7 +46,7 @@ def _run(spec: InstallSpec, operation: Coroutine[Any, Any, T]) -> T:
                 spec.label, "operation", f"did not finish within {spec.operation_timeout:.0f}s"
             ) from None
 
-    return asyncio.run(bounded())
+    return pool.run(bounded())
 
 
 def _public(props: dict[str, Any]) -> dict[str, Any]:

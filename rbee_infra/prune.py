@@ -8,15 +8,15 @@ from rbee_infra.remote import PROBE_TIMEOUT, holder, open_session
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Session
 
+# EXTRAS_SCAN's arguments (also run inside the batched probe, see `hostview`)
+SCAN_ARGS = (layout.WORKERS_DIR, layout.RELEASES_DIR, layout.RECEIPTS_DIR, extras.HAND_MADE_HIVE)
+
 
 async def scan(session: Session, spec: InstallSpec) -> list[str]:
     """Read-only: the extras now, home-relative (safe during preview)."""
     result = await session.run(
         scripts.EXTRAS_SCAN,
-        layout.WORKERS_DIR,
-        layout.RELEASES_DIR,
-        layout.RECEIPTS_DIR,
-        extras.HAND_MADE_HIVE,
+        *SCAN_ARGS,
         phase="probe",
         timeout=PROBE_TIMEOUT,
     )

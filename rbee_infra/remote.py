@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from typing import Any
 
-from rbee_infra import layout, scripts
+from rbee_infra import layout, pool, scripts
 from rbee_infra.config import GitSource
-from rbee_infra.errors import HostError
+from rbee_infra.errors import ConnectError, HostError
 from rbee_infra.facts import HostFacts, parse_probe
+from rbee_infra.progress import report
 from rbee_infra.redact import url_secrets
 from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Result, Session, connect
+from rbee_infra.ssh import Result, Session
 
 PROBE_TIMEOUT = 60.0
+RECONNECTS = 5
 
 
 def secrets_of(spec: InstallSpec) -> list[str]:
@@ -27,7 +30,8 @@ def secrets_of(spec: InstallSpec) -> list[str]:
 
 
 def open_session(spec: InstallSpec) -> Any:
-    return connect(spec.effective_connection(), spec.label, secrets=secrets_of(spec))
+    """A session on the host's shared connection (see `pool`)."""
+    return pool.lease(spec.effective_connection(), spec.label, secrets=secrets_of(spec))
 
 
 async def probe(session: Session, spec: InstallSpec) -> HostFacts:
@@ -62,6 +66,7 @@ class Link:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
+        pool.forget(self.spec.connection)  # the host changed: memoized probes are stale
 
     async def _close(self) -> None:
         if self._cm is not None:
@@ -76,8 +81,24 @@ class Link:
         self._cm = cm
 
     async def run(self, script: str, *args: str, **kwargs: Any) -> Result:
-        assert self.session is not None
-        return await self.session.run(script, *args, **kwargs)
+        """Run one remote script. Every script is idempotent (a build job is rejoined, not
+        restarted), so when the link drops it is reopened and the script runs again."""
+        attempt = 0
+        while True:
+            try:
+                if self.session is None:
+                    await self.reopen()
+                assert self.session is not None
+                return await self.session.run(script, *args, **kwargs)
+            except ConnectError:
+                attempt += 1
+                if attempt > RECONNECTS:
+                    raise
+                phase = kwargs.get("phase", "")
+                report(self.spec.label, f"connection lost during {phase}; reconnecting")
+                await asyncio.sleep(min(1.0 * attempt, 5.0))
+                with contextlib.suppress(ConnectError):
+                    await self.reopen()
 
 
 def holder(spec: InstallSpec) -> str:
@@ -106,3 +127,13 @@ async def remove_install(
         phase="remove",
         timeout=spec.lock_timeout + 60,
     )
+
+
+async def cleanup_install(
+    link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
+) -> None:
+    """Best-effort undo after a failure; it never hides the failure that made it necessary."""
+    try:
+        await remove_install(link, spec, mode, iid, release_ids)
+    except HostError as error:
+        report(spec.label, f"could not clean up after the failure: {error}")

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from rbee_infra.kickoff import BuildKickoffProvider
 from rbee_infra.providers import HiveProvider, WorkerProvider
 
 # Outputs the providers add; pre-declared so `resource.commit` etc. exist as Outputs.
@@ -143,3 +144,41 @@ class Worker(Resource):
         props = args.props("worker", name)
         props["workerType"] = args.worker_type
         super().__init__(WorkerProvider(), name, props, _options(opts, secret_source))
+
+
+def build_props(args: InstallArgs, component: str, resource_name: str) -> dict[str, Any]:
+    """One install as `BuildKickoff` needs it: the resource's inputs, less its connection and
+    alias (the kick-off's own) and the output placeholders."""
+    props = args.props(component, resource_name)
+    if isinstance(args, WorkerArgs):
+        props["workerType"] = args.worker_type
+    for key in (*_OUTPUTS, "extras", "service", "alias", "connection"):
+        props.pop(key, None)
+    return props
+
+
+class BuildKickoff(Resource):
+    """Starts every build of one host at once, ahead of the installs (see `kickoff`)."""
+
+    def __init__(
+        self,
+        name: str,
+        alias: pulumi.Input[str],
+        connection: pulumi.Input[dict[str, Any]],
+        installs: list[dict[str, Any]],
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        secret_installs: bool = False,
+    ) -> None:
+        props = {
+            "alias": alias,
+            "connection": connection,
+            "installs": installs,
+            "pending": None,
+            "started": None,
+        }
+        secrets = ["connection"] + (["installs"] if secret_installs else [])
+        options = pulumi.ResourceOptions(additional_secret_outputs=secrets)
+        super().__init__(
+            BuildKickoffProvider(), name, props, pulumi.ResourceOptions.merge(opts, options)
+        )

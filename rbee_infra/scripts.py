@@ -166,6 +166,7 @@ finish 0
 # args: job dir, artifact that a finished job leaves, job script, then the job's own args
 START_JOB = (
     _ENV
+    + _ALIVE
     + r"""
 job=$1 artifact=$2 body=$3; shift 3
 if [ -f "$job/exit" ]; then
@@ -185,6 +186,7 @@ echo started
 # args: job dir. Blocks until the job ends; prints its exit status, phase and commit.
 WAIT_JOB = (
     _ENV
+    + _ALIVE
     + r"""
 job=$1
 while [ ! -f "$job/exit" ]; do
@@ -625,5 +627,27 @@ s=$?; [ $s -eq 0 ] || fail download $s 3
 sh "$tmp/rustup-init.sh" -y --no-modify-path --profile minimal > "$tmp/err" 2>&1 || fail install $? 15
 rm -rf -- "$tmp"
 .cargo/bin/cargo --version
+"""
+)
+
+# Several read-only scripts in one round trip (see `hostview`). args: for each part, the
+# script, the number of its arguments, then those arguments. Each part's stdout is followed by
+# lines "@@rbee-stderr", its stderr, "@@rbee-end<TAB><exit status>". The eval'd text is only
+# `"${1}" "${2}" ...` (positions, never values).
+BATCH = (
+    _ENV
+    + r"""
+exec 3>&1
+while [ $# -ge 2 ]; do
+  body=$1 n=$2; shift 2
+  case $n in ''|*[!0-9]*) echo "bad argument count: $n" >&2; exit 2;; esac
+  [ "$n" -le $# ] || { echo "part wants $n arguments, $# left" >&2; exit 2; }
+  list= i=1
+  while [ $i -le "$n" ]; do list="$list \"\${$i}\""; i=$((i+1)); done
+  err=$( (eval "set -- $list"; exec sh -c "$body" rbee "$@") 2>&1 1>&3 3>&- < /dev/null )
+  s=$?
+  shift "$n"
+  printf '\n@@rbee-stderr\n%s\n@@rbee-end\t%s\n' "$err" "$s"
+done
 """
 )

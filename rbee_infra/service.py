@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rbee_infra import layout, scripts
+from rbee_infra import layout, plan, scripts
 from rbee_infra.facts import HostFacts, parse_fields
 from rbee_infra.remote import Link
 from rbee_infra.spec import InstallSpec
@@ -25,7 +25,7 @@ PID_FILE = f"{layout.ROOT}/hive.pid"
 LOG_FILE = f"{layout.ROOT}/hive.log"
 HEALTH_WAIT_SECONDS = 15
 STOP_TIMEOUT = 60.0
-RUNNING = "running"
+RUNNING = plan.SERVICE_RUNNING
 
 
 def mode_for(facts: HostFacts) -> Mode:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,11 +20,15 @@ from rbee_infra.errors import (
     ConnectError,
     HostError,
     HostKeyError,
+    PhaseTimeout,
 )
 from rbee_infra.redact import redact_text
 from rbee_infra.spec import Connection
 
 STDERR_TAIL_LINES = 20
+
+# SSH handshakes completed by this process, per `user@host:port` (see docs/performance.md).
+HANDSHAKES: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class Session:
     secrets: tuple[str, ...] = ()
     server_host_key: str = ""
     handshakes: int = 1
+    # a shared connection: bounds the channels open on it at once (sshd's MaxSessions)
+    channels: asyncio.Semaphore | None = None
+
+    def _channel(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self.channels if self.channels is not None else contextlib.nullcontext()
 
     def scrub(self, text: str) -> str:
         return redact_text(text, self.secrets)
@@ -67,13 +78,24 @@ class Session:
     ) -> Result:
         command = script_command(script, *args)
         try:
-            completed = await asyncio.wait_for(
-                self.conn.run(command, check=False, input=stdin), timeout=timeout
-            )
+            async with self._channel():
+                completed = await asyncio.wait_for(
+                    self.conn.run(command, check=False, input=stdin), timeout=timeout
+                )
         except asyncio.TimeoutError:
-            raise HostError(self.label, phase, f"timed out after {timeout:.0f}s") from None
-        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as error:
+            raise PhaseTimeout(self.label, phase, timeout or 0) from None
+        except (
+            asyncssh.ConnectionLost,
+            asyncssh.DisconnectError,
+            asyncssh.ChannelOpenError,
+            OSError,
+        ) as error:
             raise ConnectError(self.label, self.scrub(_describe(error)), phase=phase) from None
+        if completed.exit_status is None and completed.exit_signal is None:
+            # the channel closed with neither an exit status nor a signal: the link dropped
+            raise ConnectError(
+                self.label, "connection lost before the command finished", phase=phase
+            )
         result = Result(
             exit_status=completed.exit_status,
             stdout=self.scrub(_text(completed.stdout)),
@@ -91,7 +113,7 @@ class Session:
 
     async def upload(self, local: Path, remote: str, *, phase: str = "upload") -> None:
         try:
-            async with self.conn.start_sftp_client() as sftp:
+            async with self._channel(), self.conn.start_sftp_client() as sftp:
                 await sftp.put(str(local), remote)
         except asyncssh.SFTPError as error:
             raise HostError(self.label, phase, f"{remote}: {error.reason}") from None
@@ -216,11 +238,9 @@ async def _connect_once(c: Connection, label: str) -> asyncssh.SSHClientConnecti
         raise ConnectError(label, f"{_describe(error)} ({c.host}:{c.port})") from None
 
 
-@asynccontextmanager
-async def connect(
-    c: Connection, label: str, *, secrets: Sequence[str] = ()
-) -> AsyncIterator[Session]:
-    """Open one connection, retrying transient failures (refused, timeout) with backoff."""
+async def dial(c: Connection, label: str, *, secrets: Sequence[str] = ()) -> Session:
+    """Open one connection, retrying transient failures (refused, timeout) with backoff.
+    The caller closes `session.conn` (or uses `connect`)."""
     attempt = 0
     while True:
         attempt += 1
@@ -239,8 +259,18 @@ async def connect(
         server_host_key=key.export_public_key("openssh").decode().strip() if key else "",
         handshakes=attempt,
     )
+    HANDSHAKES[f"{c.user}@{c.host}:{c.port}"] += 1
+    return session
+
+
+@asynccontextmanager
+async def connect(
+    c: Connection, label: str, *, secrets: Sequence[str] = ()
+) -> AsyncIterator[Session]:
+    """One connection for the length of the block."""
+    session = await dial(c, label, secrets=secrets)
     try:
         yield session
     finally:
-        conn.close()
-        await conn.wait_closed()
+        session.conn.close()
+        await session.conn.wait_closed()

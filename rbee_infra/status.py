@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rbee_infra import layout, plan, prune, scripts
+from rbee_infra import layout, plan, preflight, prune, scripts, service
 from rbee_infra.config import HIVE_BINARY, FleetConfig, GitSource, HiveConfig, ReleaseSource
 from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
 from rbee_infra.extras import SHOWN_PREFIX
@@ -32,7 +32,9 @@ from rbee_infra.status_model import (
     Desired,
     Extra,
     HiveStatus,
+    HostFactsView,
     Installed,
+    ServiceStatus,
     StatusReport,
     Summary,
 )
@@ -97,6 +99,9 @@ def hive_specs(
             build_timeout=fleet.build_timeout,
             managed_workers=[w.type for w in hive.workers],
             prune_unmanaged=hive.prune_unmanaged,
+            auto_start=hive.auto_start,
+            hive_port=hive.hive_port,
+            **_preflight_fields(hive),
         )
     ]
     for worker in hive.workers:
@@ -114,9 +119,19 @@ def hive_specs(
                 stack=stack,
                 resource_name=f"worker-{hive.alias}-{worker.type}",
                 build_timeout=fleet.build_timeout,
+                **_preflight_fields(hive),
             )
         )
     return specs
+
+
+def _preflight_fields(hive: HiveConfig) -> dict[str, Any]:
+    return {
+        "ensure_toolchain": hive.ensure_toolchain,
+        "rustup_url": hive.rustup_url,
+        "min_free_disk_mb": hive.min_free_disk_mb,
+        "check_platform": hive.check_platform,
+    }
 
 
 def desired_ref(spec: InstallSpec) -> str | None:
@@ -296,6 +311,26 @@ def assess(
     )
 
 
+def service_view(spec: InstallSpec, state: service.ServiceState) -> ServiceStatus:
+    shown = "running" if state.healthy else "not-listening" if state.running else "stopped"
+    return ServiceStatus(
+        auto_start=spec.auto_start,
+        mode=state.mode,
+        state=shown,
+        pid=state.pid if state.running else None,
+        port=spec.hive_port,
+    )
+
+
+def with_service_drift(hive: ComponentStatus, view: ServiceStatus) -> ComponentStatus:
+    """With autoStart, an installed hive that does not run (or listen) has drifted."""
+    if not view.auto_start or view.state == "running" or hive.state not in ("in-sync", "drift"):
+        return hive
+    why = "not listening" if view.state == "not-listening" else "not running"
+    drift = [*hive.drift, f"service {why} on port {view.port} (autoStart is on)"]
+    return hive.model_copy(update={"drift": drift, "state": "drift"})
+
+
 def extras_of(paths: dict[str, list[str]], facts: HostFacts) -> list[Extra]:
     out = []
     for name, found in paths.items():
@@ -455,6 +490,7 @@ async def observe_hive(
                 timeout=COMMAND_TIMEOUT,
             )
             facts = parse_probe(probed.stdout)
+            running = await service.health(session, specs[0])
             commits, errors = local_keys(specs)
             if resolve:
                 resolved, failed = await _resolve(session, specs)
@@ -477,6 +513,8 @@ async def observe_hive(
         for spec in specs
     ]
     extra_list = extras_of(extras, facts)
+    view = service_view(specs[0], running)
+    components[0] = with_service_drift(components[0], view)
     return HiveStatus(
         alias=hive.alias,
         host=hive.hostname,
@@ -487,6 +525,8 @@ async def observe_hive(
         error=None,
         components=components,
         extras=extra_list,
+        service=view,
+        facts=HostFactsView.model_validate(preflight.host_facts_output(facts)),
     )
 
 

@@ -75,6 +75,39 @@ class Extra(_Doc):
     version: str | None = None
 
 
+class ServiceStatus(_Doc):
+    """The hive as a service: `rbee-hive --port <hivePort>` (see docs/service.md)."""
+
+    auto_start: bool = Field(description="the config asks for it to run (autoStart)")
+    mode: Literal["systemd", "pidfile"] = Field(
+        description="a systemd user unit, or a background process with a pid file"
+    )
+    state: Literal["running", "stopped", "not-listening"]
+    pid: int | None
+    port: int
+
+
+class GpuFacts(_Doc):
+    nvidia_smi: str | None = Field(description="path of nvidia-smi, null when absent")
+    nvcc: str | None = Field(description="path of the CUDA compiler, null when absent")
+    devices: list[str] = Field(description="GPUs nvidia-smi lists: `name, driver version`")
+
+
+class HostFactsView(_Doc):
+    """What preflight checks before an install (the resources' `hostFacts` output)."""
+
+    os: str = Field(description="`uname -s`: Linux, Darwin, ...")
+    arch: str = Field(description="`uname -m`")
+    os_name: str | None = None
+    cargo: str | None = Field(description="`cargo --version` of the configured cargo")
+    rustc: str | None
+    free_disk_mb: dict[str, int | None] = Field(
+        description="free MB on the filesystems of ~/.local/share/rbee (data) and ~/.local/bin"
+    )
+    gpu: GpuFacts
+    service_manager: Literal["systemd", "pidfile"]
+
+
 class HiveStatus(_Doc):
     alias: str
     host: str
@@ -85,6 +118,8 @@ class HiveStatus(_Doc):
     error: str | None
     components: list[ComponentStatus]
     extras: list[Extra]
+    service: ServiceStatus | None = None
+    facts: HostFactsView | None = None
 
 
 class ConfigSource(_Doc):

@@ -96,6 +96,30 @@ def problems(report: StatusReport) -> list[str]:
     return lines
 
 
+def host_lines(report: StatusReport) -> list[str]:
+    """Per reachable hive: its service and the host facts preflight checks."""
+    lines: list[str] = []
+    for hive in report.hives:
+        parts: list[str] = []
+        svc = hive.service
+        if svc is not None:
+            pid = f"pid {svc.pid}, " if svc.pid else ""
+            wanted = "" if svc.auto_start else ", autoStart off"
+            parts.append(f"service {svc.state} ({pid}port {svc.port}, {svc.mode}{wanted})")
+        facts = hive.facts
+        if facts is not None:
+            host = " ".join(p for p in (facts.os, facts.arch) if p) or "unknown OS"
+            free = facts.free_disk_mb.get("data")
+            parts.append(
+                f"{host}, {facts.cargo or 'no cargo'}"
+                + (f", {free} MB free" if free is not None else "")
+                + (f", GPUs: {'; '.join(facts.gpu.devices)}" if facts.gpu.devices else "")
+            )
+        if parts:
+            lines.append(f"hive {hive.alias}: " + "; ".join(parts))
+    return lines
+
+
 def summary_line(report: StatusReport) -> str:
     s = report.summary
     return (
@@ -108,6 +132,8 @@ def render(report: StatusReport, file: TextIO | None = None) -> None:
     stream = file or sys.stdout
     console = Console(file=stream, highlight=False, width=None if stream.isatty() else 120)
     console.print(table(report))
+    for line in host_lines(report):
+        console.print(Text(line), soft_wrap=True)
     for line in problems(report):
         console.print(Text(line), soft_wrap=True)
     console.print(summary_line(report))

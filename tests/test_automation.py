@@ -166,6 +166,7 @@ def test_up_status_destroy_on_a_real_host(tmp_path: Path, monkeypatch: Any, caps
             f'[[hive]]\nalias = "e2e"\nhostname = "{host.address}"\n'
             f'ssh_user = "{host.user}"\nssh_port = {host.port}\n'
             f'install_method = {{ git = {{ repo = "{repo.url}", branch = "main" }} }}\n'
+            "auto_start = false\n"  # no hive service here (see tests/test_service.py)
             'workers = [{ type = "cpu", version = "latest", features = ["cpu"] }]\n'
         )
         common = ["--stack", "e2e", "--project-dir", str(project)]

@@ -23,7 +23,13 @@ from rbee_infra.config import FleetConfig
 from rbee_infra.spec import InstallSpec
 from rbee_infra.status_model import SCHEMA_FILE
 from tests.harness.fixture_repo import RbeeRepo, expected_version_line, make_rbee_repo
-from tests.harness.hosts import HarnessUnavailable, HostSet, check_available, start_hosts
+from tests.harness.hosts import (
+    HarnessUnavailable,
+    HostSet,
+    check_available,
+    free_port,
+    start_hosts,
+)
 
 pytestmark = pytest.mark.hosts
 
@@ -49,7 +55,7 @@ class Fleet:
         return code, doc
 
 
-def hives_conf(hosts: HostSet, repo_url: str) -> str:
+def hives_conf(hosts: HostSet, repo_url: str, hive_port: int) -> str:
     gpu, cpu = hosts[0], hosts[1]
     return f"""
 [[hive]]
@@ -57,6 +63,7 @@ alias = "gpu-host"
 hostname = "{gpu.address}"
 ssh_user = "{gpu.user}"
 ssh_port = {gpu.port}
+hive_port = {hive_port}
 install_method = {{ git = {{ repo = "{repo_url}", branch = "main" }} }}
 workers = [
     {{ type = "cuda", version = "latest", features = ["cuda"] }},
@@ -111,13 +118,15 @@ def fleet() -> Iterator[Fleet]:
             "name: rbee-infra\nruntime: python\nstackConfigDir: stacks\n"
         )
         conf = work / "hives.conf"
-        conf.write_text(hives_conf(hosts, repo.url))
+        conf.write_text(hives_conf(hosts, repo.url, free_port()))
         # the stack config comes from `rbee-infra import`, then gets the SSH settings
         assert cli.main(["import", str(conf), "--stack", STACK, "--project-dir", str(project)]) == 0
         path = stackfile.stack_file(project, STACK)
         doc = stackfile.load(path)
         doc["config"]["rbee:sshPrivateKeyPath"] = str(hosts.client_key_path)
         doc["config"]["rbee:knownHosts"] = str(hosts.known_hosts_path)
+        for hive in doc["config"]["rbee:hives"]:
+            hive["checkPlatform"] = False  # the fixture's cuda worker builds without a GPU
         stackfile.write(path, doc)
         parsed, _ = cli.load_stack_fleet(path)
         specs = specs_of(parsed, hosts)
@@ -178,11 +187,25 @@ def test_in_sync_reports_versions_and_commits(fleet: Fleet, capsys: Any) -> None
     assert component(doc, "cpu-host", "rbee-worker-cpu")["desired"]["ref"] == "moving"
     for hive in doc["hives"]:
         assert hive["reachable"] is True and hive["extras"] == []
+        assert hive["facts"]["os"] == "Linux" and hive["facts"]["cargo"].startswith("cargo ")
+    # gpu-host has autoStart (rbee's default): its hive runs on hive_port; cpu-host's does not
+    gpu_port = fleet.fleet.hives[0].hive_port
+    pid = int(fleet.hosts[0].run("cat .local/share/rbee/hive.pid").stdout)
+    assert by_alias(doc)["gpu-host"]["service"] == {
+        "autoStart": True,
+        "mode": "pidfile",
+        "state": "running",
+        "pid": pid,
+        "port": gpu_port,
+    }
+    assert by_alias(doc)["cpu-host"]["service"]["state"] == "stopped"
+    assert by_alias(doc)["cpu-host"]["service"]["autoStart"] is False
 
     # people get a table; the same facts, exit code too
     assert cli.main(["status", "--project-dir", str(fleet.project), "--stack", STACK]) == 0
     out = capsys.readouterr().out
     assert "llm-worker-rbee-cuda 0.2.0 features=cuda" in out
+    assert f"hive gpu-host: service running (pid {pid}, port {gpu_port}, pidfile)" in out
     assert "2 hive(s): 2 in sync, 0 drift, 0 unreachable, 0 error" in out
 
 
@@ -350,6 +373,25 @@ def test_extra_install_is_reported(fleet: Fleet, capsys: Any) -> None:
     ]
     assert by_alias(doc)["gpu-host"]["state"] == "in-sync"
     # removed again: in sync
+    assert fleet.status(capsys=capsys)[0] == 0
+
+
+def test_a_stopped_hive_service_is_drift(fleet: Fleet, capsys: Any) -> None:
+    host = fleet.hosts[0]
+    pid = host.run("cat .local/share/rbee/hive.pid").stdout.strip()
+    host.run(f"kill {pid}; while [ -s /proc/{pid}/cmdline ]; do sleep 0.05; done")
+    try:
+        code, doc = fleet.status(capsys=capsys)
+    finally:
+        asyncio.run(lifecycle.reconcile_service(fleet.specs["gpu-host/hive"]))
+    assert code == 1
+    port = fleet.fleet.hives[0].hive_port
+    hive = component(doc, "gpu-host", "rbee-hive")
+    assert hive["state"] == "drift"
+    assert hive["drift"] == [f"service not running on port {port} (autoStart is on)"]
+    assert by_alias(doc)["gpu-host"]["service"]["state"] == "stopped"
+    assert by_alias(doc)["gpu-host"]["service"]["pid"] is None
+    # started again (as `up` does): in sync
     assert fleet.status(capsys=capsys)[0] == 0
 
 

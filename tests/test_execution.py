@@ -36,11 +36,19 @@ def spec(**extra: Any) -> Any:
     return parse_spec(props)
 
 
+# a host that passes preflight: git, flock, a Rust toolchain, free space
+CAPABLE = (
+    "tool\tgit\t/usr/bin/git\ntool\tflock\t/usr/bin/flock\n"
+    "cargo\tcargo 1.80.0\nrustc\trustc 1.80.0\ndisk\tdata\t10485760\ndisk\tbin\t10485760\n"
+)
+
+
 def probe_reply(receipt: dict[str, Any] | None = None, link: str = "") -> Result:
     rec = base64.b64encode(json.dumps(receipt).encode()).decode() if receipt else ""
     kind = "symlink" if link else "missing"
     sha = "a" * 64 if link else "-"
-    return Result(0, f"home\t/home/rbee\nitem\trbee-hive\t{kind}\t{link}\t{sha}\t{rec}\n", "")
+    item = f"item\trbee-hive\t{kind}\t{link}\t{sha}\t{rec}\n"
+    return Result(0, f"home\t/home/rbee\n{CAPABLE}{item}", "")
 
 
 def happy_host(**overrides: Result) -> FakeHost:

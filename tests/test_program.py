@@ -67,6 +67,8 @@ def test_two_hives_two_workers_yield_exactly_the_expected_resources() -> None:
     recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
     names = sorted(r.name for r in recorder.resources)
     assert names == [
+        "build-cpu-host",
+        "build-gpu-host",
         "hive-cpu-host",
         "hive-gpu-host",
         "worker-cpu-host-cpu",
@@ -117,6 +119,40 @@ def test_connection_is_secret_and_workers_depend_on_their_hive() -> None:
     assert recorder.by_name("worker-cpu-host-cpu").dependencies == [
         recorder.by_name("hive-cpu-host").urn
     ]
+
+
+def test_each_host_gets_a_build_kickoff_the_hive_depends_on() -> None:
+    recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
+    kickoff = recorder.by_name("build-gpu-host")
+    hive = recorder.by_name("hive-gpu-host")
+    assert hive.dependencies == [kickoff.urn]
+    assert kickoff.dependencies == []
+    assert unwrap(kickoff.inputs["connection"]) == unwrap(hive.inputs["connection"])
+    assert is_secret(kickoff.inputs["connection"]) and "connection" in kickoff.secret_outputs
+    assert kickoff.inputs["alias"] == "gpu-host"
+    installs = kickoff.inputs["installs"]
+    # the same inputs the hive and its workers get, less connection, alias and outputs
+    assert [i["resourceName"] for i in installs] == [
+        "hive-gpu-host",
+        "worker-gpu-host-cuda",
+        "worker-gpu-host-cpu",
+    ]
+    for item in installs:
+        own = recorder.by_name(item["resourceName"]).inputs
+        assert all(own[k] == v for k, v in item.items()), item["resourceName"]
+        assert {"connection", "alias", "installId", "version", "extras"}.isdisjoint(item)
+    assert installs[2]["source"] == {"method": "git", "repo": REPO, "tag": "v0.1.0"}
+    assert installs[1]["workerType"] == "cuda" and installs[1]["features"] == ["cuda"]
+
+
+def test_a_host_without_git_sources_gets_no_build_kickoff() -> None:
+    config = two_by_two()
+    release = {"release": {"repo": "veighnsche/llama-orch", "tag": "v0.2.0", "sha256": "a" * 64}}
+    config["rbee:hives"][1]["installMethod"] = release
+    recorder = run_program(config)
+    names = {r.name for r in recorder.resources}
+    assert "build-cpu-host" not in names and "build-gpu-host" in names
+    assert recorder.by_name("hive-cpu-host").dependencies == []
 
 
 def test_token_in_repo_url_makes_the_source_secret() -> None:

@@ -148,6 +148,7 @@ def test_unmanaged_installs_listed_and_pruned_only_when_asked(
                         "installMethod": {"release": src},
                         "workers": [{"type": "cpu"}],
                         "pruneUnmanaged": prune,
+                        "autoStart": False,  # the fake release hive does not serve
                     }
                 ],
                 "rbee:sshPrivateKeyPath": str(host1.client_key_path),

@@ -16,7 +16,7 @@ from rbee_infra.config import LocalSource
 from rbee_infra.errors import ConfigError, HostError
 from rbee_infra.install import Staged, transfer
 from rbee_infra.progress import report
-from rbee_infra.remote import Link, remove_install
+from rbee_infra.remote import Link, cleanup_install
 from rbee_infra.spec import InstallSpec
 
 
@@ -76,6 +76,6 @@ async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: 
             await transfer.upload_binary(link, spec, rid, binary, binary_sha, path.name)
     except HostError:
         # the release dir itself is only replaced on success: clean up the temp dir only
-        await remove_install(link, spec, abort, iid, [f"{rid}.incoming"])
+        await cleanup_install(link, spec, abort, iid, [f"{rid}.incoming"])
         raise
     return Staged(release_id=rid, version_key=sha)

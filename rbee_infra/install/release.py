@@ -23,9 +23,9 @@ from rbee_infra.redact import redact_text
 from rbee_infra.remote import (
     PROBE_TIMEOUT,
     Link,
+    cleanup_install,
     holder,
     probe,
-    remove_install,
     secrets_of,
 )
 from rbee_infra.spec import InstallSpec
@@ -200,6 +200,6 @@ async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: 
             await _here(getter, spec, asset, rid, sha, origin)
     except HostError:
         # the release dir itself is only replaced on success: clean up the temp dir only
-        await remove_install(link, spec, abort, iid, [f"{rid}.incoming"])
+        await cleanup_install(link, spec, abort, iid, [f"{rid}.incoming"])
         raise
     return Staged(release_id=rid, version_key=sha)

@@ -88,6 +88,10 @@ class Project:
                     "sshUser": self.host.user,
                     "installMethod": {"git": {"repo": self.repo.url, "tag": tag}},
                     "workers": [{"type": worker} for worker in workers],
+                    # no hive service here (tests/test_service.py covers it); the fixture's
+                    # cuda worker builds without a GPU
+                    "autoStart": False,
+                    "checkPlatform": False,
                 }
             ],
             "rbee:sshPrivateKeyPath": str(self.hosts.client_key_path),

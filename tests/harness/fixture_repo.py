@@ -188,11 +188,24 @@ _WORKER_BIN_MAIN = """fn main() -> std::process::ExitCode {{
 """
 
 
-def _hive_main(*, bad_version: bool = False, broken: bool = False) -> str:
+# `no-listen`: --version answers, but serving (`--port N`) exits 1 at once
+_NO_LISTEN = """\
+    if args[0] == "--port" {
+        eprintln!("rbee-hive: refusing to listen (no-listen fixture)");
+        return ExitCode::from(1);
+    }
+"""
+
+
+def _hive_main(*, bad_version: bool = False, broken: bool = False, no_listen: bool = False) -> str:
     body = _BAD_VERSION if bad_version else _HIVE_VERSION_OK
-    return _HIVE_MAIN.replace("__VERSION_BODY__", body).replace(
+    text = _HIVE_MAIN.replace("__VERSION_BODY__", body).replace(
         "__BROKEN__", _BROKEN if broken else ""
     )
+    if no_listen:
+        anchor = "    let mut port: Option<u16> = None;\n"
+        text = text.replace(anchor, _NO_LISTEN + anchor, 1)
+    return text
 
 
 def _worker_lib(*, bad_version: bool = False, broken: bool = False) -> str:
@@ -219,6 +232,7 @@ def workspace_files(
     *,
     bad_version: bool = False,
     broken: bool = False,
+    no_listen: bool = False,
     worker_default_features: tuple[str, ...] = (),
     worker_required_features: bool = False,
 ) -> dict[str, str]:
@@ -227,7 +241,9 @@ def workspace_files(
         "README.md": "Test fixture shaped like rbee (no dependencies).\n",
         "Cargo.toml": _WORKSPACE_TOML.format(version=version),
         "bin/rbee-hive/Cargo.toml": _HIVE_TOML,
-        "bin/rbee-hive/src/main.rs": _hive_main(bad_version=bad_version, broken=broken),
+        "bin/rbee-hive/src/main.rs": _hive_main(
+            bad_version=bad_version, broken=broken, no_listen=no_listen
+        ),
         "bin/llm-worker-rbee/Cargo.toml": _worker_toml(
             worker_default_features, worker_required_features
         ),
@@ -420,7 +436,7 @@ def make_rbee_repo(
     """Create the fixture repo under a new directory in `base_dir` (made world-readable).
 
     History: v0.1.0 (tag) -> v0.2.0 (tag, main); branches `broken`, `bad-version` and
-    `moving` start at main.
+    `moving` start at main; `no-listen` (version 0.3.0: `--version` works, `--port` exits 1).
     """
     root = Path(tempfile.mkdtemp(prefix="rbee-repo-", dir=base_dir))
     root.chmod(0o755)
@@ -452,6 +468,7 @@ def make_rbee_repo(
         repo.git("remote", "add", "origin", str(bare))
         repo.commit("broken", files("0.2.0", broken=True), "broken: does not compile")
         repo.commit("bad-version", files("0.2.0", bad_version=True), "bad-version: --version fails")
+        repo.commit("no-listen", files("0.3.0", no_listen=True), "no-listen: --port exits 1")
         repo.git("push", "-q", "origin", "main:moving")
         subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
         if serve:

@@ -47,6 +47,11 @@ def make_fleet(
                 "sshPort": host.port,
                 "installMethod": copy.deepcopy(source),
                 "workers": [{"type": t} for t in worker_types[:workers_per_hive]],
+                # hives run as services only in tests/test_service.py (ports would collide:
+                # every host's hive listens on 127.0.0.1), and the fixture's cuda/metal
+                # workers build on any host
+                "autoStart": False,
+                "checkPlatform": False,
             }
             for host in hosts.hosts[:count]
         ],

@@ -1,0 +1,221 @@
+"""What `check` reads on a host, in one round trip, shared by every resource on that host.
+
+A check needs the host's facts and receipts (PROBE), the commit each ref means now (`git
+ls-remote`), and for a hive its extras and its service's health. `view` runs all of them as
+one batched, read-only command (`scripts.BATCH`), and on the provider's shared loop (`pool`)
+memoizes the result per host for `TTL_SECONDS`, so the other resources of the host (whose
+needs it covers) read it without another round trip: a no-op preview or `up` costs one probe
+per host. A create, update or delete on the host drops its memo (`pool.forget`).
+
+The batch asks for more than one resource needs: the hive's names every worker configured on
+it, and `BuildKickoff` (see `kickoff`) asks for everything its host's resources need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rbee_infra import extras, layout, plan, pool, prune, scripts, service
+from rbee_infra.config import GitSource
+from rbee_infra.errors import CommandError
+from rbee_infra.facts import HostFacts, parse_probe
+from rbee_infra.install import git
+from rbee_infra.redact import url_secrets
+from rbee_infra.remote import PROBE_TIMEOUT, secrets_of
+from rbee_infra.spec import InstallSpec
+from rbee_infra.ssh import Result, Session, tail
+
+TTL_SECONDS = 120.0
+END = "\n@@rbee-end\t"
+ERR = "\n@@rbee-stderr\n"
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a check reads: install names, refs per repo, the extras scan, service ports."""
+
+    cargo: str
+    names: frozenset[str] = frozenset()
+    refs: frozenset[tuple[str, str]] = frozenset()  # (repo, full ref name)
+    extras: bool = False
+    ports: frozenset[int] = frozenset()
+
+    def covers(self, other: Need) -> bool:
+        return (
+            self.cargo == other.cargo
+            and other.names <= self.names
+            and other.refs <= self.refs
+            and (self.extras or not other.extras)
+            and other.ports <= self.ports
+        )
+
+    def repos(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for repo, ref in sorted(self.refs):
+            out.setdefault(repo, []).append(ref)
+        return out
+
+
+def need_of(spec: InstallSpec) -> Need:
+    """One resource's check; a hive's also covers the workers configured on it."""
+    names = {spec.install_name}
+    if spec.component == "hive":
+        names |= {f"rbee-worker-{t}" for t in spec.managed_workers}
+    refs: set[tuple[str, str]] = set()
+    source = spec.source
+    if isinstance(source, GitSource) and not source.rev:
+        refs = {(source.repo, ref) for ref in plan.git_ref_names(source)}
+    hive = spec.component == "hive"
+    return Need(
+        cargo=spec.cargo,
+        names=frozenset(names),
+        refs=frozenset(refs),
+        extras=hive,
+        ports=frozenset({spec.hive_port} if hive and spec.auto_start else ()),
+    )
+
+
+def need_of_all(specs: Iterable[InstallSpec]) -> Need:
+    needs = [need_of(s) for s in specs]
+    return Need(
+        cargo=needs[0].cargo,
+        names=frozenset().union(*(n.names for n in needs)),
+        refs=frozenset().union(*(n.refs for n in needs)),
+        extras=any(n.extras for n in needs),
+        ports=frozenset().union(*(n.ports for n in needs)),
+    )
+
+
+@dataclass(frozen=True)
+class HostView:
+    need: Need
+    label: str
+    facts: HostFacts
+    server_host_key: str
+    listings: dict[str, Result] = field(default_factory=dict)  # repo -> RESOLVE's result
+    scan: Result | None = None
+    health: dict[int, Result] = field(default_factory=dict)
+
+    def commit_for(self, spec: InstallSpec) -> str:
+        """What `git.resolve_commit` answers, with the same errors."""
+        source = spec.source
+        assert isinstance(source, GitSource)
+        if source.rev:
+            return source.rev
+        result = self.listings[source.repo]
+        _check(result, spec.label, "resolve", git.resolve_summary(source))
+        return git.commit_in_listing(spec, result.stdout)
+
+    def extras_for(self, spec: InstallSpec) -> list[str]:
+        assert self.scan is not None
+        _check(self.scan, spec.label, "probe")
+        return extras.find_extras(extras.parse_scan(self.scan.stdout), spec.managed_workers)
+
+    def health_for(self, spec: InstallSpec) -> service.ServiceState:
+        return service.parse_health(self.health[spec.hive_port].stdout, spec.hive_port)
+
+
+def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
+    if result.exit_status != 0:
+        raise CommandError(
+            label, phase, result.exit_status, tail(result.stderr or result.stdout), summary
+        )
+
+
+def batch_args(need: Need) -> list[str]:
+    """BATCH's arguments: PROBE, then RESOLVE per repo, EXTRAS_SCAN, HEALTH per port."""
+    parts: list[tuple[str, list[str]]] = []
+    probe_args = [need.cargo]
+    for name in sorted(need.names):
+        probe_args += [name, layout.stable_path(name), layout.receipt_path(name)]
+    parts.append((scripts.PROBE, probe_args))
+    for repo, refs in need.repos().items():
+        parts.append((scripts.RESOLVE, [repo, *refs]))
+    if need.extras:
+        parts.append((scripts.EXTRAS_SCAN, list(prune.SCAN_ARGS)))
+    for port in sorted(need.ports):
+        parts.append((scripts.HEALTH, [str(port), "0"]))
+    out: list[str] = []
+    for script, args in parts:
+        out += [script, str(len(args)), *args]
+    return out
+
+
+def split_batch(output: str) -> list[Result]:
+    """BATCH's output -> one Result per part, in order."""
+    results: list[Result] = []
+    pos = 0
+    while True:
+        err = output.find(ERR, pos)
+        if err < 0:
+            return results
+        end = output.find(END, err)
+        if end < 0:
+            return results
+        stop = output.find("\n", end + len(END))
+        stop = len(output) if stop < 0 else stop
+        status = output[end + len(END) : stop].strip()
+        results.append(
+            Result(
+                exit_status=int(status) if status.isdigit() else None,
+                stdout=output[pos:err],
+                stderr=output[err + len(ERR) : end],
+            )
+        )
+        pos = stop + 1
+
+
+def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) -> HostView:
+    """Parse the parts in `batch_args` order; a failed PROBE is the error."""
+    probe = results[0]
+    _check(probe, label, "probe")
+    rest = list(results[1:])
+    listings = {repo: rest.pop(0) for repo in need.repos()}
+    scan = rest.pop(0) if need.extras else None
+    health = {port: rest.pop(0) for port in sorted(need.ports)}
+    return HostView(need, label, parse_probe(probe.stdout), host_key, listings, scan, health)
+
+
+async def probe_batch(session: Session, need: Need) -> HostView:
+    result = await session.run(
+        scripts.BATCH, *batch_args(need), phase="probe", timeout=PROBE_TIMEOUT + 60
+    )
+    parts = split_batch(result.stdout)
+    expected = 1 + len(need.repos()) + int(need.extras) + len(need.ports)
+    if len(parts) != expected:
+        raise CommandError(
+            session.label, "probe", result.exit_status, "the batched probe's output is cut short"
+        )
+    return to_view(need, session.label, session.server_host_key, parts)
+
+
+def _secrets(specs: Sequence[InstallSpec], need: Need) -> list[str]:
+    found = {s for spec in specs for s in secrets_of(spec)}
+    found |= {s for repo, _ in need.refs for s in url_secrets(repo)}
+    return sorted(found)
+
+
+async def view(
+    spec: InstallSpec, need: Need | None = None, *, specs: Sequence[InstallSpec] = ()
+) -> HostView:
+    """The host as the batched probe shows it: memoized per host on the shared loop (a view
+    taken for a wider need serves a narrower one), else read now. Read-only."""
+    need = need or need_of(spec)
+    connection = spec.effective_connection()
+    if not pool.on_shared_loop():
+        async with pool.lease(connection, spec.label, secrets=_secrets([spec, *specs], need)) as s:
+            return await probe_batch(s, need)
+    memo = pool.memo(connection)
+    lock = memo.setdefault("lock", asyncio.Lock())
+    async with lock:
+        for taken, seen in memo.get("views", []):
+            if time.monotonic() - taken < TTL_SECONDS and seen.need.covers(need):
+                return seen
+        async with pool.lease(connection, spec.label, secrets=_secrets([spec, *specs], need)) as s:
+            seen = await probe_batch(s, need)
+        views = [v for v in memo.get("views", []) if time.monotonic() - v[0] < TTL_SECONDS]
+        memo["views"] = [*views[-3:], (time.monotonic(), seen)]
+        return seen

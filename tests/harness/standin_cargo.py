@@ -1,0 +1,56 @@
+"""A stand-in `cargo` for timing tests and benchmarks: it sleeps like a long build, then leaves
+a binary that answers `--version` like the fixture's, without compiling anything.
+
+Concurrency measurements need a build whose length does not depend on how many builds share
+the machine's two cores; real cargo builds of 16 hosts at once would measure the CPU instead.
+Hosts get it at `~/bench/cargo`; point a hive's `cargo` (or a peer tool) at `CARGO`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .hosts import Host
+
+CARGO = "~/bench/cargo"
+
+_SCRIPT = r"""#!/bin/sh
+# stand-in cargo (benchmarks): sleeps, then writes a binary that answers --version
+case "${1:-}" in
+  --version) echo "cargo 1.80.0 (stand-in)"; exit 0;;
+  build) shift;;
+  *) echo "stand-in cargo: only build and --version" >&2; exit 1;;
+esac
+bin= features=
+while [ $# -gt 0 ]; do
+  case $1 in --bin) bin=$2; shift;; --features) features=$2; shift;; esac
+  shift
+done
+[ -n "$bin" ] || { echo "stand-in cargo: --bin is required" >&2; exit 1; }
+echo "   Compiling $bin (stand-in, __SECONDS__s)" >&2
+sleep __SECONDS__
+out="${CARGO_TARGET_DIR:-target}/release"
+mkdir -p "$out" || exit 1
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml 2>/dev/null | head -n 1)
+if [ "$bin" = rbee-hive ]; then line="rbee-hive ${version:-0.0.0}"
+else line="$bin ${version:-0.0.0} features=${features:-none}"; fi
+printf '#!/bin/sh\necho "%s"\n' "$line" > "$out/$bin.tmp" && chmod 0755 "$out/$bin.tmp" \
+  && mv -f "$out/$bin.tmp" "$out/$bin"
+echo "    Finished release (stand-in)" >&2
+"""
+
+
+def script(seconds: float) -> str:
+    return _SCRIPT.replace("__SECONDS__", f"{seconds:g}")
+
+
+def install(hosts: Iterable[Host], seconds: float) -> str:
+    """Put the stand-in on each host (replacing an earlier one); returns its `cargo` path."""
+    text = script(seconds)
+    for host in hosts:
+        host.run(
+            'mkdir -p bench && cat > bench/cargo.tmp && chmod 0755 bench/cargo.tmp '
+            "&& mv -f bench/cargo.tmp bench/cargo",
+            input=text,
+        )
+    return CARGO

@@ -1,0 +1,226 @@
+"""The hive as a service on real sshd hosts, through the engine boundary: started and listening
+after `up`, restarted on the new binary by an upgrade, brought back when it died, moved by a
+port change without a rebuild, the previous binary restored (and running) when the new one
+fails to start, stopped and removed by `destroy`.
+
+The harness hosts have no systemd, so the pid-file supervisor is what runs here; the unit file
+for systemd hosts is checked with `systemd-analyze verify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from rbee_infra import service, status
+from rbee_infra.config import parse_fleet
+from rbee_infra.status_model import ConfigSource, ServiceStatus
+from tests.harness import installs
+from tests.harness.engine import Decl, Engine
+from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.hosts import Host, HostSet, free_port
+
+pytestmark = pytest.mark.hosts
+
+PID_FILE = ".local/share/rbee/hive.pid"
+
+
+def hive(hosts: HostSet, host: Host, repo: RbeeRepo, port: int, **ref: str) -> Decl:
+    source = {"method": "git", "repo": repo.url, **ref}
+    return installs.hive(hosts, host, source, autoStart=True, hivePort=port)
+
+
+def pid_of(host: Host) -> int:
+    return int((host.home / PID_FILE).read_text())
+
+
+def exe_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/exe")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())  # a zombie has none
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def http_get(port: int) -> str:
+    """What the hive answers on 127.0.0.1:port (the fixture says `ok`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+    return data.decode().rsplit("\r\n\r\n", 1)[-1]
+
+
+def refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def release_of(host: Host, pid: int) -> str:
+    """The release id the running process was started from."""
+    exe = exe_of(pid)
+    prefix = f"{host.home}/.local/share/rbee/releases/rbee-hive/"
+    assert exe.startswith(prefix), exe
+    return exe[len(prefix) :].split("/")[0]
+
+
+def service_status(hosts: HostSet, host: Host, repo: RbeeRepo, port: int) -> ServiceStatus:
+    """What `rbee-infra status` reports for the hive's service."""
+    fleet = parse_fleet(
+        {
+            "hives": [
+                {
+                    "alias": "h1",
+                    "hostname": host.address,
+                    "sshUser": host.user,
+                    "sshPort": host.port,
+                    "hivePort": port,
+                    "installMethod": {"git": {"repo": repo.url, "tag": "v0.2.0"}},
+                }
+            ]
+        }
+    )
+    creds = status.Credentials(
+        private_key_path=str(hosts.client_key_path), known_hosts=str(hosts.known_hosts_path)
+    )
+    source = ConfigSource(kind="stack", stack="test", file="Pulumi.test.yaml")
+    report = asyncio.run(status.collect(fleet, source=source, creds=creds, resolve=False))
+    (hive_status,) = report.hives
+    assert hive_status.service is not None, hive_status
+    return hive_status.service
+
+
+def test_hive_service_follows_up_upgrades_port_changes_and_destroy(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    port = free_port()
+    first = hive(hosts1, host, rbee_repo, port, tag="v0.1.0")
+    installs.ok(engine.up([first]))
+    pid = pid_of(host)
+    assert alive(pid) and http_get(port) == "ok"
+    outputs = engine.state()["hive-h1"].outputs
+    assert release_of(host, pid) == outputs["releaseId"]
+    assert outputs["serviceState"] == "running"
+    assert outputs["service"] == {"mode": "pidfile", "state": "running", "pid": pid, "port": port}
+    assert outputs["hostFacts"]["os"] == "Linux"
+    assert outputs["hostFacts"]["cargo"].startswith("cargo ")
+    assert outputs["hostFacts"]["serviceManager"] == "pidfile"
+    assert engine.preview([first]).ops() == {"hive-h1": "same"}
+
+    # the hive died: the preview shows it, `up` starts it again on the same binary
+    os.kill(pid, 15)
+    assert wait_gone(pid) and refused(port)
+    plan = engine.preview([first])
+    assert plan.ops() == {"hive-h1": "update"}
+    assert plan.steps[0].detailed_changes["serviceState"][1] == "stopped"
+    assert service_status(hosts1, host, rbee_repo, port) == ServiceStatus(
+        auto_start=True, mode="pidfile", state="stopped", pid=None, port=port
+    )
+    installs.ok(engine.up([first]))
+    restarted = pid_of(host)
+    assert restarted != pid and http_get(port) == "ok"
+    assert release_of(host, restarted) == outputs["releaseId"]  # no rebuild
+    assert engine.state()["hive-h1"].outputs["service"]["pid"] == restarted
+
+    # an upgrade restarts it on the new binary
+    installs.ok(engine.up([hive(hosts1, host, rbee_repo, port, tag="v0.2.0")]))
+    upgraded = pid_of(host)
+    assert upgraded != restarted and not alive(restarted)
+    new_release = engine.state()["hive-h1"].outputs["releaseId"]
+    assert release_of(host, upgraded) == new_release != outputs["releaseId"]
+    assert installs.version(host, exe_of(upgraded)) == "rbee-hive 0.2.0"
+    assert http_get(port) == "ok"
+
+    # another port: restarted there, no rebuild
+    moved = free_port()
+    result = installs.ok(engine.up([hive(hosts1, host, rbee_repo, moved, tag="v0.2.0")]))
+    assert result.ops() == {"hive-h1": "update"}
+    assert http_get(moved) == "ok" and refused(port)
+    on_new_port = pid_of(host)
+    assert release_of(host, on_new_port) == new_release
+    assert service_status(hosts1, host, rbee_repo, moved) == ServiceStatus(
+        auto_start=True, mode="pidfile", state="running", pid=on_new_port, port=moved
+    )
+
+    # destroy stops it before removing the files
+    installs.ok(engine.destroy())
+    assert wait_gone(on_new_port) and refused(moved)
+    assert installs.leftovers(host) == []
+
+
+def test_failed_start_restores_the_previous_binary_and_runs_it(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    port = free_port()
+    no_listen = hive(hosts1, host, rbee_repo, port, branch="no-listen")
+
+    # a create whose hive cannot start leaves nothing behind
+    error = installs.failed(engine.up([no_listen]), "hive-h1")
+    assert (
+        f"hive h1: service failed: rbee-hive 0.3.0 did not start: rbee-hive exited instead of "
+        f"listening on port {port}; its log ends with:\n"
+    ) in error
+    assert "rbee-hive: refusing to listen (no-listen fixture)\nnothing was installed" in error
+    assert engine.state() == {} and installs.leftovers(host) == []
+
+    installs.ok(engine.up([hive(hosts1, host, rbee_repo, port, tag="v0.2.0")]))
+    (good,) = installs.release_ids(host, "rbee-hive")
+    first_pid = pid_of(host)
+
+    # the upgrade builds and verifies, the new binary does not start: 0.2.0 is back and running
+    error = installs.failed(engine.up([no_listen]), "hive-h1")
+    assert "hive h1: service failed: rbee-hive 0.3.0 did not start: " in error
+    assert "refusing to listen (no-listen fixture)" in error
+    assert "the previous version (rbee-hive 0.2.0) was restored and is running" in error
+    assert installs.link(host, installs.HIVE_STABLE).split("/")[-2] == good
+    assert installs.release_ids(host, "rbee-hive") == [good]  # the failed release is gone
+    assert installs.version(host, f"{host.home}/{installs.HIVE_STABLE}") == "rbee-hive 0.2.0"
+    running = pid_of(host)
+    assert running != first_pid and release_of(host, running) == good
+    assert http_get(port) == "ok"
+    assert engine.state()["hive-h1"].outputs["version"] == "rbee-hive 0.2.0"
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (apt-get install systemd)",
+)
+def test_systemd_unit_passes_systemd_analyze_verify(hosts1: HostSet) -> None:
+    """The unit written on systemd hosts, checked as the host user (`%h` is their home)."""
+    (host,) = hosts1.hosts
+    # verify wants ExecStart to name an executable; any will do for checking the unit
+    host.run("mkdir -p .local/bin unit && cp /bin/true .local/bin/rbee-hive")
+    verify = (
+        'd=$(mktemp -d) && XDG_RUNTIME_DIR="$d" systemd-analyze --user verify '
+        'unit/rbee-hive.service; s=$?; rm -rf "$d"; exit $s'
+    )
+    (host.home / "unit" / "rbee-hive.service").write_text(service.unit_text(8600))
+    result = host.run(verify, check=False)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    # the check has teeth: a unit without ExecStart is refused
+    broken = service.unit_text(8600).replace("ExecStart=", "ExecStrat=")
+    (host.home / "unit" / "rbee-hive.service").write_text(broken)
+    result = host.run(verify, check=False)
+    assert "ExecStrat" in result.stderr
