@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness.assertions import assert_hive_installed, assert_nothing_installed
+from tests.harness.assertions import assert_hive_installed
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, hive_config, make_fleet

@@ -24,10 +24,10 @@ class GitHttpServer:
             def log_message(self, *_: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server._serve(self)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 server._serve(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
