@@ -27,7 +27,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def _scenario_report() -> dict[str, Any]:
-    scenarios = {k: v for k, v in OUTCOMES.items() if "test_scenarios" in k}
+    scenarios = {
+        k: v
+        for k, v in OUTCOMES.items()
+        if any(m in k for m in ("test_scenarios", "test_reliability", "test_secret", "hostile"))
+    }
     installs = [r for r in metrics.RECORDS if r["kind"] == "install"]
     per_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in installs:
@@ -62,6 +66,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if total:
             write(f"  {host}: {len(total)} installs, clone {_avg(clone)}s, build {_avg(build)}s, "
                   f"total {_avg(total)}s (mean)")
+    faults = [r for r in metrics.RECORDS if r["kind"] == "fault"]
+    if faults:
+        survived = [f for f in faults if f["survived"] and OUTCOMES.get(f["test"]) == "passed"]
+        lost = sum(f["data_lost"] for f in faults)
+        write(f"fault matrix: {len(faults)} tried, {len(survived)} survived, data lost {lost}")
+        for f in faults:
+            ok = f in survived
+            write(f"  {'survived' if ok else 'FAILED  '}  data lost {f['data_lost']}  {f['fault']}")
     for s in report["speedup"]:
         write(f"  {s['hosts']} hosts: sequential {s['sequential']:.1f}s, concurrent "
               f"{s['concurrent']:.1f}s, speedup {s['ratio']:.2f}x")

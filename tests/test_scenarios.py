@@ -149,6 +149,7 @@ def test_unreachable_host(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) 
     host.start()
     up_ok(engine, make_fleet(hosts1, rbee_repo))
     assert_hive_installed(hosts1, host, version="0.1.0")
+    record("fault", fault="unreachable host", survived=True, data_lost=0)
 
 
 def test_authentication_refused(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
@@ -160,6 +161,7 @@ def test_authentication_refused(hosts1: HostSet, rbee_repo: RbeeRepo, engine: En
     )
     assert engine.state() == {}
     assert_nothing_installed(hosts1, host)
+    record("fault", fault="authentication refused", survived=True, data_lost=0)
 
 
 def test_install_dir_not_writable(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
@@ -174,6 +176,7 @@ def test_install_dir_not_writable(hosts1: HostSet, rbee_repo: RbeeRepo, engine: 
     assert "Permission denied" in error
     assert engine.state() == {}
     assert_nothing_installed(hosts1, host)
+    record("fault", fault="permission denied (install dir)", survived=True, data_lost=0)
 
 
 def test_verification_failure(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
@@ -270,6 +273,7 @@ def test_disk_full_during_build_keeps_the_previous_install(
         unmount_tmpfs(host, ".local/share/rbee/build")
     up_ok(engine, make_fleet(hosts1, rbee_repo, ref={"tag": "v0.2.0"}))
     assert_hive_installed(hosts1, host, version="0.2.0")
+    record("fault", fault="disk full during build", survived=True, data_lost=0)
 
 
 # ---------------------------------------------------------------- features, dry run, removal
