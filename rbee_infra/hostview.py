@@ -138,10 +138,28 @@ def batch_args(need: Need) -> list[str]:
         parts.append((scripts.EXTRAS_SCAN, list(prune.SCAN_ARGS)))
     for port in sorted(need.ports):
         parts.append((scripts.HEALTH, [str(port), "0"]))
+    return encode(parts)
+
+
+def encode(parts: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """BATCH's arguments for these (script, arguments) parts."""
     out: list[str] = []
     for script, args in parts:
         out += [script, str(len(args)), *args]
     return out
+
+
+async def run_batch(
+    session: Session, parts: Sequence[tuple[str, Sequence[str]]], *, phase: str, timeout: float
+) -> list[Result]:
+    """Several scripts in one round trip; one Result per part (in order)."""
+    result = await session.run(scripts.BATCH, *encode(parts), phase=phase, timeout=timeout)
+    found = split_batch(result.stdout)
+    if len(found) != len(parts):
+        raise CommandError(
+            session.label, phase, result.exit_status, "the batched command's output is cut short"
+        )
+    return found
 
 
 def split_batch(output: str) -> list[Result]:
@@ -187,7 +205,7 @@ async def probe_batch(session: Session, need: Need) -> HostView:
     expected = 1 + len(need.repos()) + int(need.extras) + len(need.ports)
     if len(parts) != expected:
         raise CommandError(
-            session.label, "probe", result.exit_status, "the batched probe's output is cut short"
+            session.label, "probe", result.exit_status, "the batched command's output is cut short"
         )
     return to_view(need, session.label, session.server_host_key, parts)
 
@@ -196,6 +214,37 @@ def _secrets(specs: Sequence[InstallSpec], need: Need) -> list[str]:
     found = {s for spec in specs for s in secrets_of(spec)}
     found |= {s for repo, _ in need.refs for s in url_secrets(repo)}
     return sorted(found)
+
+
+@dataclass
+class Memo:
+    """A view as memoized: when it was taken, and what changed on the host since."""
+
+    taken: float
+    view: HostView
+    stale: set[str] = field(default_factory=set)
+
+    def serves(self, need: Need) -> bool:
+        if time.monotonic() - self.taken >= TTL_SECONDS or not self.view.need.covers(need):
+            return False
+        if need.names & self.stale:
+            return False
+        if need.extras and pool.EXTRAS_MARK in self.stale:
+            return False
+        return not (need.ports and pool.HEALTH_MARK in self.stale)
+
+
+def _lookup(spec: InstallSpec, need: Need) -> HostView | None:
+    for entry in pool.memo(spec.effective_connection()).get("views", []):
+        if entry.serves(need):
+            return entry.view
+    return None
+
+
+def memoized(spec: InstallSpec) -> HostView | None:
+    """A memoized view that still covers this resource's check, without any I/O (None off
+    the shared loop): an install right after its check reads the host from it."""
+    return _lookup(spec, need_of(spec)) if pool.on_shared_loop() else None
 
 
 async def view(
@@ -209,13 +258,13 @@ async def view(
         async with pool.lease(connection, spec.label, secrets=_secrets([spec, *specs], need)) as s:
             return await probe_batch(s, need)
     memo = pool.memo(connection)
-    lock = memo.setdefault("lock", asyncio.Lock())
-    async with lock:
-        for taken, seen in memo.get("views", []):
-            if time.monotonic() - taken < TTL_SECONDS and seen.need.covers(need):
-                return seen
+    async with memo.setdefault("lock", asyncio.Lock()):
+        found = _lookup(spec, need)
+        if found is not None:
+            return found
         async with pool.lease(connection, spec.label, secrets=_secrets([spec, *specs], need)) as s:
             seen = await probe_batch(s, need)
-        views = [v for v in memo.get("views", []) if time.monotonic() - v[0] < TTL_SECONDS]
-        memo["views"] = [*views[-3:], (time.monotonic(), seen)]
+        now = time.monotonic()
+        kept = [m for m in memo.get("views", []) if now - m.taken < TTL_SECONDS]
+        memo["views"] = [*kept[-3:], Memo(now, seen)]
         return seen

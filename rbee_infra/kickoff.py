@@ -21,6 +21,7 @@ BuildKickoffProvider` where it is.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pulumi.dynamic import (
@@ -33,7 +34,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import hostview, layout, plan, pool, preflight
+from rbee_infra import hostview, layout, plan, pool, preflight, scripts
 from rbee_infra.config import GitSource
 from rbee_infra.errors import ConfigError, HostError
 from rbee_infra.facts import HostFacts
@@ -118,27 +119,53 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
     return todo
 
 
-async def start(specs: list[InstallSpec], todo: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Start the planned jobs over the host's shared connection; never fails (the installs
-    start whatever is not started here, and report the errors)."""
+_background: set[asyncio.Task[None]] = set()
+
+
+async def launch(specs: list[InstallSpec], todo: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Register the planned jobs (`git.KICKED`), start them in the background, return at once:
+    the kick-off's create holds a provider thread for milliseconds, not a round trip. An
+    install that finds its job registered waits for that start instead of starting it."""
     by_name = {s.resource_name: s for s in specs}
-    started: list[dict[str, str]] = []
+    jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]] = []
+    for entry in todo:
+        spec = by_name.get(entry["resource"])
+        if spec is None:
+            continue
+        spec = spec.model_copy(update={"cargo": entry["cargo"]})
+        job = git.job_dir(spec, plan.install_id(spec), entry["commit"], False)
+        if job in git.KICKED:
+            continue
+        git.KICKED[job] = asyncio.get_running_loop().create_future()
+        jobs.append((entry, spec, git.KICKED[job]))
+    if jobs:
+        task = asyncio.ensure_future(_start(specs[0], jobs))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    return [entry for entry, _, _ in jobs]
+
+
+async def _start(
+    first: InstallSpec, jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]]
+) -> None:
+    """The planned jobs' START_JOBs in one round trip, in order (the hive's build takes the
+    build lock first). Never fails: a job not started here is started by its install."""
+    parts = [
+        (scripts.START_JOB, git.start_args(spec, plan.install_id(spec), entry["commit"], False))
+        for entry, spec, _ in jobs
+    ]
+    states = ["not started"] * len(jobs)
     try:
-        async with open_session(specs[0]) as session:
-            for entry in todo:
-                spec = by_name.get(entry["resource"])
-                if spec is None:
-                    continue
-                spec = spec.model_copy(update={"cargo": entry["cargo"]})
-                iid, commit = plan.install_id(spec), entry["commit"]
-                state = await git.start_job(session, spec, iid, commit, False)
-                if state != "reuse":
-                    git.KICKED.add(git.job_dir(spec, iid, commit, False))
-                report(spec.label, f"build of {spec.binary} at {commit[:12]}: {state} ahead")
-                started.append({**entry, "state": state})
+        async with open_session(first) as session:
+            results = await hostview.run_batch(session, parts, phase="build", timeout=120)
+        states = [r.stdout.strip() if r.exit_status == 0 else "not started" for r in results]
     except HostError as error:
-        report(f"build {specs[0].alias}", f"could not start builds ahead: {error}")
-    return started
+        report(f"build {first.alias}", f"could not start builds ahead: {error}")
+    finally:
+        for (entry, spec, done), state in zip(jobs, states, strict=True):
+            report(spec.label, f"build of {spec.binary} at {entry['commit'][:12]}: {state} ahead")
+            if not done.done():
+                done.set_result(state)
 
 
 def _public(props: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +219,7 @@ class BuildKickoffProvider(ResourceProvider):
         outs = {k: v for k, v in _public(props).items() if k != "pending"}
         todo = props.get("pending") or []
         specs, _ = specs_of(props)
-        outs["started"] = pool.run(start(specs, todo)) if specs and todo else []
+        outs["started"] = pool.run(launch(specs, todo)) if specs and todo else []
         return outs
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -189,7 +189,8 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
     abort = "abort-update" if updating else "abort-create"
     async with Link(spec) as link:
         assert link.session is not None
-        facts = await probe(link.session, spec)
+        seen = hostview.memoized(spec)  # what this resource's check just read, if still valid
+        facts = seen.facts if seen is not None else await probe(link.session, spec)
         build_spec = await _preflight(link, spec, facts, iid, abort)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)

@@ -20,7 +20,7 @@ import copy
 import hashlib
 import json
 import threading
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -168,22 +168,30 @@ async def lease(
         raise
 
 
-# Per-host memos (see `hostview`): what a read-only probe saw, per target and credentials;
-# `forget` drops a target's memos when a resource changes that host.
-memos: dict[tuple[str, str], dict[Any, Any]] = {}
+# Per-host memos (see `hostview`): what a read-only probe saw, per target and credentials.
+# When a resource changes the host, `forget` marks what it touched as stale in every memo of
+# that target: install names, and the marks below for the hive's extras and service.
+EXTRAS_MARK = "@extras"
+HEALTH_MARK = "@health"
+memos: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _target(c: Connection) -> str:
     return f"{c.user}@{c.host}:{c.port}"
 
 
-def memo(c: Connection) -> dict[Any, Any]:
+def memo(c: Connection) -> dict[str, Any]:
     return memos.setdefault((_target(c), credentials_key(c)), {})
 
 
-def forget(c: Connection) -> None:
+def forget(c: Connection, touched: Iterable[str] | None = None) -> None:
+    """`touched` went stale on this host (None: everything)."""
     for key in [k for k in memos if k[0] == _target(c)]:
-        del memos[key]
+        if touched is None:
+            del memos[key]
+            continue
+        for entry in memos[key].get("views", []):
+            entry.stale.update(touched)
 
 
 def open_connections() -> int:

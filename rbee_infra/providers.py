@@ -166,6 +166,8 @@ class _InstallProvider(ResourceProvider):
             installed = _run(spec, lifecycle.install(spec, updating=True, fresh=fresh))
             outs = {**_public(news), **installed.outputs()}
             outs.update(lifecycle.service_outputs(spec, installed.hive_service))
+            if spec.component == "hive" and not spec.auto_start and "autoStart" in decision.changed:
+                outs.update(_run(spec, lifecycle.reconcile_service(spec)))  # stops it
         if not spec.auto_start:
             outs.pop("serviceState", None)
         outs.pop("preflight", None)

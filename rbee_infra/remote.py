@@ -66,7 +66,11 @@ class Link:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
-        pool.forget(self.spec.connection)  # the host changed: memoized probes are stale
+        # this resource changed the host: what memoized probes say of it is stale
+        touched = {self.spec.install_name}
+        if self.spec.component == "hive":
+            touched |= {pool.EXTRAS_MARK, pool.HEALTH_MARK}
+        pool.forget(self.spec.connection, touched)
 
     async def _close(self) -> None:
         if self._cm is not None:

@@ -29,6 +29,25 @@ rbee_lock() {
 }
 """
 
+# The build lock (fd 8, "<host lock>.build"): builds share the checkout and the cargo target
+# dir, so they take turns on it; the host lock stays free for activations meanwhile. Order:
+# build lock before host lock (BUILD_JOB, REMOVE), so they cannot deadlock.
+_BUILD_LOCK = """
+rbee_build_lock() {
+  mkdir -p -- "$(dirname -- "$1")" || return 1
+  while :; do
+    exec 8>>"$1" || return 1
+    if ! flock -w "$2" 8; then
+      echo "build lock $1 is still held after $2s by: $(cat -- "$1.holder" 2>/dev/null || echo unknown)" >&2
+      return 75
+    fi
+    [ "$(stat -Lc %i /proc/self/fd/8 2>/dev/null)" = "$(stat -c %i -- "$1" 2>/dev/null)" ] && break
+    exec 8>&-
+  done
+  printf '%s\\n' "$3" > "$1.holder"
+}
+"""
+
 # cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
 _ANCHOR_CARGO = """
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
@@ -127,6 +146,7 @@ git ls-remote "$repo" "$@"
 BUILD_JOB = (
     _ENV
     + _LOCK
+    + _BUILD_LOCK
     + r"""
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
@@ -134,7 +154,10 @@ cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
 finish() { echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
 phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
 phase lock
+rbee_build_lock "$lock.build" "$wait" "$holder" || finish $?
+# a run holding the host lock keeps builds out too; the build itself does not keep it
 rbee_lock "$lock" "$wait" "$holder" || finish $?
+exec 9>&-
 mkdir -p -- "$src/users" && : > "$marker" || finish 1
 phase clone
 if [ "$fresh" = 1 ]; then rm -rf -- "$src/checkout" "$src/target"; fi
@@ -142,11 +165,15 @@ if [ ! -d "$src/checkout/.git" ]; then
   rm -rf -- "$src/checkout"
   git init -q -- "$src/checkout" || finish $?
 fi
-git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$ref" || finish $?
-got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
-if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
-  git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$commit" || finish $?
-  got=$commit
+if [ -n "$commit" ] && git -C "$src/checkout" cat-file -e "$commit^{commit}" 2>/dev/null; then
+  got=$commit  # already here (a sibling's build fetched it): no fetch
+else
+  git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$ref" || finish $?
+  got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
+  if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
+    git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$commit" || finish $?
+    got=$commit
+  fi
 fi
 git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
 rm -f -- "$src/checkout/.git/FETCH_HEAD"  # it records the URL, which may carry a token
@@ -275,7 +302,9 @@ exit 0
 REMOVE = (
     _ENV
     + _LOCK
+    + _BUILD_LOCK
     + r"""
+[ -z "$9" ] || rbee_build_lock "$1.build" "$2" "$3" || exit $?
 rbee_lock "$1" "$2" "$3" || exit $?
 mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
 marker=$1 jobs=$2; shift 2
@@ -307,7 +336,8 @@ for d in "$reldir" "$root/releases" "$root/workers" "$root/receipts" "$root/buil
   rmdir -- "$d" 2>/dev/null
 done
 if [ -z "$(ls -A -- "$root" 2>/dev/null | grep -v '^\.lock')" ]; then
-  rm -f -- "$root/.lock.holder" "$root/.lock"; rmdir -- "$root" 2>/dev/null
+  rm -f -- "$root/.lock.holder" "$root/.lock" "$root/.lock.build.holder" "$root/.lock.build"
+  rmdir -- "$root" 2>/dev/null
 fi
 exit 0
 """
@@ -630,7 +660,7 @@ rm -rf -- "$tmp"
 """
 )
 
-# Several read-only scripts in one round trip (see `hostview`). args: for each part, the
+# Several scripts in one round trip, in order (see `hostview`). args: for each part, the
 # script, the number of its arguments, then those arguments. Each part's stdout is followed by
 # lines "@@rbee-stderr", its stderr, "@@rbee-end<TAB><exit status>". The eval'd text is only
 # `"${1}" "${2}" ...` (positions, never values).

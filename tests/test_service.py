@@ -163,9 +163,22 @@ def test_hive_service_follows_up_upgrades_port_changes_and_destroy(
         auto_start=True, mode="pidfile", state="running", pid=on_new_port, port=moved
     )
 
+    # autoStart off: stopped, nothing rebuilt; on again: started
+    source = {"method": "git", "repo": rbee_repo.url, "tag": "v0.2.0"}
+    off = installs.hive(hosts1, host, source, autoStart=False, hivePort=moved)
+    installs.ok(engine.up([off]))
+    assert wait_gone(on_new_port) and refused(moved)
+    assert not (host.home / PID_FILE).exists()
+    assert engine.state()["hive-h1"].outputs["releaseId"] == new_release
+    assert "serviceState" not in engine.state()["hive-h1"].outputs
+    assert engine.preview([off]).ops() == {"hive-h1": "same"}
+    installs.ok(engine.up([hive(hosts1, host, rbee_repo, moved, tag="v0.2.0")]))
+    last = pid_of(host)
+    assert http_get(moved) == "ok"
+
     # destroy stops it before removing the files
     installs.ok(engine.destroy())
-    assert wait_gone(on_new_port) and refused(moved)
+    assert wait_gone(last) and refused(moved)
     assert installs.leftovers(host) == []
 
 

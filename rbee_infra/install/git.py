@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from rbee_infra import layout, plan, scripts
 from rbee_infra.config import GitSource
 from rbee_infra.errors import CommandError, HostError, PhaseTimeout
@@ -13,9 +15,10 @@ from rbee_infra.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Session, tail
 
-# Jobs this provider process started ahead of their install (see `kickoff`): the install waits
-# for such a job as it is, even when it failed, instead of starting it again.
-KICKED: set[str] = set()
+# Jobs this provider process starts ahead of their install (see `kickoff`): job dir -> the
+# state its START_JOB answered. The install waits for such a job as it is, even when it
+# failed, instead of starting it again.
+KICKED: dict[str, asyncio.Future[str]] = {}
 
 
 def resolve_summary(source: GitSource) -> str:
@@ -64,7 +67,10 @@ async def wait_job(link: Link, spec: InstallSpec, job: str) -> dict[str, str]:
 async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: str) -> Staged:
     """Resolve the ref, then run (or rejoin) the detached build job."""
     assert link.session is not None
-    commit = await resolve_commit(link.session, spec)
+    from rbee_infra import hostview  # hostview imports this module
+
+    seen = hostview.memoized(spec)  # the commit the check resolved, if its view is still valid
+    commit = seen.commit_for(spec) if seen else await resolve_commit(link.session, spec)
     return await build(link, spec, iid, commit, fresh, abort)
 
 
@@ -77,10 +83,11 @@ async def build(
     rid = plan.release_id(spec, commit)
     job = job_dir(spec, iid, commit, fresh)
     timings: dict[str, float] = {}
-    if job in KICKED:
-        KICKED.discard(job)
+    ahead = KICKED.pop(job, None)
+    state = await ahead if ahead is not None else "not started"
+    if state in ("started", "running"):
         state = "started ahead"
-    else:
+    elif state != "reuse":
         state = await start_job(link, spec, iid, commit, fresh)
     if state != "reuse":
         report(spec.label, f"building {spec.binary} at {commit[:12]} ({state})")
@@ -115,18 +122,15 @@ def job_dir(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> str:
     return layout.job_dir(iid, *parts)
 
 
-async def start_job(
-    runner: Link | Session, spec: InstallSpec, iid: str, commit: str, fresh: bool
-) -> str:
-    """Start the detached build (or find it running or done): `started`, `running`, `reuse`."""
+def start_args(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> list[str]:
+    """START_JOB's arguments for this build."""
     source = spec.source
     assert isinstance(source, GitSource)
     rid = plan.release_id(spec, commit)
     stage = layout.release_dir(spec.install_name, rid)
     src = layout.source_dir(source.repo)
     fetch_ref = (plan.git_ref_names(source) or [commit])[0]
-    started = await runner.run(
-        scripts.START_JOB,
+    return [
         job_dir(spec, iid, commit, fresh),
         f"{stage}/{spec.binary}",
         scripts.BUILD_JOB,
@@ -143,7 +147,14 @@ async def start_job(
         ",".join(spec.features),
         stage,
         "1" if fresh else "0",
-        phase="build",
-        timeout=60,
+    ]
+
+
+async def start_job(
+    runner: Link | Session, spec: InstallSpec, iid: str, commit: str, fresh: bool
+) -> str:
+    """Start the detached build (or find it running or done): `started`, `running`, `reuse`."""
+    started = await runner.run(
+        scripts.START_JOB, *start_args(spec, iid, commit, fresh), phase="build", timeout=60
     )
     return started.stdout.strip()
