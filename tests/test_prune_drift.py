@@ -91,7 +91,7 @@ def test_git_downgrade_failed_upgrade_rolled_back_and_drift_repaired(
     host.run(f"rm -f '.local/bin/{link(host, HIVE_STABLE)}'")
     plan = engine.preview([down])
     assert plan.ops() == {"hive-h1": "update"}
-    assert plan.steps[0].detailed_changes["hostState"] == ("in-sync", "binary missing")
+    assert plan.steps[0].detailed_changes["hostState"][1] == "binary missing"
     ok(engine.up([down]))
     assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
     assert engine.preview([down]).ops() == {"hive-h1": "same"}
