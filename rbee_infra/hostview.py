@@ -3,9 +3,12 @@
 A check needs the host's facts and receipts (PROBE), the commit each ref means now (`git
 ls-remote`), and for a hive its extras and its service's health. `view` runs all of them as
 one batched, read-only command (`scripts.BATCH`), and on the provider's shared loop (`pool`)
-memoizes the result per host for `TTL_SECONDS`, so the other resources of the host (whose
-needs it covers) read it without another round trip: a no-op preview or `up` costs one probe
-per host. A create, update or delete on the host drops its memo (`pool.forget`).
+memoizes the result per host for `TTL_SECONDS` (within one provider process, i.e. one
+preview or up), so the other resources of the host (whose needs it covers) read it without
+another round trip: a no-op preview or `up` costs one probe per host, and an install right
+after its check reads its facts and commit from it too. When a resource changes the host
+(`remote.Link` closes), what it touched is marked stale (`pool.forget`): its install name, and
+for a hive its extras and service; a memo no longer serves a need that includes them.
 
 The batch asks for more than one resource needs: the hive's names every worker configured on
 it, and `BuildKickoff` (see `kickoff`) asks for everything its host's resources need.
@@ -28,7 +31,7 @@ from rbee_infra.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Result, Session, tail
 
-TTL_SECONDS = 120.0
+TTL_SECONDS = 300.0
 END = "\n@@rbee-end\t"
 ERR = "\n@@rbee-stderr\n"
 

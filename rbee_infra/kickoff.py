@@ -1,19 +1,21 @@
-"""Start every build of a host at once, ahead of the installs that wait for them.
+"""Start the builds of every host at once, ahead of the installs that wait for them.
 
 The SDK's dynamic-provider server runs at most 4 handler calls at a time (a fixed thread pool),
 and an install's create holds its thread while its build runs. Without help, only 4 hosts would
-build at once, however many the engine schedules. One `BuildKickoff` per host (declared first;
-the hive depends on it) is quick: its create/update starts the detached build job of every
-binary on the host that needs one (`git.start_job`, the same deterministic job the install
-would start) and returns. All hosts build at once; each install then only waits for its job
-(or finds it done). On one host the jobs take turns on the host lock; they share the checkout
-and the cargo target dir, so the workers build incrementally after the hive.
+build at once, however many the engine schedules. One `BuildKickoff` per stack, declared first
+(every hive depends on it), does the host work of all hosts inside single calls, concurrently
+on the provider's shared SSH loop: its check reads every host (one batched probe each, which
+the hosts' hives and workers then reuse, see `hostview`); its create/update starts the detached
+build job of every binary that needs one (`git.start_job`'s deterministic job, the one the
+install would start) and returns at once. All hosts build together; each install then only
+waits for its job, or finds it done. On one host the jobs take turns on the build lock; they
+share the checkout and the cargo target dir, so the workers build incrementally after the hive.
 
-It is an optimisation, never a source of truth: its check reads the host (one batched probe,
-`hostview`, which the host's other resources then reuse) and plans a build only where the
-install would do the same one; anything it skips or fails to start, the install does itself.
-Its diff is "update" exactly when some binary on the host is to be built, so a converged stack
-previews as no change; preview never calls its create/update, so a preview changes no host.
+It is an optimisation, never a source of truth: it plans a build only where the install would
+make the same one, and anything it skips or fails to start, the install does itself (a host it
+cannot reach is only reported). Its diff is "update" exactly when some binary is to be built,
+so a converged stack previews as no change; preview never calls its create/update, and its
+check only reads, so a preview changes no host.
 
 The provider is pickled by reference into stack state: keep `rbee_infra.kickoff.
 BuildKickoffProvider` where it is.
@@ -34,7 +36,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import hostview, layout, plan, pool, preflight, scripts
+from rbee_infra import hostview, plan, pool, preflight, scripts
 from rbee_infra.config import GitSource
 from rbee_infra.errors import ConfigError, HostError
 from rbee_infra.facts import HostFacts
@@ -43,24 +45,35 @@ from rbee_infra.progress import report
 from rbee_infra.remote import open_session
 from rbee_infra.spec import InstallSpec, parse_spec
 
-ADDED = ("pending", "started", "trustedHostKey")  # what check/create add to the inputs
+ADDED = ("pending", "started", "trustedHostKeys")  # what check/create add to the inputs
 
 
-def specs_of(props: dict[str, Any]) -> tuple[list[InstallSpec], list[tuple[str, str]]]:
-    """The host's installs as the hive and workers will see them, or the problems."""
-    specs: list[InstallSpec] = []
+Hosts = list[tuple[str, list[InstallSpec]]]  # (alias, its installs)
+
+# hosts read (and kicked off) at once; each is one SSH connection
+CONCURRENT_HOSTS = 64
+
+
+def hosts_of(props: dict[str, Any]) -> tuple[Hosts, list[tuple[str, str]]]:
+    """Every host's installs as its hive and workers will see them, or the problems."""
+    trusted = props.get("trustedHostKeys") or {}
+    hosts: Hosts = []
     problems: list[tuple[str, str]] = []
-    for i, item in enumerate(props.get("installs") or []):
-        data = {**item, "alias": props.get("alias"), "connection": props.get("connection")}
-        if props.get("trustedHostKey"):
-            data["trustedHostKey"] = props["trustedHostKey"]
-        try:
-            specs.append(parse_spec(data))
-        except ConfigError as error:
-            problems += [
-                (f"installs[{i}].{p}" if p else f"installs[{i}]", r) for p, r in error.problems
-            ]
-    return specs, problems
+    for i, host in enumerate(props.get("hosts") or []):
+        alias = host.get("alias")
+        specs: list[InstallSpec] = []
+        for j, item in enumerate(host.get("installs") or []):
+            data = {**item, "alias": alias, "connection": host.get("connection")}
+            if isinstance(alias, str) and trusted.get(alias):
+                data["trustedHostKey"] = trusted[alias]
+            try:
+                specs.append(parse_spec(data))
+            except ConfigError as error:
+                where = f"hosts[{i}].installs[{j}]"
+                problems += [(f"{where}.{p}" if p else where, r) for p, r in error.problems]
+        if specs:
+            hosts.append((specs[0].alias, specs))
+    return hosts, problems
 
 
 def build_cargo(spec: InstallSpec, facts: HostFacts) -> str | None:
@@ -110,6 +123,7 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
             continue
         todo.append(
             {
+                "alias": spec.alias,
                 "resource": spec.resource_name,
                 "binary": spec.binary,
                 "commit": commit,
@@ -119,15 +133,33 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
     return todo
 
 
+async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
+    """Every reachable host's batched probe (memoized for its hive and workers), at once."""
+    gate = asyncio.Semaphore(CONCURRENT_HOSTS)
+
+    async def one(alias: str, specs: list[InstallSpec]) -> tuple[str, hostview.HostView | None]:
+        async with gate:
+            try:
+                need = hostview.need_of_all(specs)
+                return alias, await hostview.view(specs[0], need, specs=specs)
+            except HostError as error:
+                report(f"build {alias}", f"could not inspect the host: {error}")
+                return alias, None
+
+    seen = await asyncio.gather(*(one(alias, specs) for alias, specs in hosts))
+    return {alias: view for alias, view in seen if view is not None}
+
+
 _background: set[asyncio.Task[None]] = set()
 
 
-async def launch(specs: list[InstallSpec], todo: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Register the planned jobs (`git.KICKED`), start them in the background, return at once:
-    the kick-off's create holds a provider thread for milliseconds, not a round trip. An
-    install that finds its job registered waits for that start instead of starting it."""
-    by_name = {s.resource_name: s for s in specs}
-    jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]] = []
+async def launch(hosts: Hosts, todo: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Register the planned jobs (`git.KICKED`), start them in the background (one round trip
+    per host, all hosts at once) and return at once: the create holds a provider thread for
+    milliseconds. An install that finds its job registered waits for that start instead of
+    starting the job itself."""
+    by_name = {s.resource_name: s for _, specs in hosts for s in specs}
+    per_host: dict[str, list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]]] = {}
     for entry in todo:
         spec = by_name.get(entry["resource"])
         if spec is None:
@@ -137,19 +169,18 @@ async def launch(specs: list[InstallSpec], todo: list[dict[str, str]]) -> list[d
         if job in git.KICKED:
             continue
         git.KICKED[job] = asyncio.get_running_loop().create_future()
-        jobs.append((entry, spec, git.KICKED[job]))
-    if jobs:
-        task = asyncio.ensure_future(_start(specs[0], jobs))
+        per_host.setdefault(spec.alias, []).append((entry, spec, git.KICKED[job]))
+    for jobs in per_host.values():
+        task = asyncio.ensure_future(_start(jobs))
         _background.add(task)
         task.add_done_callback(_background.discard)
-    return [entry for entry, _, _ in jobs]
+    return [entry for jobs in per_host.values() for entry, _, _ in jobs]
 
 
-async def _start(
-    first: InstallSpec, jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]]
-) -> None:
-    """The planned jobs' START_JOBs in one round trip, in order (the hive's build takes the
-    build lock first). Never fails: a job not started here is started by its install."""
+async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]]) -> None:
+    """One host's START_JOBs in one round trip, in order (the hive's build takes the build
+    lock first). Never fails: a job not started here is started by its install."""
+    first = jobs[0][1]
     parts = [
         (scripts.START_JOB, git.start_args(spec, plan.install_id(spec), entry["commit"], False))
         for entry, spec, _ in jobs
@@ -172,37 +203,44 @@ def _public(props: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if not k.startswith("__")}
 
 
-def _same_target(olds: dict[str, Any], news: dict[str, Any]) -> bool:
-    old, new = olds.get("connection") or {}, news.get("connection") or {}
-    keys = ("host", "port", "user")
-    return bool(old) and all(plan.norm(old.get(k)) == plan.norm(new.get(k)) for k in keys)
+def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """alias -> (host, port, user) of each host entry."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for host in props.get("hosts") or []:
+        c = host.get("connection") or {}
+        out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port", "user"))
+    return out
 
 
 class BuildKickoffProvider(ResourceProvider):
-    """Starts the builds of one host (see the module docstring)."""
+    """Starts the builds of every host (see the module docstring)."""
 
     serialize_as_secret_always = False
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in _public(news).items() if k not in ADDED}
-        if _same_target(olds, inputs) and olds.get("trustedHostKey"):
-            inputs["trustedHostKey"] = olds["trustedHostKey"]
-        specs, problems = specs_of(inputs)
+        # hostKeyPolicy "tofu": a host's key seen first is kept while the host stays the same
+        old_keys, old_targets = olds.get("trustedHostKeys") or {}, _targets(olds)
+        kept = {
+            alias: old_keys[alias]
+            for alias, target in _targets(inputs).items()
+            if old_keys.get(alias) and old_targets.get(alias) == target
+        }
+        inputs["trustedHostKeys"] = kept
+        hosts, problems = hosts_of(inputs)
         if problems:
             return CheckResult(inputs, [CheckFailure(p, r) for p, r in problems])
-        if not specs:
-            return CheckResult(inputs, [])
-        try:
-            need = hostview.need_of_all(specs)
-            seen = pool.run(hostview.view(specs[0], need, specs=specs))
-        except HostError as error:
-            report(f"build {specs[0].alias}", f"could not inspect the host: {error}")
-            return CheckResult(inputs, [])
-        first = specs[0]
-        tofu = first.connection.host_key_policy == "tofu" and not first.connection.host_key
-        if tofu and not first.trusted_host_key and seen.server_host_key:
-            inputs["trustedHostKey"] = seen.server_host_key
-        todo = pending(specs, seen)
+        seen = pool.run(survey(hosts)) if hosts else {}
+        todo: list[dict[str, str]] = []
+        for alias, specs in hosts:
+            view = seen.get(alias)
+            if view is None:
+                continue
+            first = specs[0]
+            tofu = first.connection.host_key_policy == "tofu" and not first.connection.host_key
+            if tofu and not first.trusted_host_key and view.server_host_key:
+                kept[alias] = view.server_host_key
+            todo += pending(specs, view)
         if todo:
             inputs["pending"] = todo
         return CheckResult(inputs, [])
@@ -218,22 +256,18 @@ class BuildKickoffProvider(ResourceProvider):
     def _kick(self, props: dict[str, Any]) -> dict[str, Any]:
         outs = {k: v for k, v in _public(props).items() if k != "pending"}
         todo = props.get("pending") or []
-        specs, _ = specs_of(props)
-        outs["started"] = pool.run(launch(specs, todo)) if specs and todo else []
+        hosts, _ = hosts_of(props)
+        outs["started"] = pool.run(launch(hosts, todo)) if hosts and todo else []
         return outs
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        c = props.get("connection") or {}
-        ident = layout.short_hash(
-            str(props.get("alias")), str(c.get("host")), str(c.get("port")), str(c.get("user"))
-        )
-        return CreateResult(f"build-{ident}", self._kick(props))
+        return CreateResult("build-kickoff", self._kick(props))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._kick(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        """Nothing on the host is its own: the jobs belong to the installs."""
+        """Nothing on a host is its own: the jobs belong to the installs."""
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)

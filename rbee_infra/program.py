@@ -19,7 +19,15 @@ from rbee_infra.config import (
     parse_fleet,
 )
 from rbee_infra.redact import url_has_credentials
-from rbee_infra.resources import BuildKickoff, Hive, HiveArgs, Worker, WorkerArgs, build_props
+from rbee_infra.resources import (
+    KICKOFF_NAME,
+    BuildKickoff,
+    Hive,
+    HiveArgs,
+    Worker,
+    WorkerArgs,
+    build_props,
+)
 
 _SEMVER_LIKE = __import__("re").compile(r"^v?\d+(\.\d+)*([-+][0-9A-Za-z.-]+)?$")
 
@@ -161,27 +169,62 @@ def _worker_args(
     return args, wsecret
 
 
-def _kickoff(
-    hive: HiveConfig,
-    connection: pulumi.Output,
-    hive_args: HiveArgs,
-    hive_secret: bool,
-    workers: Sequence[tuple[WorkerConfig, WorkerArgs, bool]],
-) -> BuildKickoff | None:
-    """The host's BuildKickoff (see `kickoff`), when anything on it is built from git."""
-    git_sources = isinstance(hive.install_method, GitSource) or any(
-        isinstance(worker_source(hive, w), GitSource) for w, _, _ in workers
+@dataclass(frozen=True)
+class _PlannedHive:
+    hive: HiveConfig
+    connection: pulumi.Output
+    args: HiveArgs
+    secret: bool
+    workers: list[tuple[WorkerConfig, WorkerArgs, bool]]
+
+
+def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _PlannedHive:
+    """The inputs of a hive and its workers."""
+    connection = connection_for(fleet, hive, secrets)
+    source, secret = _source_input(hive.install_method)
+    args = HiveArgs(
+        alias=hive.alias,
+        connection=connection,
+        source=source,
+        binary=HIVE_BINARY,
+        features=[],
+        cargo=hive.cargo,
+        reinstall_trigger=hive.reinstall_trigger,
+        build_timeout=fleet.build_timeout,
+        lock_timeout=fleet.lock_timeout,
+        operation_timeout=fleet.operation_timeout,
+        prune_unmanaged=hive.prune_unmanaged,
+        managed_workers=[w.type for w in hive.workers],
+        auto_start=hive.auto_start,
+        hive_port=hive.hive_port,
+        **_preflight_args(hive),
     )
-    if not git_sources:
+    workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
+    return _PlannedHive(hive, connection, args, secret, workers)
+
+
+def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
+    """The stack's BuildKickoff (see `kickoff`): every host where something is built from
+    git. Every hive depends on it, so all builds start before any install waits."""
+    hosts: list[dict[str, Any]] = []
+    secret = False
+    for p in planned:
+        hive = p.hive
+        git = isinstance(hive.install_method, GitSource) or any(
+            isinstance(worker_source(hive, w), GitSource) for w, _, _ in p.workers
+        )
+        if not git:
+            continue
+        installs = [build_props(p.args, "hive", f"hive-{hive.alias}")]
+        installs += [
+            build_props(args, "worker", f"worker-{hive.alias}-{w.type}")
+            for w, args, _ in p.workers
+        ]
+        hosts.append({"alias": hive.alias, "connection": p.connection, "installs": installs})
+        secret = secret or p.secret or any(s for _, _, s in p.workers)
+    if not hosts:
         return None
-    installs = [build_props(hive_args, "hive", f"hive-{hive.alias}")]
-    installs += [
-        build_props(args, "worker", f"worker-{hive.alias}-{w.type}") for w, args, _ in workers
-    ]
-    secret = hive_secret or any(s for _, _, s in workers)
-    return BuildKickoff(
-        f"build-{hive.alias}", hive.alias, connection, installs, secret_installs=secret
-    )
+    return BuildKickoff(KICKOFF_NAME, hosts)
 
 
 def declare_fleet(
@@ -189,37 +232,15 @@ def declare_fleet(
 ) -> dict[str, dict[str, Any]]:
     """Declare every hive, worker and command; return what the stack exports per hive."""
     exports: dict[str, dict[str, Any]] = {}
-    for hive in fleet.hives:
-        connection = connection_for(fleet, hive, secrets)
-        source, secret = _source_input(hive.install_method)
-        hive_args = HiveArgs(
-            alias=hive.alias,
-            connection=connection,
-            source=source,
-            binary=HIVE_BINARY,
-            features=[],
-            cargo=hive.cargo,
-            reinstall_trigger=hive.reinstall_trigger,
-            build_timeout=fleet.build_timeout,
-            lock_timeout=fleet.lock_timeout,
-            operation_timeout=fleet.operation_timeout,
-            prune_unmanaged=hive.prune_unmanaged,
-            managed_workers=[w.type for w in hive.workers],
-            auto_start=hive.auto_start,
-            hive_port=hive.hive_port,
-            **_preflight_args(hive),
-        )
-        worker_args = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
-        kickoff = _kickoff(hive, connection, hive_args, secret, worker_args)
-        hive_resource = Hive(
-            f"hive-{hive.alias}",
-            hive_args,
-            pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None,
-            secret_source=secret,
-        )
+    planned = [_plan_hive(fleet, hive, secrets) for hive in fleet.hives]
+    kickoff = _kickoff(planned)
+    after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
+    for p in planned:
+        hive, connection = p.hive, p.connection
+        hive_resource = Hive(f"hive-{hive.alias}", p.args, after_kickoff, secret_source=p.secret)
         workers: dict[str, Any] = {}
         worker_resources: dict[str, Worker] = {}
-        for worker, args, wsecret in worker_args:
+        for worker, args, wsecret in p.workers:
             resource = Worker(
                 f"worker-{hive.alias}-{worker.type}",
                 args,

@@ -157,28 +157,22 @@ def build_props(args: InstallArgs, component: str, resource_name: str) -> dict[s
     return props
 
 
+KICKOFF_NAME = "build-kickoff"
+
+
 class BuildKickoff(Resource):
-    """Starts every build of one host at once, ahead of the installs (see `kickoff`)."""
+    """Starts the builds of every host at once, ahead of the installs (see `kickoff`).
+    `hosts`: one entry per host, `{alias, connection, installs: [build_props(...)]}`."""
 
     def __init__(
         self,
         name: str,
-        alias: pulumi.Input[str],
-        connection: pulumi.Input[dict[str, Any]],
-        installs: list[dict[str, Any]],
+        hosts: list[dict[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
-        *,
-        secret_installs: bool = False,
     ) -> None:
-        props = {
-            "alias": alias,
-            "connection": connection,
-            "installs": installs,
-            "pending": None,
-            "started": None,
-        }
-        secrets = ["connection"] + (["installs"] if secret_installs else [])
-        options = pulumi.ResourceOptions(additional_secret_outputs=secrets)
+        props = {"hosts": hosts, "pending": None, "started": None, "trustedHostKeys": None}
+        # the hosts' connections (keys, passwords) and any token in a repo URL stay secret
+        options = pulumi.ResourceOptions(additional_secret_outputs=["hosts"])
         super().__init__(
             BuildKickoffProvider(), name, props, pulumi.ResourceOptions.merge(opts, options)
         )

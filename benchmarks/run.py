@@ -1,0 +1,86 @@
+"""Run the benchmarks on real sshd hosts on this machine (root needed, like the test suite):
+
+    python -m benchmarks.run            # all four (about 10 minutes on 2 cores)
+    python -m benchmarks.run --quick    # smaller fleets, one repeat (about 3 minutes)
+    python -m benchmarks.run --only 2,4 --json reports/benchmarks.json
+
+Needs the `bench` extra (`pip install -e '.[bench]'`: pyinfra, ansible-core), git, cargo,
+sshd and the OpenSSH client. Each benchmark prints its table with the ratios measured side by
+side in this run; `--json` also writes every number (default reports/benchmarks.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import cold_install, concurrency, noop_sync, status_bench
+from benchmarks.common import open_lab
+
+BENCHMARKS = {
+    "1": cold_install,
+    "2": noop_sync,
+    "3": concurrency,
+    "4": status_bench,
+}
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description="rbee-infra benchmarks on local sshd hosts"
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller fleets, one repeat")
+    parser.add_argument("--only", default="1,2,3,4", help="comma-separated benchmark numbers")
+    parser.add_argument(
+        "--naive", action="store_true",
+        help="benchmark 3 also without the build kick-off (4 and 16 hosts; slow)",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, default=Path("reports/benchmarks.json"))
+    args = parser.parse_args(argv)
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"no benchmark {unknown[0]} (choose from {', '.join(BENCHMARKS)})")
+    if os.geteuid() != 0:
+        print("the benchmarks start sshd hosts as local users: run them as root", file=sys.stderr)
+        return 2
+    hosts = 8 if args.quick else 16
+    started = time.monotonic()
+    report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "benchmarks": {}}
+    print(f"# rbee-infra benchmarks ({report['machine']}{', quick' if args.quick else ''})\n")
+    lab = open_lab(hosts)
+    try:
+        for number in chosen:
+            module = BENCHMARKS[number]
+            t0 = time.monotonic()
+            kwargs: dict[str, Any] = {"quick": args.quick}
+            if number == "3":
+                kwargs["naive"] = args.naive
+            result = module.run(lab, **kwargs)
+            result["wall_seconds"] = round(time.monotonic() - t0, 1)
+            report["benchmarks"][number] = result
+            verdict = "met" if result["met"] else "NOT met"
+            print(f"## {number}. {result['name']}\n\n{result['table']}\n")
+            took = result["wall_seconds"]
+            print(f"target {result['target']}: {verdict} ({took} s)\n", flush=True)
+    finally:
+        lab.close()
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"all numbers: {args.json} ({report['wall_seconds']} s in all)")
+    return 0 if all(r["met"] for r in report["benchmarks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
