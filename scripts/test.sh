@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p reports
 python3 -m pytest -q -p no:cacheprovider \
-  --cov=rbee_infra --cov-report=term --cov-report=xml:reports/coverage.xml "$@"
+  --cov=rbee_infra --cov-report=term --cov-report=xml:reports/coverage.xml --cov-fail-under=90 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
