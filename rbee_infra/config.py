@@ -155,6 +155,14 @@ def _install_method_shape(value: Any) -> Any:
     return value
 
 
+def _normalize_install_method(data: Any) -> Any:
+    if isinstance(data, dict):
+        for key in ("installMethod", "install_method"):
+            if key in data:
+                data = {**data, key: _install_method_shape(data[key])}
+    return data
+
+
 class WorkerConfig(Model):
     type: WorkerType
     version: Annotated[str, _pattern(_REF, "'latest' or a git tag/branch")] = "latest"
@@ -166,11 +174,7 @@ class WorkerConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _normalize(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in ("installMethod", "install_method"):
-                if key in data:
-                    data = {**data, key: _install_method_shape(data[key])}
-        return data
+        return _normalize_install_method(data)
 
     @property
     def binary_name(self) -> str:
@@ -272,12 +276,8 @@ class HiveConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _normalize(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in ("installMethod", "install_method"):
-                if key in data:
-                    data = {**data, key: _install_method_shape(data[key])}
-            data = _merge_connection(data)
-        return data
+        data = _normalize_install_method(data)
+        return _merge_connection(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _unique_workers(self) -> HiveConfig:
