@@ -24,6 +24,7 @@ BuildKickoffProvider` where it is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from pulumi.dynamic import (
@@ -114,6 +115,8 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
     for spec in sorted(specs, key=lambda s: s.component != "hive"):
         if not isinstance(spec.source, GitSource):
             continue
+        if not spec.source.rev and spec.source.repo not in seen.listings:
+            continue  # not resolved for this host (see `survey`): the install resolves it
         try:
             commit = seen.commit_for(spec)
         except HostError:
@@ -134,20 +137,47 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
 
 
 async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
-    """Every reachable host's batched probe (memoized for its hive and workers), at once."""
+    """Every reachable host's batched probe, at once, memoized for its hive and workers.
+
+    Each repository's refs are resolved once for the fleet (`git ls-remote` on the first host
+    that uses it, for the refs of all hosts) and the answer is shared: N hosts on one repo
+    cost the git server one request, not N. A host whose repo could not be resolved that way
+    keeps a view without it; its hive and workers then resolve on their own host."""
     gate = asyncio.Semaphore(CONCURRENT_HOSTS)
+    needs = {alias: hostview.need_of_all(specs) for alias, specs in hosts}
+    owner: dict[str, str] = {}
+    refs: dict[str, set[tuple[str, str]]] = {}
+    for alias, need in needs.items():
+        for repo, ref in need.refs:
+            owner.setdefault(repo, alias)
+            refs.setdefault(repo, set()).add((repo, ref))
 
     async def one(alias: str, specs: list[InstallSpec]) -> tuple[str, hostview.HostView | None]:
+        own = frozenset().union(*(refs[r] for r, a in owner.items() if a == alias))
+        need = dataclasses.replace(needs[alias], refs=own)
         async with gate:
             try:
-                need = hostview.need_of_all(specs)
                 return alias, await hostview.view(specs[0], need, specs=specs)
             except HostError as error:
                 report(f"build {alias}", f"could not inspect the host: {error}")
                 return alias, None
 
-    seen = await asyncio.gather(*(one(alias, specs) for alias, specs in hosts))
-    return {alias: view for alias, view in seen if view is not None}
+    found = dict(await asyncio.gather(*(one(alias, specs) for alias, specs in hosts)))
+    seen: dict[str, hostview.HostView] = {}
+    for alias, specs in hosts:
+        view = found.get(alias)
+        if view is None:
+            continue
+        listings = dict(view.listings)
+        for repo in needs[alias].repos():
+            shared = found.get(owner[repo])
+            if repo not in listings and shared is not None and repo in shared.listings:
+                listings[repo] = shared.listings[repo]
+        if set(needs[alias].repos()) <= set(listings):
+            view = dataclasses.replace(view, need=needs[alias], listings=listings)
+            hostview.remember(specs[0], view)
+        seen[alias] = view
+    return seen
 
 
 _background: set[asyncio.Task[None]] = set()
