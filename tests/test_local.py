@@ -4,13 +4,12 @@ uploaded over SFTP; its sha256 is an input, so changing the file previews as an 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness.engine import Engine
-from tests.harness.hosts import HarnessUnavailable, HostSet, start_hosts
+from tests.harness.hosts import HostSet
 from tests.harness.installs import (
     HIVE_STABLE,
     failed,
@@ -29,20 +28,6 @@ from tests.harness.release_server import script_binary, sha256, tar_gz
 pytestmark = pytest.mark.hosts
 
 
-@pytest.fixture
-def host1() -> Iterator[HostSet]:
-    try:
-        hs = start_hosts(1)
-    except HarnessUnavailable as e:
-        pytest.skip(str(e))
-    with hs:
-        yield hs
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    with Engine(tmp_path / "state.json") as eng:
-        yield eng
 
 
 def write(path: Path, data: bytes) -> str:
@@ -52,13 +37,13 @@ def write(path: Path, data: bytes) -> str:
 
 
 def test_local_file_install_change_rollback_drift_and_destroy(
-    host1: HostSet, engine: Engine, tmp_path: Path
+    hosts1: HostSet, engine: Engine, tmp_path: Path
 ) -> None:
-    host = host1[0]
+    host = hosts1[0]
     binary = tmp_path / "build" / "rbee-hive"
     binary.parent.mkdir()
     sha1 = write(binary, script_binary("rbee-hive 0.3.0"))
-    decl = hive(host1, host, {"method": "local", "path": str(binary)})
+    decl = hive(hosts1, host, {"method": "local", "path": str(binary)})
 
     assert engine.preview([decl]).ops() == {"hive-h1": "create"}
     ok(engine.up([decl]))
@@ -105,7 +90,7 @@ def test_local_file_install_change_rollback_drift_and_destroy(
     archive = tmp_path / "cpu.tar.gz"
     cpu = script_binary("llm-worker-rbee-cpu 0.3.0 features=cpu")
     archive.write_bytes(tar_gz({"dist/bin/llm-worker-rbee-cpu": cpu}))
-    wdecl = worker(host1, host, "cpu", {"method": "local", "path": str(archive)})
+    wdecl = worker(hosts1, host, "cpu", {"method": "local", "path": str(archive)})
     ok(engine.up([decl, wdecl]))
     assert version(host, worker_stable("cpu")) == "llm-worker-rbee-cpu 0.3.0 features=cpu"
     assert receipt(host, "rbee-worker-cpu")["commit"] == sha256(archive.read_bytes())
@@ -116,17 +101,17 @@ def test_local_file_install_change_rollback_drift_and_destroy(
 
 
 def test_local_file_problems_fail_check_before_the_host_is_touched(
-    host1: HostSet, engine: Engine, tmp_path: Path
+    hosts1: HostSet, engine: Engine, tmp_path: Path
 ) -> None:
-    host = host1[0]
-    missing = hive(host1, host, {"method": "local", "path": str(tmp_path / "nope")})
+    host = hosts1[0]
+    missing = hive(hosts1, host, {"method": "local", "path": str(tmp_path / "nope")})
     plan = engine.preview([missing])
     assert plan.errors["hive-h1"] == (
         f"check failed: source.path: {tmp_path / 'nope'} cannot be read: No such file or directory"
     )
     binary = tmp_path / "rbee-hive"
     real = write(binary, script_binary("rbee-hive 0.3.0"))
-    pinned = hive(host1, host, {"method": "local", "path": str(binary), "sha256": "e" * 64})
+    pinned = hive(hosts1, host, {"method": "local", "path": str(binary), "sha256": "e" * 64})
     error = failed(engine.up([pinned]), "hive-h1")
     assert error == f"check failed: source.sha256: {binary} has sha256 {real}, not {'e' * 64}"
     assert leftovers(host) == []

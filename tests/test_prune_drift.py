@@ -3,16 +3,12 @@ upgrade, drift repaired, and a hive's unmanaged installs listed, and pruned only
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.harness.engine import Decl, Engine
-from tests.harness.fixture_repo import RbeeRepo, make_rbee_repo
+from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare
-from tests.harness.hosts import HarnessUnavailable, HostSet, start_hosts
+from tests.harness.hosts import HostSet
 from tests.harness.installs import (
     HIVE_STABLE,
     RBEE_ROOT,
@@ -33,46 +29,24 @@ pytestmark = pytest.mark.hosts
 REPO = "rbee/rbee"
 
 
-@pytest.fixture
-def host1() -> Iterator[HostSet]:
-    try:
-        hs = start_hosts(1)
-    except HarnessUnavailable as e:
-        pytest.skip(str(e))
-    with hs:
-        yield hs
 
-
-@pytest.fixture
-def repo() -> Iterator[RbeeRepo]:
-    r = make_rbee_repo(Path(tempfile.gettempdir()))
-    try:
-        yield r
-    finally:
-        r.remove()
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    with Engine(tmp_path / "state.json") as eng:
-        yield eng
 
 
 def test_git_downgrade_failed_upgrade_rolled_back_and_drift_repaired(
-    host1: HostSet, repo: RbeeRepo, engine: Engine
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
 ) -> None:
-    host = host1[0]
+    host = hosts1[0]
 
     def at(**ref: str) -> dict[str, str]:
-        return {"method": "git", "repo": repo.url, **ref}
+        return {"method": "git", "repo": rbee_repo.url, **ref}
 
-    ok(engine.up([hive(host1, host, at(tag="v0.2.0"))]))
+    ok(engine.up([hive(hosts1, host, at(tag="v0.2.0"))]))
     assert version(host, HIVE_STABLE) == "rbee-hive 0.2.0"
-    v2 = repo.commit_of("v0.2.0")
+    v2 = rbee_repo.commit_of("v0.2.0")
 
     # downgrade
-    v1 = repo.commit_of("v0.1.0")
-    down = hive(host1, host, at(tag="v0.1.0"))
+    v1 = rbee_repo.commit_of("v0.1.0")
+    down = hive(hosts1, host, at(tag="v0.1.0"))
     assert engine.preview([down]).ops() == {"hive-h1": "update"}
     ok(engine.up([down]))
     assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
@@ -80,11 +54,11 @@ def test_git_downgrade_failed_upgrade_rolled_back_and_drift_repaired(
     assert release_ids(host, "rbee-hive") == sorted([v1[:12], v2[:12]])
 
     # failed upgrade: bad-version builds, but its --version fails; 0.1.0 keeps answering
-    error = failed(engine.up([hive(host1, host, at(branch="bad-version"))]), "hive-h1")
+    error = failed(engine.up([hive(hosts1, host, at(branch="bad-version"))]), "hive-h1")
     assert "hive h1: verify failed: rbee-hive --version exited 3" in error
     assert "version check failed" in error
     assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
-    assert repo.commit_of("bad-version")[:12] not in release_ids(host, "rbee-hive")
+    assert rbee_repo.commit_of("bad-version")[:12] not in release_ids(host, "rbee-hive")
     assert engine.state()["hive-h1"].outputs["commit"] == v1
 
     # drift: the binary in the active release dir is deleted by hand
@@ -101,9 +75,9 @@ def test_git_downgrade_failed_upgrade_rolled_back_and_drift_repaired(
 
 
 def test_unmanaged_installs_listed_and_pruned_only_when_asked(
-    host1: HostSet, engine: Engine
+    hosts1: HostSet, engine: Engine
 ) -> None:
-    host = host1[0]
+    host = hosts1[0]
     with ReleaseServer() as server:
         server.publish(
             REPO, "v0.1.0", "rbee-hive", script_binary("rbee-hive 0.1.0"), checksum="sums"
@@ -151,8 +125,8 @@ def test_unmanaged_installs_listed_and_pruned_only_when_asked(
                         "autoStart": False,  # the fake release hive does not serve
                     }
                 ],
-                "rbee:sshPrivateKeyPath": str(host1.client_key_path),
-                "rbee:knownHosts": str(host1.known_hosts_path),
+                "rbee:sshPrivateKeyPath": str(hosts1.client_key_path),
+                "rbee:knownHosts": str(hosts1.known_hosts_path),
             }
             return declare(config)
 
