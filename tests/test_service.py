@@ -70,8 +70,10 @@ def http_get(port: int) -> str:
 
 def refused(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return False
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            # Linux can connect a socket to itself when the port is in the ephemeral range and
+            # nothing listens (TCP simultaneous open): that is no listener either
+            return sock.getsockname() == sock.getpeername()
     except ConnectionRefusedError:
         return True
 
