@@ -229,9 +229,6 @@ async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[st
                 done.set_result(state)
 
 
-def _public(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if not k.startswith("__")}
-
 
 def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     """alias -> (host, port, user) of each host entry."""
@@ -248,7 +245,7 @@ class BuildKickoffProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = {k: v for k, v in _public(news).items() if k not in ADDED}
+        inputs = {k: v for k, v in plan.public_props(news).items() if k not in ADDED}
         # hostKeyPolicy "tofu": a host's key seen first is kept while the host stays the same
         old_keys, old_targets = olds.get("trustedHostKeys") or {}, _targets(olds)
         kept = {
@@ -284,7 +281,7 @@ class BuildKickoffProvider(ResourceProvider):
         )
 
     def _kick(self, props: dict[str, Any]) -> dict[str, Any]:
-        outs = {k: v for k, v in _public(props).items() if k != "pending"}
+        outs = {k: v for k, v in plan.public_props(props).items() if k != "pending"}
         todo = props.get("pending") or []
         hosts, _ = hosts_of(props)
         outs["started"] = pool.run(launch(hosts, todo)) if hosts and todo else []

@@ -74,6 +74,11 @@ def host_state(installed: InstalledBinary | None, my_install_id: str) -> str:
     return installed.drift() or IN_SYNC
 
 
+def public_props(props: dict[str, Any]) -> dict[str, Any]:
+    """A resource's properties without the SDK's own (`__provider`)."""
+    return {k: v for k, v in props.items() if not k.startswith("__")}
+
+
 def _get(props: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = props
     for key in path:

@@ -49,12 +49,9 @@ def _run(spec: InstallSpec, operation: Coroutine[Any, Any, T]) -> T:
     return pool.run(bounded())
 
 
-def _public(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if not k.startswith("__")}
-
 
 def _spec(props: dict[str, Any]) -> InstallSpec:
-    return parse_spec({k: v for k, v in _public(props).items() if k not in plan_keys()})
+    return parse_spec({k: v for k, v in plan.public_props(props).items() if k not in plan_keys()})
 
 
 def plan_keys() -> tuple[str, ...]:
@@ -92,7 +89,7 @@ class _InstallProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = {k: v for k, v in _public(news).items() if k not in plan_keys()}
+        inputs = {k: v for k, v in plan.public_props(news).items() if k not in plan_keys()}
         inputs.pop("trustedHostKey", None)
         if _same_target(olds, inputs) and olds.get("trustedHostKey"):
             inputs["trustedHostKey"] = olds["trustedHostKey"]
@@ -104,7 +101,7 @@ class _InstallProvider(ResourceProvider):
             observed = _run(spec, lifecycle.observe(spec))
             # Only a state worth acting on becomes an input: an in-sync host adds nothing, so
             # recorded inputs do not churn and previews show just real changes.
-            creating = not _public(olds)
+            creating = not plan.public_props(olds)
             quiet = {plan.IN_SYNC, plan.NOT_INSTALLED} if creating else {plan.IN_SYNC}
             if observed.host_state not in quiet:
                 inputs["hostState"] = observed.host_state
@@ -118,7 +115,7 @@ class _InstallProvider(ResourceProvider):
                 inputs["pruneExtras"] = list(observed.extras)
             # What the host lacks matters only when something is to be installed; then the
             # preview lists it and `up` stops at preflight.
-            installing = creating or plan.decide_diff(_public(olds), inputs).reinstall
+            installing = creating or plan.decide_diff(plan.public_props(olds), inputs).reinstall
             if observed.preflight and installing:
                 inputs["preflight"] = list(observed.preflight)
                 for problem in observed.preflight:
@@ -136,7 +133,7 @@ class _InstallProvider(ResourceProvider):
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        decision = plan.decide_diff(_public(olds), _public(news))
+        decision = plan.decide_diff(plan.public_props(olds), plan.public_props(news))
         return DiffResult(
             changes=decision.changes,
             replaces=decision.replaces,
@@ -147,7 +144,7 @@ class _InstallProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = _spec(props)
         installed = _run(spec, lifecycle.install(spec, updating=False))
-        outs = {**_public(props), **installed.outputs()}
+        outs = {**plan.public_props(props), **installed.outputs()}
         outs.update(lifecycle.service_outputs(spec, installed.hive_service))
         outs.pop("preflight", None)
         outs.update(_extras(spec, props.get("pruneExtras")))
@@ -155,16 +152,16 @@ class _InstallProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = _spec(news)
-        decision = plan.decide_diff(_public(olds), _public(news))
+        decision = plan.decide_diff(plan.public_props(olds), plan.public_props(news))
         if not decision.reinstall:
             kept = {k: olds[k] for k in plan_keys() if k in olds and k != "pruneExtras"}
-            outs = {**_public(news), **kept, "hostState": plan.IN_SYNC}
+            outs = {**plan.public_props(news), **kept, "hostState": plan.IN_SYNC}
             if spec.component == "hive" and SERVICE_KEYS & set(decision.changed):
                 outs.update(_run(spec, lifecycle.reconcile_service(spec)))
         else:
             fresh = "reinstallTrigger" in decision.changed
             installed = _run(spec, lifecycle.install(spec, updating=True, fresh=fresh))
-            outs = {**_public(news), **installed.outputs()}
+            outs = {**plan.public_props(news), **installed.outputs()}
             outs.update(lifecycle.service_outputs(spec, installed.hive_service))
             if spec.component == "hive" and not spec.auto_start and "autoStart" in decision.changed:
                 outs.update(_run(spec, lifecycle.reconcile_service(spec)))  # stops it
@@ -184,7 +181,7 @@ class _InstallProvider(ResourceProvider):
         installed = reading.installed
         if installed is None:
             return ReadResult("", {})
-        outs = dict(_public(props))
+        outs = dict(plan.public_props(props))
         outs["hostFacts"] = preflight.host_facts_output(reading.facts)
         outs.update(lifecycle.service_outputs(spec, reading.hive_service))
         outs["hostState"] = installed.drift() or plan.IN_SYNC
