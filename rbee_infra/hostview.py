@@ -1,8 +1,12 @@
 """What `check` reads on a host, in one round trip, shared by every resource on that host.
 
-A check needs the host's facts and receipts (PROBE), the commit each ref means now (`git
-ls-remote`), and for a hive its extras and its service's health. `view` runs all of them as
-one batched, read-only command (`scripts.BATCH`), and on the provider's shared loop (`pool`)
+A check needs the host's receipts and checksums (INVENTORY), the commit each ref means now
+(`git ls-remote`), and for a hive its extras and its service's health. Only a check that
+finds something to install also needs the toolchain and platform facts for preflight (PROBE:
+`cargo`/`rustc --version`, GPUs, free disk...), which cost several processes per host: those
+are read in a second round trip then (`Need.facts`), so a no-op stays light. `view` runs
+what a need asks for as one batched, read-only command (`scripts.BATCH`), and on the
+provider's shared loop (`pool`)
 memoizes the result per host for `TTL_SECONDS` (within one provider process, i.e. one
 preview or up), so the other resources of the host (whose needs it covers) read it without
 another round trip: a no-op preview or `up` costs one probe per host, and an install right
@@ -38,17 +42,19 @@ ERR = "\n@@rbee-stderr\n"
 
 @dataclass(frozen=True)
 class Need:
-    """What a check reads: install names, refs per repo, the extras scan, service ports."""
+    """What a check reads: install names, refs per repo, the extras scan, service ports, and
+    (`facts`) the toolchain and platform facts of preflight, for the configured `cargo`."""
 
     cargo: str
     names: frozenset[str] = frozenset()
     refs: frozenset[tuple[str, str]] = frozenset()  # (repo, full ref name)
     extras: bool = False
     ports: frozenset[int] = frozenset()
+    facts: bool = False
 
     def covers(self, other: Need) -> bool:
         return (
-            self.cargo == other.cargo
+            (not other.facts or (self.facts and self.cargo == other.cargo))
             and other.names <= self.names
             and other.refs <= self.refs
             and (self.extras or not other.extras)
@@ -62,8 +68,9 @@ class Need:
         return out
 
 
-def need_of(spec: InstallSpec) -> Need:
-    """One resource's check; a hive's also covers the workers configured on it."""
+def need_of(spec: InstallSpec, *, facts: bool = False) -> Need:
+    """One resource's check (with `facts`: and its preflight); a hive's also covers the
+    workers configured on it."""
     names = {spec.install_name}
     if spec.component == "hive":
         names |= {f"rbee-worker-{t}" for t in spec.managed_workers}
@@ -78,17 +85,19 @@ def need_of(spec: InstallSpec) -> Need:
         refs=frozenset(refs),
         extras=hive,
         ports=frozenset({spec.hive_port} if hive and spec.auto_start else ()),
+        facts=facts,
     )
 
 
-def need_of_all(specs: Iterable[InstallSpec]) -> Need:
-    needs = [need_of(s) for s in specs]
+def need_of_all(specs: Iterable[InstallSpec], *, facts: bool = False) -> Need:
+    needs = [need_of(s, facts=facts) for s in specs]
     return Need(
         cargo=needs[0].cargo,
         names=frozenset().union(*(n.names for n in needs)),
         refs=frozenset().union(*(n.refs for n in needs)),
         extras=any(n.extras for n in needs),
         ports=frozenset().union(*(n.ports for n in needs)),
+        facts=facts,
     )
 
 
@@ -96,7 +105,7 @@ def need_of_all(specs: Iterable[InstallSpec]) -> Need:
 class HostView:
     need: Need
     label: str
-    facts: HostFacts
+    facts: HostFacts  # without need.facts: only home and the installed binaries
     server_host_key: str
     listings: dict[str, Result] = field(default_factory=dict)  # repo -> RESOLVE's result
     scan: Result | None = None
@@ -129,12 +138,16 @@ def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
 
 
 def batch_args(need: Need) -> list[str]:
-    """BATCH's arguments: PROBE, then RESOLVE per repo, EXTRAS_SCAN, HEALTH per port."""
+    """BATCH's arguments: PROBE (or INVENTORY without facts), then RESOLVE per repo,
+    EXTRAS_SCAN, HEALTH per port."""
     parts: list[tuple[str, list[str]]] = []
-    probe_args = [need.cargo]
+    items: list[str] = []
     for name in sorted(need.names):
-        probe_args += [name, layout.stable_path(name), layout.receipt_path(name)]
-    parts.append((scripts.PROBE, probe_args))
+        items += [name, layout.stable_path(name), layout.receipt_path(name)]
+    if need.facts:
+        parts.append((scripts.PROBE, [need.cargo, *items]))
+    else:
+        parts.append((scripts.INVENTORY, items))
     for repo, refs in need.repos().items():
         parts.append((scripts.RESOLVE, [repo, *refs]))
     if need.extras:
@@ -190,7 +203,7 @@ def split_batch(output: str) -> list[Result]:
 
 
 def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) -> HostView:
-    """Parse the parts in `batch_args` order; a failed PROBE is the error."""
+    """Parse the parts in `batch_args` order; a failed PROBE/INVENTORY is the error."""
     probe = results[0]
     _check(probe, label, "probe")
     rest = list(results[1:])
@@ -244,10 +257,11 @@ def _lookup(spec: InstallSpec, need: Need) -> HostView | None:
     return None
 
 
-def memoized(spec: InstallSpec) -> HostView | None:
-    """A memoized view that still covers this resource's check, without any I/O (None off
-    the shared loop): an install right after its check reads the host from it."""
-    return _lookup(spec, need_of(spec)) if pool.on_shared_loop() else None
+def memoized(spec: InstallSpec, *, facts: bool = False) -> HostView | None:
+    """A memoized view that still covers this resource's check (with `facts`: and its
+    preflight), without any I/O (None off the shared loop): an install right after its
+    check reads the host from it."""
+    return _lookup(spec, need_of(spec, facts=facts)) if pool.on_shared_loop() else None
 
 
 def remember(spec: InstallSpec, seen: HostView) -> None:

@@ -109,9 +109,10 @@ def settled(spec: InstallSpec, commit: str, facts: HostFacts) -> bool:
     return receipt.get("releaseId") != plan.release_id(as_before, old_commit)
 
 
-def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str, str]]:
-    """The builds to start now, hive first: one per git binary the install would build."""
-    todo: list[dict[str, str]] = []
+def to_build(specs: list[InstallSpec], seen: hostview.HostView) -> list[tuple[InstallSpec, str]]:
+    """The git binaries not yet built at the commit their ref means now, hive first, with that
+    commit (decided from the inventory alone: no toolchain facts needed)."""
+    out: list[tuple[InstallSpec, str]] = []
     for spec in sorted(specs, key=lambda s: s.component != "hive"):
         if not isinstance(spec.source, GitSource):
             continue
@@ -121,8 +122,19 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
             commit = seen.commit_for(spec)
         except HostError:
             continue  # the install reports it
-        cargo = build_cargo(spec, seen.facts)
-        if cargo is None or settled(spec, commit, seen.facts):
+        if not settled(spec, commit, seen.facts):
+            out.append((spec, commit))
+    return out
+
+
+def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str, str]]:
+    """The builds to start now, hive first: one per git binary the install would build, with
+    the cargo it would build with. `seen` must hold the host's facts (`survey` reads them
+    where something is to be built)."""
+    todo: list[dict[str, str]] = []
+    for spec, commit in to_build(specs, seen):
+        cargo = build_cargo(spec, seen.facts) if seen.need.facts else None
+        if cargo is None:
             continue
         todo.append(
             {
@@ -142,7 +154,11 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
     Each repository's refs are resolved once for the fleet (`git ls-remote` on the first host
     that uses it, for the refs of all hosts) and the answer is shared: N hosts on one repo
     cost the git server one request, not N. A host whose repo could not be resolved that way
-    keeps a view without it; its hive and workers then resolve on their own host."""
+    keeps a view without it; its hive and workers then resolve on their own host.
+
+    The first round trip reads no toolchain facts; a host with something to build gets a
+    second one for them (its installs' preflight reads them from the memo), so a converged
+    fleet costs one light probe per host."""
     gate = asyncio.Semaphore(CONCURRENT_HOSTS)
     needs = {alias: hostview.need_of_all(specs) for alias, specs in hosts}
     owner: dict[str, str] = {}
@@ -152,9 +168,8 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
             owner.setdefault(repo, alias)
             refs.setdefault(repo, set()).add((repo, ref))
 
-    async def one(alias: str, specs: list[InstallSpec]) -> tuple[str, hostview.HostView | None]:
-        own = frozenset().union(*(refs[r] for r, a in owner.items() if a == alias))
-        need = dataclasses.replace(needs[alias], refs=own)
+    async def one(alias: str, specs: list[InstallSpec], need: hostview.Need
+                  ) -> tuple[str, hostview.HostView | None]:  # fmt: skip
         async with gate:
             try:
                 return alias, await hostview.view(specs[0], need, specs=specs)
@@ -162,7 +177,11 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
                 report(f"build {alias}", f"could not inspect the host: {error}")
                 return alias, None
 
-    found = dict(await asyncio.gather(*(one(alias, specs) for alias, specs in hosts)))
+    def own(alias: str) -> hostview.Need:
+        mine = frozenset().union(*(refs[r] for r, a in owner.items() if a == alias))
+        return dataclasses.replace(needs[alias], refs=mine)
+
+    found = dict(await asyncio.gather(*(one(alias, specs, own(alias)) for alias, specs in hosts)))
     seen: dict[str, hostview.HostView] = {}
     for alias, specs in hosts:
         view = found.get(alias)
@@ -175,6 +194,29 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
                 listings[repo] = shared.listings[repo]
         if set(needs[alias].repos()) <= set(listings):
             view = dataclasses.replace(view, need=needs[alias], listings=listings)
+            hostview.remember(specs[0], view)
+        seen[alias] = view
+
+    building = {a: specs for a, specs in hosts if a in seen and to_build(specs, seen[a])}
+    facts_needs = {
+        alias: hostview.Need(cargo=needs[alias].cargo, names=needs[alias].names, facts=True)
+        for alias in building
+    }
+    more = dict(
+        await asyncio.gather(
+            *(one(alias, specs, facts_needs[alias]) for alias, specs in building.items())
+        )
+    )
+    for alias, specs in building.items():
+        full = more.get(alias)
+        if full is None:
+            continue
+        view = dataclasses.replace(
+            seen[alias],
+            need=dataclasses.replace(seen[alias].need, facts=True),
+            facts=full.facts,
+        )
+        if set(needs[alias].repos()) <= set(view.listings):
             hostview.remember(specs[0], view)
         seen[alias] = view
     return seen

@@ -45,13 +45,12 @@ class Observed:
     host_state: str
     host_key: str
     extras: tuple[str, ...] = ()  # hive only: unmanaged installs, as shown (see `extras`)
-    preflight: tuple[str, ...] = ()  # what the host lacks for an install (see `preflight`)
     service: str | None = None  # hive with autoStart: "running", or why not
-    facts: HostFacts | None = None
 
 
 async def observe(spec: InstallSpec) -> Observed:
-    """Read-only: safe during preview. A local source's sha256 is the version it stands for."""
+    """Read-only: safe during preview. A local source's sha256 is the version it stands for.
+    Reads no toolchain or platform facts: `preflight_problems` does, when an install is due."""
     commit = None
     if spec.source.method == "local":
         commit = local.file_sha(spec)
@@ -60,23 +59,27 @@ async def observe(spec: InstallSpec) -> Observed:
     found: list[str] = []
     running: str | None = None
     seen = await hostview.view(spec)  # one round trip, shared by the host's resources
-    facts = seen.facts
     if isinstance(spec.source, GitSource):
         commit = seen.commit_for(spec)
     if spec.component == "hive":
         found = extras.shown(seen.extras_for(spec))
         if spec.auto_start:
             running = seen.health_for(spec).summary
-    state = plan.host_state(facts.installed.get(spec.install_name), plan.install_id(spec))
+    installed = seen.facts.installed.get(spec.install_name)
     return Observed(
         resolved_commit=commit,
-        host_state=state,
+        host_state=plan.host_state(installed, plan.install_id(spec)),
         host_key=seen.server_host_key,
         extras=tuple(found),
-        preflight=tuple(preflight.preflight_problems(spec, facts)),
         service=running,
-        facts=facts,
     )
+
+
+async def preflight_problems(spec: InstallSpec) -> list[str]:
+    """What the host lacks for this install (read-only). Shares the host's view: after the
+    build kick-off planned this host, its facts are already read."""
+    seen = await hostview.view(spec, hostview.need_of(spec, facts=True))
+    return preflight.preflight_problems(spec, seen.facts)
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,8 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
     abort = "abort-update" if updating else "abort-create"
     async with Link(spec) as link:
         assert link.session is not None
-        seen = hostview.memoized(spec)  # what this resource's check just read, if still valid
+        # what this resource's check just read, if still valid
+        seen = hostview.memoized(spec, facts=True)
         facts = seen.facts if seen is not None else await probe(link.session, spec)
         build_spec = await _preflight(link, spec, facts, iid, abort)
         current = facts.installed.get(spec.install_name)

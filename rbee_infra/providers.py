@@ -116,9 +116,10 @@ class _InstallProvider(ResourceProvider):
             # What the host lacks matters only when something is to be installed; then the
             # preview lists it and `up` stops at preflight.
             installing = creating or plan.decide_diff(plan.public_props(olds), inputs).reinstall
-            if observed.preflight and installing:
-                inputs["preflight"] = list(observed.preflight)
-                for problem in observed.preflight:
+            problems = _run(spec, lifecycle.preflight_problems(spec)) if installing else []
+            if problems:
+                inputs["preflight"] = problems
+                for problem in problems:
                     report(spec.label, f"preflight: {problem}")
             if observed.service is not None and not creating:
                 inputs["serviceState"] = observed.service

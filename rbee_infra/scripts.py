@@ -91,8 +91,26 @@ rbee_gpus() {
 }
 """
 
-# args: cargo, then triples of (install name, stable path, receipt path). One round trip for
-# everything preflight needs; read-only.
+# What is installed: per (install name, stable path, receipt path) triple, the stable path's
+# kind, link target, sha256 and the receipt (base64). Read-only; a few processes per binary.
+_INVENTORY = r"""
+printf 'home\t%s\n' "$HOME"
+while [ $# -ge 3 ]; do
+  name=$1 stable=$2 receipt=$3; shift 3
+  if [ -L "$stable" ]; then kind=symlink; elif [ -e "$stable" ]; then kind=file; else kind=missing; fi
+  link=$(readlink -- "$stable" 2>/dev/null || true)
+  sha=-; [ -f "$stable" ] && sha=$(rbee_sha "$stable" 2>/dev/null || echo -)
+  rec=; [ -f "$receipt" ] && rec=$(base64 < "$receipt" | tr -d '\n')
+  printf 'item\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$link" "$sha" "$rec"
+done
+"""
+
+# args: triples of (install name, stable path, receipt path). What a no-op check needs to
+# know (receipts and checksums), without the toolchain and platform facts: read-only.
+INVENTORY = _ENV + _SHA + _INVENTORY
+
+# args: cargo, then triples as for INVENTORY. Everything preflight needs as well (tools,
+# cargo/rustc versions, GPUs, free disk, systemd) in the same round trip; read-only.
 PROBE = (
     _ENV
     + _SHA
@@ -101,7 +119,6 @@ PROBE = (
     + r"""
 cargo=$1; shift
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; esac
-printf 'home\t%s\n' "$HOME"
 printf 'user\t%s\n' "$(id -un 2>/dev/null)"
 printf 'uname\t%s\n' "$(uname -sm 2>/dev/null)"
 printf 'os\t%s\n' "$(rbee_os 2>/dev/null)"
@@ -120,15 +137,8 @@ printf 'homecargo\t%s\n' "$(.cargo/bin/cargo --version 2>/dev/null | head -n 1)"
 printf 'disk\tdata\t%s\n' "$(rbee_free .local/share/rbee)"
 printf 'disk\tbin\t%s\n' "$(rbee_free .local/bin)"
 if rbee_systemd; then printf 'systemd\tyes\n'; else printf 'systemd\tno\n'; fi
-while [ $# -ge 3 ]; do
-  name=$1 stable=$2 receipt=$3; shift 3
-  if [ -L "$stable" ]; then kind=symlink; elif [ -e "$stable" ]; then kind=file; else kind=missing; fi
-  link=$(readlink -- "$stable" 2>/dev/null || true)
-  sha=-; [ -f "$stable" ] && sha=$(rbee_sha "$stable" 2>/dev/null || echo -)
-  rec=; [ -f "$receipt" ] && rec=$(base64 < "$receipt" | tr -d '\n')
-  printf 'item\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$link" "$sha" "$rec"
-done
 """
+    + _INVENTORY
 )
 
 # args: repo, then full ref names to look up. Read-only: safe during preview.

@@ -60,6 +60,8 @@ def test_one_handshake_per_host_and_a_no_op_is_one_batched_probe(
     result, per_host = counted(two.hosts, lambda: engine.up(declare(config)))
     assert result.ok, result.errors
     assert set(result.ops().values()) == {"create"} and len(result.ops()) == 7
+    # installing read the toolchain facts (preflight) on each host
+    assert all(standin_cargo.version_queries(h) >= 1 for h in two.hosts)
     # the kick-off, and a hive and two workers per host: one SSH connection per host
     assert [logins for logins, _ in per_host] == [1, 1]
     for host in two.hosts:
@@ -67,7 +69,8 @@ def test_one_handshake_per_host_and_a_no_op_is_one_batched_probe(
         assert_worker_installed(two, host, "cuda", features=["cuda"], version="0.1.0")
 
     # nothing changed: preview and up each cost one connection and one command per host,
-    # the batched read-only probe (receipts, sha256s, the tag's commit): no fetch, no build
+    # the batched read-only probe (receipts, sha256s, the tag's commit): no fetch, no build,
+    # no toolchain query (`cargo --version` would leave a line in ~/bench, see the snapshots)
     before = [snapshot_home(h) for h in two.hosts]
     plan_, per_host = counted(two.hosts, lambda: engine.preview(declare(config)))
     assert set(plan_.ops().values()) == {"same"} and len(plan_.ops()) == 7
@@ -76,7 +79,7 @@ def test_one_handshake_per_host_and_a_no_op_is_one_batched_probe(
     assert result.ok and set(result.ops().values()) == {"same"}, result.errors
     assert per_host == [(1, 1), (1, 1)]
     for host, earlier in zip(two.hosts, before, strict=True):
-        assert diff_snapshots(earlier, snapshot_home(host)) == []
+        assert diff_snapshots(earlier, snapshot_home(host)) == []  # cargo.versions included
         assert not host.run("find .local/share/rbee/jobs -mindepth 2").stdout.strip()  # no job
 
 
@@ -341,3 +344,40 @@ def test_kickoff_plans_a_build_exactly_where_the_install_would_build() -> None:
     # the cargo the install would use; none when the host lacks something first
     assert kickoff.build_cargo(spec, _facts(spec, None)) == "cargo"
     assert kickoff.build_cargo(spec, parse_probe("tool\tflock\t/usr/bin/flock\n")) is None
+
+
+def _view(spec: InstallSpec, facts: Any, *, with_facts: bool) -> hostview.HostView:
+    need = hostview.need_of(spec, facts=with_facts)
+    listing = Result(0, f"{COMMIT}\trefs/tags/v1\n", "")
+    return hostview.HostView(need, spec.label, facts, "", {"https://example.org/r.git": listing})
+
+
+@pytest.mark.unit
+def test_a_no_op_check_reads_no_toolchain_facts() -> None:
+    spec = _install()
+    light, full = hostview.need_of(spec), hostview.need_of(spec, facts=True)
+    # what a converged host costs: the inventory (receipts, sha256s) and the tag, no PROBE
+    assert [a for a in hostview.batch_args(light) if a in (scripts.PROBE, scripts.INVENTORY)] == [
+        scripts.INVENTORY
+    ]
+    assert "cargo" not in scripts.INVENTORY and "rustc" not in scripts.INVENTORY
+    assert hostview.batch_args(full)[:3] == [scripts.PROBE, "4", "cargo"]
+    # a view with the facts serves a light check; a light view never serves preflight
+    assert full.covers(light) and not light.covers(full)
+    other_cargo = hostview.need_of(spec.model_copy(update={"cargo": "~/x/cargo"}), facts=True)
+    assert not other_cargo.covers(full) and other_cargo.covers(light)
+
+
+@pytest.mark.unit
+def test_kickoff_plans_builds_only_from_a_view_with_facts() -> None:
+    spec = _install()
+    missing = _facts(spec, None)
+    # not installed: to be built, but without the toolchain facts no cargo is chosen yet
+    assert kickoff.to_build([spec], _view(spec, missing, with_facts=False)) == [(spec, COMMIT)]
+    assert kickoff.pending([spec], _view(spec, missing, with_facts=False)) == []
+    assert kickoff.pending([spec], _view(spec, missing, with_facts=True)) == [
+        {"alias": "h", "resource": "worker-h-cpu", "binary": "llm-worker-rbee-cpu",
+         "commit": COMMIT, "cargo": "cargo"}
+    ]  # fmt: skip
+    in_sync = _facts(spec, _receipt(spec, COMMIT))
+    assert kickoff.to_build([spec], _view(spec, in_sync, with_facts=False)) == []

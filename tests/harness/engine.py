@@ -532,8 +532,13 @@ class Engine:
             return self._record_preview(run, step, new)
         if step.op == "same":
             with run.lock:
+                # like the engine's snapshot manager (sameSnapshotMutation.mustWrite), a same
+                # step that changes nothing recorded is not checkpointed
+                changed = (old.inputs, old.secret_inputs, old.depends_on) != (
+                    checked, new.secret_inputs, deps)
                 old.inputs, old.secret_inputs, old.depends_on = checked, new.secret_inputs, deps
-                self._persist(run)
+                if changed:
+                    self._persist(run)
                 run.outputs[name] = (old.outputs, old.secret_outputs)
             run.add_step(step)
             return True

@@ -17,7 +17,7 @@ CARGO = "~/bench/cargo"
 _SCRIPT = r"""#!/bin/sh
 # stand-in cargo (benchmarks): sleeps, then writes a binary that answers --version
 case "${1:-}" in
-  --version) echo "cargo 1.80.0 (stand-in)"; exit 0;;
+  --version) date +%s.%N >> "$HOME/bench/cargo.versions"; echo "cargo 1.80.0 (stand-in)"; exit 0;;
   build) shift;;
   *) echo "stand-in cargo: only build and --version" >&2; exit 1;;
 esac
@@ -45,6 +45,11 @@ echo "    Finished release (stand-in)" >&2
 
 def script(seconds: float) -> str:
     return _SCRIPT.replace("__SECONDS__", f"{seconds:g}")
+
+
+def version_queries(host: Host) -> int:
+    """How many times `cargo --version` ran on `host` (a preflight's toolchain query)."""
+    return int(host.run("cat bench/cargo.versions 2>/dev/null | wc -l").stdout.strip() or 0)
 
 
 def builds(host: Host) -> list[tuple[float, float, str]]:
