@@ -193,7 +193,10 @@ class RbeeStack:
         self.engine = Engine(self.lab.tmp / self.name / "state.json", stack="bench")
 
     def decls(self) -> list[Decl]:
-        decls = declare(self.config)
+        # the program runs on the stack the engine records (receipts name it; `status`
+        # computes the same install ids only for the same stack)
+        assert self.engine is not None
+        decls = declare(self.config, stack=self.engine.stack)
         return decls if self.kickoff else without_kickoff(decls)
 
     def up(self) -> tuple[float, UpResult]:

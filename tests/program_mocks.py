@@ -58,14 +58,16 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-def install_mocks(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Recorder:
+def install_mocks(
+    config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, stack: str = "test"
+) -> Recorder:
     recorder = Recorder()
     # other tests' asyncio.run() leaves no current loop; the mocks need one
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(
         recorder,
         project="rbee-infra",
-        stack="test",
+        stack=stack,
         preview=False,
         monitor=RecordingMonitor(recorder),
     )

@@ -381,3 +381,25 @@ def test_kickoff_plans_builds_only_from_a_view_with_facts() -> None:
     ]  # fmt: skip
     in_sync = _facts(spec, _receipt(spec, COMMIT))
     assert kickoff.to_build([spec], _view(spec, in_sync, with_facts=False)) == []
+
+
+@pytest.mark.unit
+def test_the_program_does_not_import_the_ssh_stack() -> None:
+    """Every `pulumi preview`/`up` starts the program afresh; it only needs the provider
+    classes, not asyncssh (imported by the provider on its first connection)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rbee_infra.program, rbee_infra.ssh; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncssh', 'cryptography')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # first use imports it: the real classes, so `except asyncssh.X` clauses keep working
+    code = (
+        "import sys, rbee_infra.ssh as s; e = s.asyncssh.PermissionDenied; "
+        "import asyncssh; print(e is asyncssh.PermissionDenied, issubclass(e, asyncssh.Error))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]

@@ -72,9 +72,12 @@ def _engine_value(value: Any) -> Any:
     return Secret(unwrap(value)) if is_secret(value) else value
 
 
-def declare(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> list[Decl]:
-    """The program's resources for `config`, in declaration order, as engine Decls."""
-    recorder = install_mocks(config, secret_keys)
+def declare(
+    config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, stack: str = "test"
+) -> list[Decl]:
+    """The program's resources for `config` on `stack`, in declaration order, as engine
+    Decls."""
+    recorder = install_mocks(config, secret_keys, stack=stack)
 
     @pulumi.runtime.test
     def program() -> Any:
