@@ -350,7 +350,16 @@ def test_engine_lifecycle(engine: Engine, tmp_path: Path) -> None:
     assert "__provider" in st["a"].inputs and "__provider" in st["a"].outputs
     assert set(up.durations) == {"a", "b"}
 
+    # like the engine's snapshot manager, a same step that changes nothing recorded writes
+    # no checkpoint; one whose inputs changed (without a diff) does
+    written = engine.state_path.read_bytes()
+    os.utime(engine.state_path, (0, 0))
     assert engine.up(decls).ops() == {"a": "same", "b": "same"}
+    assert engine.state_path.stat().st_mtime == 0 and engine.state_path.read_bytes() == written
+    decls[0].inputs["sleep"] = 0.01  # not compared by the provider's diff
+    assert engine.up(decls).ops() == {"a": "same", "b": "same"}
+    assert engine.state_path.stat().st_mtime > 0
+    assert engine.state()["a"].inputs["sleep"] == 0.01
 
     decls[0].inputs["content"] = "A2"
     plan = engine.preview(decls)
