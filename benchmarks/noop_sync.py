@@ -115,7 +115,6 @@ def run(lab: Lab, *, quick: bool) -> dict[str, Any]:
                     "pyinfra_over_rbee": round(best["pyinfra"] / best["rbee"], 2),
                     "ansible_over_rbee": round(best["ansible"] / best["rbee"], 2),
                     "rbee_with_startup_s": round(with_startup, 2),
-                    "startup_s": fixed,
                     "pyinfra_over_rbee_with_startup": round(best["pyinfra"] / with_startup, 2),
                     "commands_per_host": {t: round(c, 1) for t, c in commands.items()},
                     "logins_per_host": logins,

@@ -89,16 +89,21 @@ def need_of(spec: InstallSpec, *, facts: bool = False) -> Need:
     )
 
 
-def need_of_all(specs: Iterable[InstallSpec], *, facts: bool = False) -> Need:
-    needs = [need_of(s, facts=facts) for s in specs]
+def need_of_all(specs: Iterable[InstallSpec]) -> Need:
+    needs = [need_of(s) for s in specs]
     return Need(
         cargo=needs[0].cargo,
         names=frozenset().union(*(n.names for n in needs)),
         refs=frozenset().union(*(n.refs for n in needs)),
         extras=any(n.extras for n in needs),
         ports=frozenset().union(*(n.ports for n in needs)),
-        facts=facts,
     )
+
+
+def facts_only(need: Need) -> Need:
+    """The second round trip of a host with something to install: the toolchain and platform
+    facts and the inventory of `need`'s names, not its refs, extras or health again."""
+    return Need(cargo=need.cargo, names=need.names, facts=True)
 
 
 @dataclass(frozen=True)
@@ -261,7 +266,8 @@ def memoized(spec: InstallSpec, *, facts: bool = False) -> HostView | None:
     """A memoized view that still covers this resource's check (with `facts`: and its
     preflight), without any I/O (None off the shared loop): an install right after its
     check reads the host from it."""
-    return _lookup(spec, need_of(spec, facts=facts)) if pool.on_shared_loop() else None
+    need = facts_only(need_of(spec)) if facts else need_of(spec)
+    return _lookup(spec, need) if pool.on_shared_loop() else None
 
 
 def remember(spec: InstallSpec, seen: HostView) -> None:

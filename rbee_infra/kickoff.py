@@ -197,28 +197,17 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
             hostview.remember(specs[0], view)
         seen[alias] = view
 
+    # `view` memoizes these facts for the host's preflight and installs
     building = {a: specs for a, specs in hosts if a in seen and to_build(specs, seen[a])}
-    facts_needs = {
-        alias: hostview.Need(cargo=needs[alias].cargo, names=needs[alias].names, facts=True)
-        for alias in building
-    }
-    more = dict(
-        await asyncio.gather(
-            *(one(alias, specs, facts_needs[alias]) for alias, specs in building.items())
-        )
+    more = await asyncio.gather(
+        *(one(a, specs, hostview.facts_only(needs[a])) for a, specs in building.items())
     )
-    for alias, specs in building.items():
-        full = more.get(alias)
-        if full is None:
-            continue
-        view = dataclasses.replace(
-            seen[alias],
-            need=dataclasses.replace(seen[alias].need, facts=True),
-            facts=full.facts,
-        )
-        if set(needs[alias].repos()) <= set(view.listings):
-            hostview.remember(specs[0], view)
-        seen[alias] = view
+    for alias, full in more:
+        if full is not None:
+            view = seen[alias]
+            seen[alias] = dataclasses.replace(
+                view, need=dataclasses.replace(view.need, facts=True), facts=full.facts
+            )
     return seen
 
 

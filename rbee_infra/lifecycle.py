@@ -78,7 +78,7 @@ async def observe(spec: InstallSpec) -> Observed:
 async def preflight_problems(spec: InstallSpec) -> list[str]:
     """What the host lacks for this install (read-only). Shares the host's view: after the
     build kick-off planned this host, its facts are already read."""
-    seen = await hostview.view(spec, hostview.need_of(spec, facts=True))
+    seen = await hostview.view(spec, hostview.facts_only(hostview.need_of(spec)))
     return preflight.preflight_problems(spec, seen.facts)
 
 
