@@ -162,6 +162,21 @@ def fingerprint(public_key_line: str) -> str:
         return "unparseable key"
 
 
+def key_decrypt_problem(reason: str) -> str:
+    """What to tell the operator when asyncssh cannot decrypt a private key. Only a failed
+    check of the decrypted bytes means a wrong passphrase; a missing bcrypt (OpenSSH's key
+    format derives its key with bcrypt's KDF) or an unknown cipher is not the user's typo."""
+    lowered = reason.lower()
+    if "bcrypt" in lowered:
+        return (
+            "the private key is encrypted in OpenSSH format and decrypting it needs the "
+            "Python package bcrypt, which is not installed: pip install 'asyncssh[bcrypt]'"
+        )
+    if "incorrect passphrase" in lowered:
+        return "the private key could not be decrypted (wrong passphrase?)"
+    return f"the private key could not be decrypted: {reason}"
+
+
 def _client_keys(c: Connection, label: str) -> list[asyncssh.SSHKey] | None:
     passphrase = c.private_key_password
     try:
@@ -170,11 +185,15 @@ def _client_keys(c: Connection, label: str) -> list[asyncssh.SSHKey] | None:
         if c.private_key_path:
             path = os.path.expanduser(c.private_key_path)
             return [asyncssh.read_private_key(path, passphrase)]
-    except asyncssh.KeyEncryptionError:
-        raise AuthError(
-            label, "the private key could not be decrypted (wrong passphrase?)"
-        ) from None
-    except (asyncssh.KeyImportError, ValueError):
+    except asyncssh.KeyEncryptionError as error:
+        raise AuthError(label, key_decrypt_problem(str(error))) from None
+    except asyncssh.KeyImportError as error:
+        if "passphrase must be specified" in str(error).lower():
+            raise AuthError(
+                label, "the private key is encrypted: set rbee:sshPrivateKeyPassword"
+            ) from None
+        raise AuthError(label, "the private key could not be read (not a supported key)") from None
+    except ValueError:
         raise AuthError(label, "the private key could not be read (not a supported key)") from None
     except OSError as error:
         raise AuthError(
