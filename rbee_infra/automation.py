@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Operation = Literal["preview", "up", "destroy"]
+Operation = Literal["preview", "up", "refresh", "destroy"]
 INSTALL_URL = "https://www.pulumi.com/docs/install/"
 SECRETS_PROVIDER = "passphrase"
 
@@ -80,8 +80,14 @@ def run(
     settings: BackendSettings,
     on_output: Callable[[str], None],
     on_error: Callable[[str], None] | None = None,
+    clear_pending_creates: bool = False,
 ) -> None:
-    """Run one operation on the project in `project_dir`, streaming Pulumi's output."""
+    """Run one operation on the project in `project_dir`, streaming Pulumi's output.
+
+    `up` goes on past a failed resource (Pulumi's `--continue-on-error`): one unreachable host
+    must not keep the others, or the workers of a reachable hive, from being installed; the
+    failures are reported together at the end and the run fails. `refresh` can clear the
+    pending creates an interrupted `up` leaves in the state."""
     pulumi_cli()
     from pulumi import automation as auto  # imported late: `status`/`import` do not need it
 
@@ -97,7 +103,13 @@ def run(
         if operation == "preview":
             selected.preview(on_output=on_output, on_error=on_error)
         elif operation == "up":
-            selected.up(on_output=on_output, on_error=on_error)
+            selected.up(on_output=on_output, on_error=on_error, continue_on_error=True)
+        elif operation == "refresh":
+            selected.refresh(
+                on_output=on_output,
+                on_error=on_error,
+                clear_pending_creates=clear_pending_creates or None,
+            )
         else:
             selected.destroy(on_output=on_output, on_error=on_error)
     except auto.CommandError as error:

@@ -1,4 +1,4 @@
-"""The operator CLI: `rbee-infra status | import | export | preview | up | destroy`.
+"""The operator CLI: `rbee-infra status | import | export | preview | up | refresh | destroy`.
 
 Exit codes: 0 success (status: all in sync), 1 drift (status) or a failed Pulumi operation,
 2 a host unreachable or an error (status), or the Pulumi CLI missing, 3 bad configuration.
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("preview", "show what `up` would change"),
         ("up", "install or update every hive and worker"),
+        ("refresh", "read every host into the stack's state (drift, pending operations)"),
         ("destroy", "remove everything this stack installed"),
     ):
         op = commands.add_parser(name, parents=[common, stack], help=text)
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument(
             "--yes", "-y", action="store_true", help="do not ask to confirm (destroy asks)"
         )
+        if name == "refresh":
+            op.add_argument(
+                "--clear-pending-creates",
+                action="store_true",
+                help="drop the creates an interrupted `up` left pending (the next `up` "
+                "creates them again, joining a build still running on the host)",
+            )
     return parser
 
 
@@ -345,6 +353,7 @@ def cmd_operation(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
         settings=settings,
         on_output=lambda line: print(line, flush=True),
         on_error=lambda line: print(line, file=sys.stderr, flush=True),
+        clear_pending_creates=getattr(args, "clear_pending_creates", False),
     )
     return EXIT_OK
 
@@ -355,6 +364,7 @@ COMMANDS = {
     "export": cmd_export,
     "preview": cmd_operation,
     "up": cmd_operation,
+    "refresh": cmd_operation,
     "destroy": cmd_operation,
 }
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from rbee_infra.errors import ConfigError
+from rbee_infra.redact import url_has_credentials
 
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
@@ -355,3 +356,29 @@ def parse_fleet(data: Any) -> FleetConfig:
         return FleetConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(problems_of(error)) from None
+
+
+def plain_credentials(fleet: FleetConfig) -> list[tuple[str, str]]:
+    """Credentials in URLs of a fleet whose `rbee:hives` is plain config. The engine hands the
+    whole stack config to the dynamic provider and records it in state, so a token there would
+    sit in the state file unencrypted: refuse it, and say how to make it a secret."""
+    problems: list[tuple[str, str]] = []
+    for i, hive in enumerate(fleet.hives):
+        sources = [(f"hives[{i}].installMethod", hive.install_method)]
+        sources += [
+            (f"hives[{i}].workers[{j}].installMethod", worker.install_method)
+            for j, worker in enumerate(hive.workers)
+        ]
+        for where, source in sources:
+            field, url = (
+                ("git.repo", source.repo) if isinstance(source, GitSource)
+                else ("release.baseUrl", source.base_url) if isinstance(source, ReleaseSource)
+                else ("", "")
+            )
+            if url and url_has_credentials(url):
+                problems.append((
+                    f"{where}.{field}",
+                    "this URL carries a credential, so rbee:hives must be a secret: "
+                    f"pulumi config set --secret --path 'rbee:{where}.{field}' '<url>'",
+                ))
+    return problems

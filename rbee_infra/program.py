@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 
 from rbee_infra.command import CommandConfig, declare_command, parse_commands
 from rbee_infra.config import (
@@ -17,7 +18,9 @@ from rbee_infra.config import (
     HiveConfig,
     WorkerConfig,
     parse_fleet,
+    plain_credentials,
 )
+from rbee_infra.errors import ConfigError
 from rbee_infra.redact import url_has_credentials
 from rbee_infra.resources import (
     KICKOFF_NAME,
@@ -63,7 +66,10 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
         data["sshAgent"] = agent
     if key is not None:
         data["sshPrivateKey"] = "<secret>"
-    return parse_fleet(data), Secrets(private_key=key, private_key_password=password)
+    fleet = parse_fleet(data)
+    if not is_config_secret("rbee:hives") and (problems := plain_credentials(fleet)):
+        raise ConfigError(problems)
+    return fleet, Secrets(private_key=key, private_key_password=password)
 
 
 def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Any:

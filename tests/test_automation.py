@@ -17,6 +17,7 @@ import yaml
 
 from rbee_infra import automation, cli
 from rbee_infra.automation import INSTALL_URL, backend_settings
+from tests.e2e.project import require_cli, requires_cli
 
 HOME = Path("/home/op")
 
@@ -131,19 +132,14 @@ def test_destroy_needs_yes_without_a_terminal(monkeypatch: Any) -> None:
 
 # --- with the Pulumi CLI ------------------------------------------------------------------
 
-needs_pulumi = pytest.mark.skipif(
-    shutil.which("pulumi") is None,
-    reason=f"the Pulumi CLI is not installed ({INSTALL_URL}); up/preview/destroy need it",
-)
-
-
 @pytest.mark.e2e
 @pytest.mark.hosts
-@needs_pulumi
-def test_up_status_destroy_on_a_real_host(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+@requires_cli
+def test_up_refresh_status_destroy_on_real_hosts_with_one_dead(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
     from tests.harness.fixture_repo import expected_version_line, make_rbee_repo
     from tests.harness.hosts import HarnessUnavailable, check_available, start_hosts
 
+    require_cli()
     try:
         check_available()
     except HarnessUnavailable as error:
@@ -152,9 +148,9 @@ def test_up_status_destroy_on_a_real_host(tmp_path: Path, monkeypatch: Any, caps
     work = Path(tempfile.mkdtemp(prefix="rbee-e2e-"))
     work.chmod(0o755)
     repo = make_rbee_repo(work)
-    hosts = start_hosts(1)
+    hosts = start_hosts(2)
     try:
-        host = hosts[0]
+        host, dead = hosts.hosts
         project = tmp_path / "project"
         project.mkdir()
         (project / "Pulumi.yaml").write_text(
@@ -168,6 +164,10 @@ def test_up_status_destroy_on_a_real_host(tmp_path: Path, monkeypatch: Any, caps
             f'install_method = {{ git = {{ repo = "{repo.url}", branch = "main" }} }}\n'
             "auto_start = false\n"  # no hive service here (see tests/test_service.py)
             'workers = [{ type = "cpu", version = "latest", features = ["cpu"] }]\n'
+            f'[[hive]]\nalias = "dead"\nhostname = "{dead.address}"\n'
+            f'ssh_user = "{dead.user}"\nssh_port = {dead.port}\n'
+            f'install_method = {{ git = {{ repo = "{repo.url}", branch = "main" }} }}\n'
+            "auto_start = false\n"
         )
         common = ["--stack", "e2e", "--project-dir", str(project)]
         assert cli.main(["import", str(conf), *common]) == 0
@@ -175,17 +175,22 @@ def test_up_status_destroy_on_a_real_host(tmp_path: Path, monkeypatch: Any, caps
         doc = yaml.safe_load(stack_file.read_text())
         doc["config"]["rbee:sshPrivateKeyPath"] = str(hosts.client_key_path)
         doc["config"]["rbee:knownHosts"] = str(hosts.known_hosts_path)
+        doc["config"]["rbee:connectTimeout"] = 3
         stack_file.write_text(yaml.safe_dump(doc))
+        dead.stop()
         monkeypatch.setenv("PULUMI_PYTHON_CMD", sys.executable)
         monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         backend = ["--backend", (tmp_path / "state").as_uri()]
         (tmp_path / "state").mkdir()
         assert cli.main(["preview", *common, *backend]) == 0
-        assert cli.main(["up", *common, *backend]) == 0
+        # one host down: `up` still installs the other (and its worker), then fails naming it
+        assert cli.main(["up", *common, *backend]) == 1
+        assert "hive dead: connect failed" in capsys.readouterr().out
         version = host.run(".local/share/rbee/workers/rbee-worker-cpu --version").stdout.strip()
         assert version == expected_version_line("llm-worker-rbee-cpu", "0.2.0", ("cpu",))
+        assert cli.main(["refresh", *common, *backend, "--clear-pending-creates"]) == 0
         capsys.readouterr()
-        assert cli.main(["status", *common, "--json"]) == 0
+        assert cli.main(["status", *common, "--json"]) == 2  # a host unreachable
         assert json.loads(capsys.readouterr().out)["summary"]["inSync"] == 1
         assert cli.main(["destroy", *common, *backend, "--yes"]) == 0
         assert not (host.home / ".local/bin/rbee-hive").exists()

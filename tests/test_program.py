@@ -182,3 +182,32 @@ def test_invalid_config_fails_before_any_resource(mutate: Any, expected: str) ->
         read_stack_config()
     assert expected in str(caught.value)
     assert recorder.resources == []
+
+
+TOKEN_URL = "https://x-access-token:ghp_plainT0ken@example.org/rbee/llama-orch.git"
+
+
+def test_a_token_url_in_plain_config_is_refused_before_any_resource() -> None:
+    config = two_by_two()
+    config["rbee:hives"][1]["workers"][0]["installMethod"] = {"git": {"repo": TOKEN_URL}}
+    config["rbee:hives"][0]["installMethod"] = {
+        "release": {"tag": "v0.2.0", "baseUrl": "https://u:pw@mirror.example.org", "sha256": "a" * 64}
+    }
+    recorder = install_mocks(config)
+    with pytest.raises(ConfigError) as caught:
+        read_stack_config()
+    message = str(caught.value)
+    assert "hives[0].installMethod.release.baseUrl: this URL carries a credential" in message
+    assert "hives[1].workers[0].installMethod.git.repo: this URL carries a credential" in message
+    assert ("pulumi config set --secret --path "
+            "'rbee:hives[1].workers[0].installMethod.git.repo' '<url>'") in message
+    assert "ghp_plainT0ken" not in message and ":pw@" not in message
+    assert recorder.resources == []
+
+
+def test_a_token_url_in_secret_config_is_accepted() -> None:
+    config = two_by_two()
+    config["rbee:hives"][1]["installMethod"] = {"git": {"repo": TOKEN_URL, "branch": "develop"}}
+    recorder = run_program(config, ("rbee:hives",))
+    hive = recorder.by_name("hive-cpu-host")
+    assert is_secret(hive.inputs["source"])

@@ -16,7 +16,7 @@ from tests.harness.assertions import assert_hive_installed
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, hive_config, make_fleet
-from tests.harness.hosts import Host, HostSet
+from tests.harness.hosts import Host, HostSet, wait_until
 from tests.harness.installs import version, worker
 from tests.harness.proxy import TcpProxy
 from tests.metrics import record
@@ -48,14 +48,6 @@ def install_slow_cargo(host: Host, seconds: float = 2.0) -> str:
 def cargo_calls(host: Host) -> list[tuple[str, float]]:
     text = host.run("cat cargo-calls.log 2>/dev/null || true").stdout
     return [(p[0], float(p[-2])) for p in (line.split() for line in text.splitlines())]
-
-
-def wait_until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
 
 
 def builds_started(host: Host) -> int:

@@ -35,7 +35,7 @@ def test_token_in_repo_url_and_inline_key_never_leak(
             hive_config(c, "host1")["installMethod"] = {"git": {"repo": url, **ref}}
             return c
 
-        secret_keys = ("rbee:sshPrivateKey",)
+        secret_keys = ("rbee:sshPrivateKey", "rbee:hives")
         texts: list[str] = []
         ok = engine.up(declare(config(tag="v0.1.0"), secret_keys))
         assert ok.ok, ok.errors

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,14 @@ USER_RE = re.compile(rf"^{USER_PREFIX}[a-z0-9]{{4}}h\d+$")
 OWNER_FILE = ".rbee-hosts-owner"
 BANNER_TIMEOUT = 10.0
 _RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
 
 
 class HarnessUnavailable(RuntimeError):
