@@ -1,12 +1,13 @@
 """Run the benchmarks on real sshd hosts on this machine (root needed, like the test suite):
 
-    python -m benchmarks.run            # all four (about 10 minutes on 2 cores)
+    python -m benchmarks.run            # all five (about 15 minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller fleets, one repeat (about 3 minutes)
     python -m benchmarks.run --only 2,4 --json reports/benchmarks.json
 
 Needs the `bench` extra (`pip install -e '.[bench]'`: pyinfra, ansible-core), git, cargo,
-sshd and the OpenSSH client. Each benchmark prints its table with the ratios measured side by
-side in this run; `--json` also writes every number (default reports/benchmarks.json).
+sshd, the OpenSSH client, and for benchmark 5 the Pulumi CLI (`bash scripts/install-pulumi.sh`).
+Each benchmark prints its table with the ratios measured side by side in this run; `--json`
+also writes every number (default reports/benchmarks.json).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold_install, concurrency, noop_sync, status_bench
+from benchmarks import cli_noop, cold_install, concurrency, noop_sync, status_bench
 from benchmarks.common import open_lab
 
 BENCHMARKS = {
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "2": noop_sync,
     "3": concurrency,
     "4": status_bench,
+    "5": cli_noop,
 }
 
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.run", description="rbee-infra benchmarks on local sshd hosts"
     )
     parser.add_argument("--quick", action="store_true", help="smaller fleets, one repeat")
-    parser.add_argument("--only", default="1,2,3,4", help="comma-separated benchmark numbers")
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers")
     parser.add_argument(
         "--naive", action="store_true",
         help="benchmark 3 also without the build kick-off (4 and 16 hosts; slow)",

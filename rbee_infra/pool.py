@@ -16,7 +16,6 @@ with `asyncio.run`) gets a private connection closed after use, as before.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import threading
@@ -79,11 +78,18 @@ class _Shared:
 
 _open: dict[str, _Shared] = {}
 _dialing: dict[str, asyncio.Future[_Shared]] = {}
+# A host this process never reached: the engine calls Check one resource at a time, so without
+# this every resource on a dead host would wait out its own connect timeouts and retries. A host
+# that answered once is dialed again after a drop (its link may be back).
+_unreachable: dict[str, ConnectError] = {}
+_reached: set[str] = set()
 
 
 def _relabel(error: HostError, label: str) -> HostError:
     """The error of a dial made for another resource on the same host, named for this one."""
-    mine = copy.copy(error)
+    # not copy.copy: it calls __init__ again with `args`, which HostError subclasses reshape
+    mine = type(error).__new__(type(error))
+    mine.__dict__.update(error.__dict__)
     mine.host = label
     mine.args = (str(error).replace(error.host, label, 1),)
     return mine
@@ -97,6 +103,8 @@ async def _shared(c: Connection, label: str, secrets: Sequence[str]) -> _Shared:
             return entry
         if entry is not None:
             _open.pop(key, None)  # it dropped: dial again
+        if key in _unreachable:
+            raise _relabel(_unreachable[key], label)
         pending = _dialing.get(key)
         if pending is None:
             return await _dial_for(key, c, label, secrets)
@@ -122,12 +130,15 @@ async def _dial_for(key: str, c: Connection, label: str, secrets: Sequence[str])
         pending.cancel()
         raise
     except BaseException as error:
+        if isinstance(error, ConnectError) and key not in _reached:
+            _unreachable[key] = error
         pending.set_exception(error)
         pending.exception()  # retrieved: no "never retrieved" warning when nobody waits
         raise
     finally:
         _dialing.pop(key, None)
     entry = _Shared(session)
+    _reached.add(key)
     _open[key] = entry
     pending.set_result(entry)
     return entry

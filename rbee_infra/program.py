@@ -210,17 +210,14 @@ def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _Plann
 
 
 def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
-    """The stack's BuildKickoff (see `kickoff`): every host where something is built from
-    git. Every hive depends on it, so all builds start before any install waits."""
+    """The stack's BuildKickoff (see `kickoff`): every host, so that its check reads the whole
+    fleet at once (the engine calls Check one resource at a time; the hives' and workers' own
+    checks then answer from memory) and its update starts every git build before any install
+    waits. Every hive depends on it."""
     hosts: list[dict[str, Any]] = []
     secret = False
     for p in planned:
         hive = p.hive
-        git = isinstance(hive.install_method, GitSource) or any(
-            isinstance(worker_source(hive, w), GitSource) for w, _, _ in p.workers
-        )
-        if not git:
-            continue
         installs = [build_props(p.args, "hive", f"hive-{hive.alias}")]
         installs += [
             build_props(args, "worker", f"worker-{hive.alias}-{w.type}")

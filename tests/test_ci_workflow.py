@@ -53,6 +53,8 @@ def test_e2e_installs_the_cli_with_the_official_action_and_cannot_skip() -> None
     (pulumi,) = uses("e2e", "pulumi/actions")
     assert pulumi["uses"] == "pulumi/actions@v6"
     assert "command" not in pulumi.get("with", {})  # install only
+    pinned = re.search(r"^pulumi==([\d.]+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned and pulumi["with"]["pulumi-version"] == pinned.group(1)
     (test,) = [step for step in steps("e2e") if "pytest" in step.get("run", "")]
     assert "-m e2e" in test["run"] and "tests/e2e" in test["run"]
     assert test["env"]["RBEE_REQUIRE_E2E"] == "1"
@@ -74,3 +76,20 @@ def test_local_entry_runs_the_same_checks() -> None:
     for job in workflow()["jobs"]:
         for script in re.findall(r"\b(scripts/[\w.-]+|\.ci/[\w.-]+)", runs(job)):
             assert (ROOT / script).is_file(), f"{job} runs {script}, which does not exist"
+
+
+def test_the_cli_and_the_sdk_are_pinned_to_one_version() -> None:
+    requirements = re.search(r"^pulumi==([\d.]+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert requirements
+    version = requirements.group(1)
+    assert f'"pulumi=={version}"' in (ROOT / "pyproject.toml").read_text()
+    gomod = (ROOT / "tools" / "pulumi" / "go.mod").read_text()
+    assert re.search(rf"^\tgithub.com/pulumi/pulumi/pkg/v3 v{re.escape(version)}\b", gomod, re.M)
+    assert re.search(rf"^\tgithub.com/pulumi/pulumi/sdk/v3 v{re.escape(version)}$", gomod, re.M)
+
+
+def test_ci_gets_the_cli_and_forbids_skipped_e2e_tests() -> None:
+    local = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/install-pulumi.sh" in local
+    assert "export PATH RBEE_REQUIRE_E2E=1" in local
+    assert "shellcheck" in local

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from rbee_infra import hostview, kickoff, plan, pool, scripts, ssh
+from rbee_infra.errors import ConnectError
 from rbee_infra.facts import parse_probe
 from rbee_infra.spec import InstallSpec, parse_spec
 from rbee_infra.ssh import Result
@@ -26,7 +27,7 @@ from tests.harness.assertions import assert_hive_installed, assert_worker_instal
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo, workspace_files
 from tests.harness.fleet import declare, hive_config, make_fleet
-from tests.harness.hosts import Host, HostSet, start_hosts
+from tests.harness.hosts import Host, HostSet, free_port, start_hosts
 from tests.harness.snapshot import diff_snapshots, snapshot_home
 
 T = TypeVar("T")
@@ -243,6 +244,32 @@ def test_pool_shares_per_credentials_and_replaces_a_dropped_connection(hosts1: H
     host.start()
     _, per_host = counted([host], lambda: pool.run(whoami(spec)))
     assert per_host == [(1, 1)]
+
+
+@pytest.mark.hosts
+def test_a_host_never_reached_costs_one_dial_per_provider_process(
+    hosts1: HostSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (host,) = hosts1.hosts
+    spec = _spec(hosts1, host, port=free_port(host.address))  # nothing listens there
+    dials: list[str] = []
+    real_dial = pool.dial
+
+    async def counting_dial(c: Any, label: str, **kw: Any) -> Any:
+        dials.append(label)
+        return await real_dial(c, label, **kw)
+
+    monkeypatch.setattr(pool, "dial", counting_dial)
+
+    async def probe(label: str) -> None:
+        async with pool.lease(spec.effective_connection(), label) as session:
+            await session.run("true", phase="probe")
+
+    for label in ("hive dead", "worker dead/cpu", "worker dead/cuda"):
+        with pytest.raises(ConnectError) as caught:
+            pool.run(probe(label))
+        assert str(caught.value).startswith(f"{label}: connect failed: ")
+    assert dials == ["hive dead"]  # the later resources got the first one's answer at once
 
 
 # ---------------------------------------------------------------- batched commands (pure)

@@ -146,20 +146,19 @@ def test_one_build_kickoff_lists_every_host_and_every_hive_depends_on_it() -> No
     assert gpu["installs"][1]["features"] == ["cuda"]
 
 
-def test_hosts_without_git_sources_are_not_in_the_build_kickoff() -> None:
+def test_hosts_without_git_sources_are_surveyed_by_the_kickoff_too() -> None:
     config = two_by_two()
     release = {"release": {"repo": "veighnsche/llama-orch", "tag": "v0.2.0", "sha256": "a" * 64}}
-    config["rbee:hives"][1]["installMethod"] = release
-    recorder = run_program(config)
-    hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
-    assert [h["alias"] for h in hosts] == ["gpu-host"]
     for hive in config["rbee:hives"]:
         hive["installMethod"] = release
         for worker in hive["workers"]:
             worker.pop("version", None)
     recorder = run_program(config)
-    assert "build-kickoff" not in {r.name for r in recorder.resources}
-    assert recorder.by_name("hive-cpu-host").dependencies == []
+    hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    assert [h["alias"] for h in hosts] == ["gpu-host", "cpu-host"]
+    assert hosts[1]["installs"][0]["source"]["method"] == "release"
+    (dependency,) = recorder.by_name("hive-cpu-host").dependencies
+    assert dependency.endswith("::build-kickoff")
 
 
 @pytest.mark.parametrize(

@@ -135,13 +135,14 @@ def test_unmanaged_installs_listed_and_pruned_only_when_asked(
         assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
         assert version(host, worker_stable("cpu")) == "llm-worker-rbee-cpu 0.1.0 features=cpu"
         assert engine.state()["hive-h1"].outputs["extras"] == extras
-        assert engine.preview(fleet(False)).ops() == {"hive-h1": "same", "worker-h1-cpu": "same"}
+        unchanged = {"build-kickoff": "same", "hive-h1": "same", "worker-h1-cpu": "same"}
+        assert engine.preview(fleet(False)).ops() == unchanged
         for path in extras:
             assert (host.home / path.removeprefix("~/")).exists(), path
 
         # asked: preview lists what will go and removes nothing; up removes exactly that
         plan = engine.preview(fleet(True))
-        assert plan.ops() == {"hive-h1": "update", "worker-h1-cpu": "same"}
+        assert plan.ops() == {**unchanged, "hive-h1": "update"}
         hive_step = next(s for s in plan.steps if s.name == "hive-h1")
         assert hive_step.detailed_changes["pruneExtras"] == (None, extras)
         for path in extras:
@@ -155,7 +156,7 @@ def test_unmanaged_installs_listed_and_pruned_only_when_asked(
         assert receipt(host, "rbee-worker-cpu")["resource"] == "worker-h1-cpu"
         assert (host.home / RBEE_ROOT / "workers/rbee-worker-cpu.pre-rbee-infra").exists()
         assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
-        assert engine.preview(fleet(True)).ops() == {"hive-h1": "same", "worker-h1-cpu": "same"}
+        assert engine.preview(fleet(True)).ops() == unchanged
 
         # a new stray install shows up in the next preview, and goes on the next up
         host.run("echo new > .local/share/rbee/workers/rbee-worker-new")
