@@ -2,17 +2,21 @@
 
 Backend: `--backend URL`, else `PULUMI_BACKEND_URL`, else a local file backend under the
 user's data dir (`$XDG_DATA_HOME/rbee-infra/state`, default `~/.local/share/rbee-infra/state`).
-Secrets: the passphrase provider; `PULUMI_CONFIG_PASSPHRASE` defaults to empty when neither it
-nor `PULUMI_CONFIG_PASSPHRASE_FILE` is set (set one to protect secrets in the stack config).
+Secrets: the passphrase provider. `PULUMI_CONFIG_PASSPHRASE` or `PULUMI_CONFIG_PASSPHRASE_FILE`
+must be set, as the Pulumi CLI requires without a terminal; an empty passphrase is allowed only
+when set on purpose (`PULUMI_CONFIG_PASSPHRASE=`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Operation = Literal["preview", "up", "refresh", "destroy"]
 INSTALL_URL = "https://www.pulumi.com/docs/install/"
@@ -36,7 +40,7 @@ class BackendSettings:
     url: str
     env: dict[str, str]  # what the Pulumi CLI subprocess gets on top of the environment
     state_dir: Path | None  # the local state directory when the file backend is in use
-    passphrase_defaulted: bool
+    passphrase_missing: bool  # neither PULUMI_CONFIG_PASSPHRASE nor ..._FILE is set
 
 
 def state_dir(environ: Mapping[str, str], home: Path) -> Path:
@@ -57,12 +61,10 @@ def backend_settings(
     elif url.startswith("file://"):
         local = Path(url.removeprefix("file://")).expanduser()
     env = {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
-    defaulted = (
+    missing = (
         "PULUMI_CONFIG_PASSPHRASE" not in environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in environ
     )
-    if defaulted:
-        env["PULUMI_CONFIG_PASSPHRASE"] = ""
-    return BackendSettings(url=url, env=env, state_dir=local, passphrase_defaulted=defaulted)
+    return BackendSettings(url=url, env=env, state_dir=local, passphrase_missing=missing)
 
 
 def pulumi_cli(path: str | None = None) -> str:
@@ -121,3 +123,46 @@ def _summary(operation: str, error: Exception) -> str:
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     code = next((ln for ln in lines if ln.startswith("code:")), "")
     return f"pulumi {operation} failed" + (f" ({code})" if code else "")
+
+
+class StateUnreadable(RuntimeError):
+    """The stack's state could not be read (no CLI, no such stack, backend unreachable)."""
+
+
+def stack_export(project_dir: Path, stack: str, settings: BackendSettings) -> dict[str, Any]:
+    """The stack's state as `pulumi stack export` prints it (secrets stay encrypted)."""
+    try:
+        cli = pulumi_cli()
+    except PulumiMissing as error:
+        raise StateUnreadable(str(error)) from None
+    done = subprocess.run(
+        [cli, "stack", "export", "--stack", stack, "--non-interactive"],
+        cwd=project_dir,
+        env={**os.environ, **settings.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise StateUnreadable(f"pulumi stack export: {reason}")
+    exported: dict[str, Any] = json.loads(done.stdout)
+    return exported
+
+
+def pinned_host_keys(exported: Mapping[str, Any]) -> dict[str, str]:
+    """Pure: hive alias -> the host key the stack pinned for it under hostKeyPolicy "tofu"
+    (a hive's or worker's `trustedHostKey`, else the build kick-off's `trustedHostKeys`)."""
+    pins: dict[str, str] = {}
+    fallback: dict[str, str] = {}
+    for resource in (exported.get("deployment") or {}).get("resources") or []:
+        inputs = resource.get("inputs") or {}
+        alias, key = inputs.get("alias"), inputs.get("trustedHostKey")
+        mine = isinstance(alias, str) and isinstance(key, str) and bool(key)
+        if mine and (inputs.get("component") == "hive" or alias not in pins):
+            pins[alias] = key
+        for alias, key in (inputs.get("trustedHostKeys") or {}).items():
+            if isinstance(key, str) and key:
+                fallback.setdefault(alias, key)
+    return {**fallback, **pins}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--key", help="SSH private key file (default: rbee:sshPrivateKeyPath)")
     status.add_argument("--known-hosts", help="known_hosts file (default: rbee:knownHosts)")
+    status.add_argument(
+        "--backend",
+        help="where the stack's state is, to read the host keys it pinned under hostKeyPolicy "
+        "tofu (default: as for `up`)",
+    )
     status.add_argument(
         "--timeout", type=float, default=10.0, help="SSH connect timeout, seconds (default 10)"
     )
@@ -266,6 +272,8 @@ def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
         )
     hives = [h for h in fleet.hives if not args.hive or h.alias in args.hive]
     creds = status_credentials(fleet, hives, args, environ, secrets)
+    if fleet.host_key_policy == "tofu" and source.stack is not None:
+        creds = dataclasses.replace(creds, pinned=_pinned_keys(args, environ, cwd, source.stack))
     report = asyncio.run(
         status.collect(
             fleet, source=source, creds=creds, aliases=args.hive, resolve=not args.no_resolve
@@ -276,6 +284,24 @@ def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
     else:
         status_render.render(report)
     return report.summary.exit_code
+
+
+def _pinned_keys(args: argparse.Namespace, environ: Any, cwd: Path, stack: str) -> dict[str, str]:
+    """The host keys the stack's state pinned (read-only, from its backend)."""
+    from rbee_infra import automation
+
+    settings = automation.backend_settings(environ, backend=getattr(args, "backend", None))
+    try:
+        exported = automation.stack_export(project_dir(args, environ, cwd), stack, settings)
+    except automation.StateUnreadable as error:
+        print(
+            f"{PROG}: cannot read the host keys stack {stack} pinned ({error}); "
+            "checking hosts against knownHosts only",
+            file=sys.stderr,
+            flush=True,
+        )
+        return {}
+    return automation.pinned_host_keys(exported)
 
 
 # --- import / export ---------------------------------------------------------------------
@@ -338,14 +364,14 @@ def cmd_operation(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
         _print_error("destroy cancelled")
         return EXIT_CONFIG
     settings = automation.backend_settings(environ, backend=args.backend)
-    print(f"{PROG}: stack {stack}, backend {settings.url}", file=sys.stderr, flush=True)
-    if settings.passphrase_defaulted:
-        print(
-            f"{PROG}: PULUMI_CONFIG_PASSPHRASE is not set; using an empty passphrase "
-            "(set it to encrypt secrets in the stack config)",
-            file=sys.stderr,
-            flush=True,
+    if settings.passphrase_missing:
+        # never encrypt secrets with an empty passphrase nobody chose (Pulumi's CLI refuses too)
+        raise UsageError(
+            "PULUMI_CONFIG_PASSPHRASE",
+            "not set: it encrypts this stack's secrets; set it (or PULUMI_CONFIG_PASSPHRASE_FILE), "
+            "or set it empty on purpose for a stack without secrets (PULUMI_CONFIG_PASSPHRASE=)",
         )
+    print(f"{PROG}: stack {stack}, backend {settings.url}", file=sys.stderr, flush=True)
     automation.run(
         args.command,
         project_dir=project,

@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from rbee_infra.errors import ConfigError
-from rbee_infra.redact import url_has_credentials
+from rbee_infra.redact import redact_rejected, url_has_credentials
 
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
@@ -32,10 +32,10 @@ _FEATURE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 _WORKER_TYPE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _BINARY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _TOOL_PATH = re.compile(r"^[A-Za-z0-9_~./+][A-Za-z0-9_./+-]{0,255}$")
-_GH_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+_GH_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/(?!\.{1,2}$)[A-Za-z0-9_.-]{1,100}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(
-    r"^(?:(?:https?|ssh|git|file)://[^\s'\"\\`$;&|<>(){}]+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s'\"\\`$;&|<>(){}-][^\s'\"\\`$;&|<>(){}]*)$"
+    r"^(?:(?:https?|ssh|git|file)://[^\s'\"\\`$;&|<>(){}]+|[A-Za-z0-9_][A-Za-z0-9_.-]*@[A-Za-z0-9_.-]+:[^\s'\"\\`$;&|<>(){}-][^\s'\"\\`$;&|<>(){}]*)$"
 )
 _HTTP_URL = re.compile(r"^(?i:https?)://[^\s'\"\\`$;&|<>(){}]+$")
 _HTTPS_URL = re.compile(r"^https://[^\s'\"\\`$;&|<>(){}]+$")
@@ -54,7 +54,8 @@ DEFAULT_RELEASE_REPO = "veighnsche/llama-orch"
 def _pattern(regex: re.Pattern[str], allowed: str) -> Any:
     def check(value: str) -> str:
         if not regex.fullmatch(value):
-            raise ValueError(f"{value!r} is not allowed; expected {allowed}")
+            # a rejected URL may still carry a working credential: never echo it
+            raise ValueError(f"{redact_rejected(value)!r} is not allowed; expected {allowed}")
         return value
 
     return AfterValidator(check)

@@ -19,6 +19,8 @@ from rbee_infra import layout
 from rbee_infra.config import HIVE_BINARY
 
 HAND_MADE_HIVE = f"{layout.BIN_DIR}/{HIVE_BINARY}{layout.HAND_MADE_SUFFIX}"
+# a later hand-made hive, set aside beside the first one (see scripts.ACTIVATE)
+_NUMBERED_HAND_MADE = re.compile(re.escape(HAND_MADE_HIVE) + r"\.[0-9]{1,6}")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
 SHOWN_PREFIX = "~/"
 
@@ -70,7 +72,7 @@ def find_extras(scan: Scan, managed_workers: Iterable[str]) -> list[str]:
     out.update(
         layout.receipt_path(n) for n in scan.receipts if _SAFE_NAME.match(n) and n not in managed
     )
-    out.update(p for p in scan.paths if p == HAND_MADE_HIVE)
+    out.update(p for p in scan.paths if p == HAND_MADE_HIVE or _NUMBERED_HAND_MADE.fullmatch(p))
     return sorted(out)
 
 

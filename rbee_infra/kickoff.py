@@ -37,12 +37,13 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import hostview, plan, pool, preflight, scripts
+from rbee_infra import hostview, pins, plan, pool, preflight, scripts
 from rbee_infra.config import GitSource
-from rbee_infra.errors import ConfigError, HostError
+from rbee_infra.errors import ConfigError, HostError, HostKeyError
 from rbee_infra.facts import HostFacts
 from rbee_infra.install import git
 from rbee_infra.progress import report
+from rbee_infra.redact import url_has_credentials
 from rbee_infra.remote import open_session
 from rbee_infra.spec import InstallSpec, parse_spec
 
@@ -270,6 +271,38 @@ def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+def _first_use(spec: InstallSpec) -> bool:
+    c = spec.connection
+    return c.host_key_policy == "tofu" and not c.host_key and not spec.trusted_host_key
+
+
+def _carries_credentials(specs: list[InstallSpec]) -> bool:
+    return any(
+        url_has_credentials(getattr(s.source, "repo", "") or getattr(s.source, "base_url", ""))
+        for s in specs
+    )
+
+
+def _trusted_enough(hosts: Hosts) -> Hosts:
+    """Under hostKeyPolicy "tofu": record the pins this kick-off holds (one per host for the
+    stack, see `pins`), and leave out a host it would meet for the first time with a
+    credential to send: the kick-off is created anew at times (its olds are then empty) while
+    the host's hive holds a pin, and a token must never reach a host no one has vouched for.
+    That host's hive and workers read it themselves, against their own pin."""
+    kept: Hosts = []
+    for alias, specs in hosts:
+        first = specs[0]
+        if first.trusted_host_key:
+            pins.record(first.connection, first.trusted_host_key, f"build {alias}")
+        elif _first_use(first) and (known := pins.pinned(first.connection)):
+            specs = [s.model_copy(update={"trusted_host_key": known}) for s in specs]
+        elif _first_use(first) and _carries_credentials(specs):
+            report(f"build {alias}", "not read ahead: no pinned host key yet to send a token to")
+            continue
+        kept.append((alias, specs))
+    return kept
+
+
 class BuildKickoffProvider(ResourceProvider):
     """Starts the builds of every host (see the module docstring)."""
 
@@ -288,6 +321,10 @@ class BuildKickoffProvider(ResourceProvider):
         hosts, problems = hosts_of(inputs)
         if problems:
             return CheckResult(inputs, [CheckFailure(p, r) for p, r in problems])
+        try:
+            hosts = _trusted_enough(hosts)
+        except HostKeyError as error:
+            return CheckResult(inputs, [CheckFailure("trustedHostKeys", str(error))])
         seen = pool.run(survey(hosts)) if hosts else {}
         todo: list[dict[str, str]] = []
         for alias, specs in hosts:
@@ -295,9 +332,9 @@ class BuildKickoffProvider(ResourceProvider):
             if view is None:
                 continue
             first = specs[0]
-            tofu = first.connection.host_key_policy == "tofu" and not first.connection.host_key
-            if tofu and not first.trusted_host_key and view.server_host_key:
+            if _first_use(first) and view.server_host_key:
                 kept[alias] = view.server_host_key
+                pins.record(first.connection, view.server_host_key, f"build {alias}")
             todo += pending(specs, view)
         if todo:
             inputs["pending"] = todo

@@ -24,6 +24,12 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return _QUERY_SECRET.sub(r"\1***", text)
 
 
+def redact_rejected(value: str) -> str:
+    """A value that failed validation, for an error message: like `redact_text`, but any
+    userinfo goes, even one with characters a valid URL cannot hold (a space, a quote)."""
+    return redact_text(re.sub(r"(://)[^/]*@", r"\1***@", value, count=1))
+
+
 def url_has_credentials(url: str) -> bool:
     return redact_text(url) != url
 

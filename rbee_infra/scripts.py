@@ -62,6 +62,22 @@ rbee_alive() {
 }
 """
 
+# A job's pid is ours only while that process is still the job: `sh -c BODY rbee-job JOBDIR`.
+# After a reboot or a SIGKILL the pid file may name anything of this user's; a stranger is
+# never waited for, reported running, or signalled.
+_JOB_ALIVE = _ALIVE + """
+rbee_job_alive() {
+  case ${1:-} in ''|0|*[!0-9]*) return 1;; esac
+  rbee_alive "$1" || return 1
+  if [ -r "/proc/$1/cmdline" ]; then
+    tr '\\0' '\\n' < "/proc/$1/cmdline" | grep -qxF -- rbee-job || return 1
+    tr '\\0' '\\n' < "/proc/$1/cmdline" | grep -qxF -- "$2"
+  else
+    ps -p "$1" -o command= 2>/dev/null | grep -qF -- "rbee-job $2"
+  fi
+}
+"""
+
 _SHA = """
 rbee_sha() { if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; else shasum -a 256 < "$1"; fi | cut -d' ' -f1; }
 """
@@ -146,7 +162,7 @@ RESOLVE = (
     _ENV
     + r"""
 repo=$1; shift
-git ls-remote "$repo" "$@"
+git ls-remote -- "$repo" "$@"
 """
 )
 
@@ -178,10 +194,10 @@ fi
 if [ -n "$commit" ] && git -C "$src/checkout" cat-file -e "$commit^{commit}" 2>/dev/null; then
   got=$commit  # already here (a sibling's build fetched it): no fetch
 else
-  git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$ref" || finish $?
+  git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$ref" || finish $?
   got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
   if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
-    git -C "$src/checkout" fetch -q --depth 1 --no-tags "$repo" "$commit" || finish $?
+    git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$commit" || finish $?
     got=$commit
   fi
 fi
@@ -203,13 +219,13 @@ finish 0
 # args: job dir, artifact that a finished job leaves, job script, then the job's own args
 START_JOB = (
     _ENV
-    + _ALIVE
+    + _JOB_ALIVE
     + r"""
 job=$1 artifact=$2 body=$3; shift 3
 if [ -f "$job/exit" ]; then
   if [ "$(cat -- "$job/exit")" = 0 ] && [ -x "$artifact" ]; then echo reuse; exit 0; fi
   rm -rf -- "$job"
-elif [ -f "$job/pid" ] && rbee_alive "$(cat -- "$job/pid")"; then
+elif [ -f "$job/pid" ] && rbee_job_alive "$(cat -- "$job/pid")" "$job"; then
   echo running; exit 0
 fi
 rm -rf -- "$job" && mkdir -p -- "$job" || exit 1
@@ -223,12 +239,12 @@ echo started
 # args: job dir. Blocks until the job ends; prints its exit status, phase and commit.
 WAIT_JOB = (
     _ENV
-    + _ALIVE
+    + _JOB_ALIVE
     + r"""
 job=$1
 while [ ! -f "$job/exit" ]; do
   pid=$(cat -- "$job/pid" 2>/dev/null || true)
-  if [ -z "$pid" ] || ! rbee_alive "$pid"; then
+  if ! rbee_job_alive "$pid" "$job"; then
     [ -f "$job/exit" ] && break
     printf 'exit\tlost\n'; exit 0
   fi
@@ -251,10 +267,13 @@ tail -n "$2" -- "$1/log" 2>/dev/null || true
 # args: job dir. Kills the job's whole process group (it is a session leader).
 KILL_JOB = (
     _ENV
+    + _JOB_ALIVE
     + r"""
 pid=$(cat -- "$1/pid" 2>/dev/null) || exit 0
-kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-sleep 1; kill -KILL -- "-$pid" 2>/dev/null
+if rbee_job_alive "$pid" "$1"; then
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  sleep 1; kill -KILL -- "-$pid" 2>/dev/null
+fi
 echo 124 > "$1/exit"
 """
 )
@@ -284,12 +303,16 @@ printf '%s\n' "$json" > "$receipt.tmp.$$" || { rm -f -- "$receipt.tmp.$$"; exit 
 previous=$(readlink -- "$stable" 2>/dev/null || true)
 moved=0
 if [ -e "$stable" ] && [ ! -L "$stable" ]; then
-  mv -f -- "$stable" "$stable.pre-rbee-infra" || { rm -f -- "$receipt.tmp.$$"; exit 1; }
+  # a hand-made binary: set aside, never over one saved before (the first one is what
+  # `destroy` puts back; later ones are numbered and listed as extras)
+  saved="$stable.pre-rbee-infra" n=0
+  while [ -e "$saved" ] || [ -L "$saved" ]; do n=$((n + 1)); saved="$stable.pre-rbee-infra.$n"; done
+  mv -- "$stable" "$saved" || { rm -f -- "$receipt.tmp.$$"; exit 1; }
   moved=1
 fi
 undo() {
   rm -f -- "$receipt.tmp.$$" "$stable.rbee-tmp.$$"
-  if [ -n "$previous" ]; then ln -sfn -- "$previous" "$stable"; elif [ $moved = 1 ]; then mv -f -- "$stable.pre-rbee-infra" "$stable"; else rm -f -- "$stable"; fi
+  if [ -n "$previous" ]; then ln -sfn -- "$previous" "$stable"; elif [ $moved = 1 ]; then mv -f -- "$saved" "$stable"; else rm -f -- "$stable"; fi
   exit 1
 }
 ln -s -- "$target" "$stable.rbee-tmp.$$" || undo
@@ -480,7 +503,9 @@ w=$1 r=$2 c=$3; shift 3
 for f in "$w"/*; do { [ -e "$f" ] || [ -L "$f" ]; } && printf 'worker\t%s\n' "${f##*/}"; done
 for f in "$r"/*; do [ -d "$f" ] && printf 'release\t%s\n' "${f##*/}"; done
 for f in "$c"/*.json; do [ -f "$f" ] && { n=${f##*/}; printf 'receipt\t%s\n' "${n%.json}"; }; done
-for p in "$@"; do { [ -e "$p" ] || [ -L "$p" ]; } && printf 'path\t%s\n' "$p"; done
+for p in "$@"; do
+  for f in "$p" "$p".[0-9]*; do { [ -e "$f" ] || [ -L "$f" ]; } && printf 'path\t%s\n' "$f"; done
+done
 exit 0
 """
 )
@@ -497,7 +522,7 @@ for p in "$@"; do
   case "$p" in
     *..*|*/|*//*) echo "refusing to remove $p" >&2; exit 2;;
     .local/share/rbee/workers/?*|.local/share/rbee/releases/?*|.local/share/rbee/receipts/?*.json) ;;
-    .local/bin/rbee-hive.pre-rbee-infra) ;;
+    .local/bin/rbee-hive.pre-rbee-infra|.local/bin/rbee-hive.pre-rbee-infra.[0-9]*) ;;
     *) echo "refusing to remove $p: outside rbee's directories" >&2; exit 2;;
   esac
 done
@@ -525,8 +550,25 @@ rbee_ours() {
   else a0=$(ps -p "$1" -o command= 2>/dev/null | cut -d' ' -f1); fi
   [ "$a0" = "$hive" ]
 }
+# What rbee-infra wrote carries a mark (first line); anything else in its place is the user's:
+# set aside (never over one saved before) and put back by a purge.
+rbee_unit_mine() {
+  [ -f "$unit" ] || return 1
+  head -n 1 -- "$unit" | grep -q '^# rbee-infra managed unit' && return 0
+  grep -qxF 'Description=rbee hive (installed by rbee-infra)' -- "$unit"  # before the mark
+}
+rbee_log_mine() { head -n 1 -- "$1" 2>/dev/null | grep -Eq '^== (rbee-infra|[0-9]{4}-)'; }
+rbee_set_aside() {
+  saved="$1.pre-rbee-infra" n=0
+  while [ -e "$saved" ] || [ -L "$saved" ]; do n=$((n + 1)); saved="$1.pre-rbee-infra.$n"; done
+  mv -- "$1" "$saved"
+}
+rbee_put_back() {
+  if [ -e "$1.pre-rbee-infra" ] && [ ! -e "$1" ]; then mv -- "$1.pre-rbee-infra" "$1"; fi
+  return 0
+}
 rbee_pid() {
-  if [ -f "$unit" ] && rbee_systemd; then
+  if rbee_unit_mine && rbee_systemd; then
     mode=systemd; pid=$(systemctl --user show -p MainPID --value "$unit_name" 2>/dev/null || true)
   else
     mode=pidfile; pid=$(cat -- "$pidf" 2>/dev/null || true)
@@ -544,12 +586,13 @@ rbee_listening() {
   fi
 }
 rbee_stop() {
-  if [ -f "$unit" ] && rbee_systemd; then
+  if rbee_unit_mine && rbee_systemd; then
     systemctl --user stop "$unit_name" >/dev/null 2>&1
     [ "$1" = 1 ] && systemctl --user disable "$unit_name" >/dev/null 2>&1
   fi
-  if [ "$1" = 1 ] && [ -f "$unit" ]; then
+  if [ "$1" = 1 ] && rbee_unit_mine; then
     rm -f -- "$unit"
+    rbee_put_back "$unit"
     rbee_systemd && systemctl --user daemon-reload >/dev/null 2>&1
   fi
   old=$(cat -- "$pidf" 2>/dev/null || true)
@@ -563,7 +606,10 @@ rbee_stop() {
     printf 'stopped\t%s\n' "$old"
   fi
   rm -f -- "$pidf"
-  [ "$1" = 1 ] && rm -f -- "$log" "$log.1"
+  if [ "$1" = 1 ]; then
+    for f in "$log" "$log.1"; do rbee_log_mine "$f" && rm -f -- "$f"; done
+    rbee_put_back "$log"
+  fi
   return 0
 }
 """
@@ -614,6 +660,7 @@ mkdir -p -- .local/share/rbee || exit 1
 if [ "$mode" = systemd ]; then
   rbee_systemd || { echo "systemctl --user is not available" >&2; exit 1; }
   mkdir -p -- "$(dirname -- "$unit")" || exit 1
+  if [ -f "$unit" ] && ! rbee_unit_mine; then rbee_set_aside "$unit" || exit 1; fi
   printf '%s' "$text" > "$unit.tmp" && mv -f -- "$unit.tmp" "$unit" || exit 1
   systemctl --user daemon-reload || exit $?
   systemctl --user enable "$unit_name" 2>&1 || exit $?
@@ -621,8 +668,10 @@ if [ "$mode" = systemd ]; then
   echo started
   exit 0
 fi
-[ -f "$log" ] && mv -f -- "$log" "$log.1"
-printf '== %s: %s --port %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(readlink -- "$hive")" "$port" > "$log"
+if [ -f "$log" ]; then
+  if rbee_log_mine "$log"; then mv -f -- "$log" "$log.1"; else rbee_set_aside "$log" || exit 1; fi
+fi
+printf '== rbee-infra %s: %s --port %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(readlink -- "$hive")" "$port" > "$log"
 if command -v setsid >/dev/null 2>&1; then set -- setsid nohup; else set -- nohup; fi
 "$@" sh -c 'echo $$ > "$1.tmp" && mv -f -- "$1.tmp" "$1" && exec "$2" --port "$3"' rbee-hive \
   "$pidf" "$hive" "$port" >> "$log" 2>&1 < /dev/null &

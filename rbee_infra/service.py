@@ -32,9 +32,15 @@ def mode_for(facts: HostFacts) -> Mode:
     return "systemd" if facts.systemd_user else "pidfile"
 
 
+# The first line of the unit file rbee-infra writes: a unit without it is the user's own, set
+# aside on install and put back on destroy (see scripts._SERVICE).
+UNIT_MARKER = "# rbee-infra managed unit: changes here are replaced on the next install"
+
+
 def unit_text(port: int) -> str:
     """The systemd user unit. `%h` is the user's home, so the file holds no absolute path."""
     return (
+        f"{UNIT_MARKER}\n"
         "[Unit]\n"
         "Description=rbee hive (installed by rbee-infra)\n"
         "\n"

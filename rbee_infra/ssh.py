@@ -22,6 +22,7 @@ from rbee_infra.errors import (
     HostKeyError,
     PhaseTimeout,
 )
+from rbee_infra.known_hosts import host_keys
 from rbee_infra.redact import redact_text
 from rbee_infra.spec import Connection
 
@@ -210,7 +211,10 @@ def _known_hosts(c: Connection, label: str) -> object:
             raise HostKeyError(label, "the pinned hostKey is not a valid public key") from None
         return ([key], [], [])
     if c.host_key_policy == "tofu":
-        return None  # first use: the caller records the key it was shown
+        # like OpenSSH's accept-new: a host known_hosts lists must match it; only a host it
+        # does not list is a first use (the caller records the key it was shown)
+        listed = _listed_in_known_hosts(c)
+        return listed if listed is not None else None
     if not c.known_hosts:
         raise HostKeyError(label, "no known_hosts file and no hostKey given; refusing to connect")
     path = Path(os.path.expanduser(c.known_hosts))
@@ -221,6 +225,17 @@ def _known_hosts(c: Connection, label: str) -> object:
             "(ssh-keyscan, checked out of band) or pin it with hostKey",
         )
     return str(path)
+
+
+def _listed_in_known_hosts(c: Connection) -> str | None:
+    if not c.known_hosts:
+        return None
+    path = Path(os.path.expanduser(c.known_hosts))
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return str(path) if host_keys(text, c.host, c.port) else None
 
 
 async def _host_key_mismatch(c: Connection, label: str) -> HostKeyError:

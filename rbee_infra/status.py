@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Iterable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from rbee_infra import layout, plan, preflight, prune, scripts, service
@@ -21,6 +23,7 @@ from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, H
 from rbee_infra.extras import SHOWN_PREFIX
 from rbee_infra.facts import HostFacts, InstalledBinary, parse_ls_remote, parse_probe
 from rbee_infra.install import local
+from rbee_infra.known_hosts import host_keys
 from rbee_infra.program import worker_source
 from rbee_infra.redact import redact_url
 from rbee_infra.remote import secrets_of
@@ -53,12 +56,19 @@ class Credentials:
     known_hosts: str | None = "~/.ssh/known_hosts"
     host_key_policy: Literal["strict", "tofu"] = "strict"
     connect_timeout: float = 10.0
+    # hostKeyPolicy "tofu": alias -> the key the stack's state pinned (see `automation`)
+    pinned: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- what the config asks for ------------------------------------------------------------
 
 
 def connection_for(hive: HiveConfig, creds: Credentials) -> Connection:
+    """Status never trusts on first use: under "tofu" it checks the key the stack pinned,
+    else knownHosts, and a host with neither is refused before anything is sent to it."""
+    host_key = hive.host_key
+    if creds.host_key_policy == "tofu" and not host_key:
+        host_key = creds.pinned.get(hive.alias)
     data: dict[str, Any] = {
         "host": hive.hostname,
         "port": hive.ssh_port,
@@ -66,10 +76,10 @@ def connection_for(hive: HiveConfig, creds: Credentials) -> Connection:
         "privateKeyPath": creds.private_key_path,
         "agentSocketPath": creds.agent_socket_path,
         "knownHosts": creds.known_hosts,
-        "hostKeyPolicy": creds.host_key_policy,
+        "hostKeyPolicy": "strict",
         "connectTimeout": creds.connect_timeout,
         "dialErrorLimit": 1,  # status reports a down host; it does not wait for it
-        "hostKey": hive.host_key,
+        "hostKey": host_key,
     }
     per_hive = getattr(hive, "connection", None)
     if per_hive is not None:
@@ -465,12 +475,34 @@ async def _resolve(
     return commits, errors
 
 
+def no_host_key(c: Connection, label: str) -> HostKeyError | None:
+    """The refusal for a host status has no key to check against (no pin, not in knownHosts)."""
+    if c.host_key:
+        return None
+    text = ""
+    if c.known_hosts:
+        with contextlib.suppress(OSError):
+            text = Path(c.known_hosts).expanduser().read_text(errors="replace")
+    if host_keys(text, c.host, c.port):
+        return None
+    return HostKeyError(
+        label,
+        f"no host key to check {c.host}:{c.port} against: the stack's state pins none for it "
+        f"and {c.known_hosts or 'no known_hosts file'} lists none; refusing to connect "
+        "(run `rbee-infra up`, which pins it under hostKeyPolicy tofu, or add the host's key "
+        "to known_hosts)",
+    )
+
+
 async def observe_hive(
     hive: HiveConfig, specs: list[InstallSpec], *, resolve: bool, stack_known: bool
 ) -> HiveStatus:
     label = f"hive {hive.alias}"
     secrets = sorted({s for spec in specs for s in secrets_of(spec)})
     names = [s.install_name for s in specs]
+    unverifiable = no_host_key(specs[0].connection, label)
+    if unverifiable is not None:
+        return unreachable_status(hive, specs, unverifiable, unreachable=False)
     try:
         async with connect(specs[0].connection, label, secrets=secrets) as session:
             listing = await session.run(

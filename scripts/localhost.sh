@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install rbee-infra, make this machine reachable over SSH
-# with a key (its host key read from disk, not from the network), then preview and apply the
-# `localhost` stack on a local file backend. Needs the Pulumi CLI for the last step.
+# The main job on a fresh machine: install rbee-infra and the pinned Pulumi CLI (Pulumi's
+# installer, else a build from its Go modules), make this machine reachable over SSH with a key
+# (its host key read from disk, not from the network), then preview and apply the `localhost`
+# stack with the real `pulumi` on a local file backend, and show what is installed.
+# RBEE_INFRA_PROJECT_DIR points it at another copy of the project (the tests use one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --disable-pip-version-check -e .
+[ -d /usr/local/go/bin ] && PATH="$PATH:/usr/local/go/bin"
+PATH="$(bash scripts/install-pulumi.sh):$PATH"
+export PATH
 
 if ! (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
-    mkdir -p /run/sshd && /usr/sbin/sshd
-  else
-    echo "no SSH server on 127.0.0.1:22: install and start openssh-server, then rerun" >&2
-    exit 1
-  fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+        mkdir -p /run/sshd && /usr/sbin/sshd
+    else
+        echo "no SSH server on 127.0.0.1:22: install and start openssh-server, then rerun" >&2
+        exit 1
+    fi
 fi
 
 key="$HOME/.ssh/id_ed25519"
@@ -24,8 +29,15 @@ touch "$HOME/.ssh/authorized_keys" && chmod 600 "$HOME/.ssh/authorized_keys"
 grep -qxF "$(cat "$key.pub")" "$HOME/.ssh/authorized_keys" || cat "$key.pub" >> "$HOME/.ssh/authorized_keys"
 hostkey=/etc/ssh/ssh_host_ed25519_key.pub
 if [ -r "$hostkey" ] && ! grep -q "^127.0.0.1 $(cut -d' ' -f1,2 "$hostkey")" "$HOME/.ssh/known_hosts" 2>/dev/null; then
-  echo "127.0.0.1 $(cut -d' ' -f1,2 "$hostkey")" >> "$HOME/.ssh/known_hosts"
+    echo "127.0.0.1 $(cut -d' ' -f1,2 "$hostkey")" >> "$HOME/.ssh/known_hosts"
+fi
+
+# The localhost stack holds no secret (the key is read from its file), so unless one is set,
+# it chooses an empty passphrase on purpose (rbee-infra refuses to assume one).
+if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE+set}" ]; then
+    export PULUMI_CONFIG_PASSPHRASE=""
 fi
 
 python3 -m rbee_infra.cli preview --stack localhost
 python3 -m rbee_infra.cli up --stack localhost --yes
+python3 -m rbee_infra.cli status --stack localhost

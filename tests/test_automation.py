@@ -23,16 +23,41 @@ HOME = Path("/home/op")
 
 
 @pytest.mark.unit
-def test_default_is_a_local_file_backend_with_an_empty_passphrase() -> None:
+def test_default_is_a_local_file_backend_and_no_passphrase_is_chosen() -> None:
     settings = backend_settings({}, home=HOME)
     assert settings.url == "file:///home/op/.local/share/rbee-infra/state"
     assert settings.state_dir == HOME / ".local/share/rbee-infra/state"
     assert settings.env == {
         "PULUMI_BACKEND_URL": "file:///home/op/.local/share/rbee-infra/state",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_CONFIG_PASSPHRASE": "",
     }
-    assert settings.passphrase_defaulted
+    assert settings.passphrase_missing
+    assert not backend_settings({"PULUMI_CONFIG_PASSPHRASE": ""}, home=HOME).passphrase_missing
+
+
+@pytest.mark.unit
+def test_finding_10_up_without_a_passphrase_is_refused(
+    tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    project = tmp_path / "project"
+    (project / "stacks").mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text(
+        "name: rbee-infra\nruntime: python\nstackConfigDir: stacks\n"
+    )
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  rbee:hives: []\n")
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "pulumi"  # found on PATH; never run: the refusal comes first
+    fake.write_text("#!/bin/sh\necho ran >> \"$0.log\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
+    state = (tmp_path / "state").as_uri()
+    assert cli.main(["up", "--project-dir", str(project), "-s", "dev", "--backend", state]) == 3
+    err = capsys.readouterr().err
+    assert "PULUMI_CONFIG_PASSPHRASE: not set: it encrypts this stack's secrets" in err
+    assert not (tmp_path / "bin" / "pulumi.log").exists()
+    assert not (tmp_path / "state").exists()
 
 
 @pytest.mark.unit
@@ -48,9 +73,9 @@ def test_an_existing_backend_and_passphrase_are_respected() -> None:
     assert settings.url == "s3://bucket/state"
     assert settings.state_dir is None
     assert "PULUMI_CONFIG_PASSPHRASE" not in settings.env  # inherited, never copied
-    assert not settings.passphrase_defaulted
+    assert not settings.passphrase_missing
     passfile = backend_settings({"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/pass"}, home=HOME)
-    assert not passfile.passphrase_defaulted
+    assert not passfile.passphrase_missing
     assert "PULUMI_CONFIG_PASSPHRASE" not in passfile.env
 
 
@@ -179,6 +204,7 @@ def test_up_refresh_status_destroy_on_real_hosts_with_one_dead(tmp_path: Path, m
         stack_file.write_text(yaml.safe_dump(doc))
         dead.stop()
         monkeypatch.setenv("PULUMI_PYTHON_CMD", sys.executable)
+        monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "cli-e2e")
         monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         backend = ["--backend", (tmp_path / "state").as_uri()]
         (tmp_path / "state").mkdir()
@@ -212,3 +238,22 @@ def test_run_refuses_without_the_cli(tmp_path: Path, monkeypatch: Any) -> None:
             on_output=print,
         )
     assert not (tmp_path / ".local").exists()  # nothing created before the check
+
+
+@pytest.mark.unit
+def test_pinned_host_keys_come_from_the_hive_then_its_workers_then_the_kickoff() -> None:
+    def res(**inputs: Any) -> dict[str, Any]:
+        return {"urn": "u", "inputs": inputs}
+
+    exported = {"deployment": {"resources": [
+        res(trustedHostKeys={"a": "ssh-ed25519 KICK-A", "b": "ssh-ed25519 KICK-B",
+                             "c": "ssh-ed25519 KICK-C"}),
+        res(alias="a", component="worker", trustedHostKey="ssh-ed25519 WORKER-A"),
+        res(alias="a", component="hive", trustedHostKey="ssh-ed25519 HIVE-A"),
+        res(alias="b", component="worker", trustedHostKey="ssh-ed25519 WORKER-B"),
+        res(alias="c", component="hive"),
+    ]}}
+    assert automation.pinned_host_keys(exported) == {
+        "a": "ssh-ed25519 HIVE-A", "b": "ssh-ed25519 WORKER-B", "c": "ssh-ed25519 KICK-C",
+    }
+    assert automation.pinned_host_keys({}) == {}

@@ -132,3 +132,49 @@ def test_ports_arrive_as_floats_from_the_engine() -> None:
     assert fleet.hives[0].ssh_port == 2222
     with pytest.raises(ConfigError):
         parse_fleet({"hives": [hive(sshPort=22.5)]})
+
+
+# --- findings of the security review (named after them) --------------------------------
+
+
+def test_finding_6_a_rejected_url_does_not_print_its_credential() -> None:
+    bad = "https://x-access-token:ghp_s3cr3t$value@example.org/rbee.git"
+    (problem,) = problems({"hives": [hive(installMethod={"git": {"repo": bad}})]})
+    path, reason = problem
+    assert path == "hives[0].installMethod.git.repo"
+    assert "ghp_s3cr3t" not in reason and "$value" not in reason
+    assert reason.startswith("'https://***@example.org/rbee.git' is not allowed")
+    release = {"release": {"tag": "v1", "sha256": "a" * 64,
+                           "baseUrl": "https://u:pa ss@mirror.example.org"}}
+    (problem,) = problems({"hives": [hive(installMethod=release)]})
+    assert "pa ss" not in problem[1] and "***@mirror.example.org" in problem[1]
+
+
+@pytest.mark.parametrize("repo", ["-ofoo@x:y", "--upload-pack=touch@x:y", "-@h:p"])
+def test_finding_7_a_repo_that_git_would_read_as_an_option_is_refused(repo: str) -> None:
+    (problem,) = problems({"hives": [hive(installMethod={"git": {"repo": repo}})]})
+    assert problem[0] == "hives[0].installMethod.git.repo"
+    assert "is not allowed; expected a git URL" in problem[1]
+
+
+def test_finding_7_every_git_call_ends_options_before_the_repo() -> None:
+    from rbee_infra import scripts
+
+    text = "\n".join(v for k, v in vars(scripts).items() if k.isupper() and isinstance(v, str))
+    calls = [line for line in text.splitlines() if '"$repo"' in line and "git " in line]
+    assert len(calls) == 3, calls
+    assert all('-- "$repo"' in line for line in calls), calls
+
+
+@pytest.mark.parametrize("repo", ["../..", "owner/..", "owner/.", "../name", "-x/name", "a/b/c"])
+def test_finding_9_release_repo_is_owner_slash_name(repo: str) -> None:
+    release = {"release": {"repo": repo, "tag": "v1", "sha256": "a" * 64}}
+    (problem,) = problems({"hives": [hive(installMethod=release)]})
+    assert problem[0] == "hives[0].installMethod.release.repo"
+    assert problem[1].endswith("is not allowed; expected owner/name")
+
+
+def test_finding_9_real_repo_names_still_pass() -> None:
+    for repo in ("veighnsche/llama-orch", "a-b/c.d_e", "Org1/.github", "x/y..z"):
+        release = {"release": {"repo": repo, "tag": "v1", "sha256": "a" * 64}}
+        parse_fleet({"hives": [hive(installMethod=release)]})

@@ -16,7 +16,7 @@ from tests.harness.assertions import assert_hive_installed
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, hive_config, make_fleet
-from tests.harness.hosts import Host, HostSet, wait_until
+from tests.harness.hosts import Host, HostSet, rotate_host_key, wait_until
 from tests.harness.installs import version, worker
 from tests.harness.proxy import TcpProxy
 from tests.metrics import record
@@ -183,20 +183,11 @@ def test_lock_wait_is_bounded_and_names_the_holder(
     fault("host lock held by another run", survived=True)
 
 
-def _rotate_host_key(host: Host) -> None:
-    key = re.search(r"^HostKey (.+)$", host.sshd_config.read_text(), re.M).group(1)  # type: ignore[union-attr]
-    host.stop()
-    Path(key).unlink()
-    Path(key + ".pub").unlink(missing_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
-    host.start()
-
-
 def test_changed_host_key_is_refused(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
     (host,) = hosts1.hosts
     config = make_fleet(hosts1, rbee_repo)
     assert engine.up(declare(config)).ok
-    _rotate_host_key(host)
+    rotate_host_key(host)
     result = engine.up(declare(make_fleet(hosts1, rbee_repo, ref={"tag": "v0.2.0"})))
     message = result.error_summary("hive-host1")
     assert re.search(
@@ -220,7 +211,7 @@ def test_trust_on_first_use_records_the_key_and_refuses_a_changed_one(
     assert trusted.split()[:2] == host.host_key_public.split()[:2]
     first = subprocess.run(["ssh-keygen", "-lf", "-"], input=trusted, capture_output=True,
                            text=True, check=True).stdout.split()[1]
-    _rotate_host_key(host)
+    rotate_host_key(host)
     result = engine.up(declare(make_fleet(hosts1, rbee_repo, ref={"tag": "v0.2.0"},
                                           **{"rbee:hostKeyPolicy": "tofu"})))
     message = result.error_summary("hive-host1")

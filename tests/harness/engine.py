@@ -525,7 +525,9 @@ class Engine:
         secret_out_extra = set(decl.secret_outputs)
         if old is None:
             if preview:
-                return self._record_preview(run, Step(name, "create"), new)
+                # as Pulumi's preview shows a create: every checked input, added
+                added = {k: (None, v) for k, v in sorted(new.inputs.items())}
+                return self._record_preview(run, Step(name, "create", detailed_changes=added), new)
             return self._create(run, new, secret_out_extra, Step(name, "create"))
         step = self._diff(run, old, new)
         if preview:

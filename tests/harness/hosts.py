@@ -325,6 +325,18 @@ class Host:
         return [p for p, (_, uids) in _proc_table().items() if self.uid in uids]
 
 
+def rotate_host_key(host: Host) -> None:
+    """The host gets a new host key (as after a reinstall, or an impostor on its address)."""
+    found = re.search(r"^HostKey (.+)$", host.sshd_config.read_text(), re.M)
+    assert found is not None
+    key = found.group(1)
+    host.stop()
+    Path(key).unlink()
+    Path(key + ".pub").unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    host.start()
+
+
 def write_known_hosts(path: Path, hosts: Sequence[Host]) -> Path:
     path.write_text("".join(h.known_hosts_line() + "\n" for h in hosts))
     return path
