@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 # Any password, and any user name in http(s) URLs (a bare token); `ssh://git@host` stays readable.
 _USERINFO = re.compile(
@@ -59,3 +59,20 @@ def redact_url(url: str) -> str:
         host = parts.netloc.rsplit("@", 1)[1]
         url = urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
     return redact_text(url)
+
+
+def git_credential(url: str) -> tuple[str, str] | None:
+    """For an http(s) URL with a user (and password or token) in it: the URL without them,
+    and the git-credential-store line that gives them to git (`https://user:pass@host`).
+    None for any other argument."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.username or not parts.hostname:
+        return None
+    host = parts.netloc.rsplit("@", 1)[1]
+    public = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    user = quote(parts.username, safe="")
+    secret = f":{quote(parts.password, safe='')}" if parts.password is not None else ""
+    return public, f"{parts.scheme.lower()}://{user}{secret}@{host}"

@@ -62,6 +62,25 @@ rbee_alive() {
 }
 """
 
+# Credentials for git never travel in argv or the environment, which every user of the host
+# can read (/proc): `ssh.without_credentials` makes each URL plain and sends the credentials on
+# standard input as git-credential-store lines. They go to a file only this user can read,
+# which git's own `store` helper reads (the user's helpers are switched off, so none keeps them).
+_GIT_CREDS = """
+rbee_creds_in() {
+  f=$(umask 077 && mktemp) || return 1
+  cat > "$f" || { rm -f -- "$f"; return 1; }
+  if [ -s "$f" ]; then echo "$f"; else rm -f -- "$f"; fi
+}
+rbee_git() {
+  if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then
+    git -c credential.helper= -c "credential.helper=store --file=$RBEE_GIT_CREDENTIALS" "$@"
+  else
+    git "$@"
+  fi
+}
+"""
+
 # A job's pid is ours only while that process is still the job: `sh -c BODY rbee-job JOBDIR`.
 # After a reboot or a SIGKILL the pid file may name anything of this user's; a stranger is
 # never waited for, reported running, or signalled.
@@ -160,9 +179,14 @@ if rbee_systemd; then printf 'systemd\tyes\n'; else printf 'systemd\tno\n'; fi
 # args: repo, then full ref names to look up. Read-only: safe during preview.
 RESOLVE = (
     _ENV
+    + _GIT_CREDS
     + r"""
 repo=$1; shift
-git ls-remote -- "$repo" "$@"
+if [ -z "${RBEE_GIT_CREDENTIALS:-}" ]; then
+  RBEE_GIT_CREDENTIALS=$(rbee_creds_in) || exit 1
+  [ -z "$RBEE_GIT_CREDENTIALS" ] || trap 'rm -f -- "$RBEE_GIT_CREDENTIALS"' EXIT
+fi
+rbee_git ls-remote -- "$repo" "$@"
 """
 )
 
@@ -173,11 +197,15 @@ BUILD_JOB = (
     _ENV
     + _LOCK
     + _BUILD_LOCK
+    + _GIT_CREDS
     + r"""
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
+RBEE_GIT_CREDENTIALS=
+# START_JOB put them there; git runs in the checkout, so the path is made absolute
+if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *) RBEE_GIT_CREDENTIALS=$HOME/$job/cred;; esac; fi
 """ + _ANCHOR_CARGO + r"""echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
-finish() { echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
+finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
 phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
 phase lock
 rbee_build_lock "$lock.build" "$wait" "$holder" || finish $?
@@ -194,13 +222,14 @@ fi
 if [ -n "$commit" ] && git -C "$src/checkout" cat-file -e "$commit^{commit}" 2>/dev/null; then
   got=$commit  # already here (a sibling's build fetched it): no fetch
 else
-  git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$ref" || finish $?
+  rbee_git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$ref" || finish $?
   got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
   if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
-    git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$commit" || finish $?
+    rbee_git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$commit" || finish $?
     got=$commit
   fi
 fi
+rm -f -- "$job/cred"; RBEE_GIT_CREDENTIALS=
 git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
 rm -f -- "$src/checkout/.git/FETCH_HEAD"  # it records the URL, which may carry a token
 echo "$got" > "$job/commit"
@@ -229,6 +258,11 @@ elif [ -f "$job/pid" ] && rbee_job_alive "$(cat -- "$job/pid")" "$job"; then
   echo running; exit 0
 fi
 rm -rf -- "$job" && mkdir -p -- "$job" || exit 1
+# git credentials for the job's fetch (see _GIT_CREDS): BATCH's file, else standard input;
+# the job removes them once fetched
+if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then (umask 077 && cp -- "$RBEE_GIT_CREDENTIALS" "$job/cred")
+else (umask 077 && cat > "$job/cred"); fi || exit 1
+[ -s "$job/cred" ] || rm -f -- "$job/cred"
 setsid nohup sh -c "$body" rbee-job "$job" "$@" > "$job/log" 2>&1 < /dev/null &
 n=0
 while [ ! -f "$job/pid" ] && [ ! -f "$job/exit" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
@@ -725,7 +759,15 @@ rm -rf -- "$tmp"
 # `"${1}" "${2}" ...` (positions, never values).
 BATCH = (
     _ENV
+    + _GIT_CREDS
     + r"""
+RBEE_GIT_CREDENTIALS=$(rbee_creds_in) || exit 1
+if [ -n "$RBEE_GIT_CREDENTIALS" ]; then
+  export RBEE_GIT_CREDENTIALS  # a path: the parts' git calls read the credentials from it
+  trap 'rm -f -- "$RBEE_GIT_CREDENTIALS"' EXIT
+else
+  unset RBEE_GIT_CREDENTIALS
+fi
 exec 3>&1
 while [ $# -ge 2 ]; do
   body=$1 n=$2; shift 2

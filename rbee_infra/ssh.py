@@ -23,7 +23,7 @@ from rbee_infra.errors import (
     PhaseTimeout,
 )
 from rbee_infra.known_hosts import host_keys
-from rbee_infra.redact import redact_text
+from rbee_infra.redact import git_credential, redact_text
 from rbee_infra.spec import Connection
 
 
@@ -61,6 +61,23 @@ def script_command(script: str, *args: str) -> str:
     return shlex.join(["sh", "-c", script, "rbee", *args])
 
 
+def without_credentials(args: Sequence[str]) -> tuple[list[str], str]:
+    """The arguments with every credential-bearing git URL made plain, and the
+    git-credential-store lines for the script's standard input: a process's argv (and its
+    environment) is readable by every user of the host through /proc."""
+    public: list[str] = []
+    lines: list[str] = []
+    for arg in args:
+        split = git_credential(arg)
+        if split is None:
+            public.append(arg)
+            continue
+        public.append(split[0])
+        if split[1] not in lines:
+            lines.append(split[1])
+    return public, "".join(f"{line}\n" for line in lines)
+
+
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     kept = [line.rstrip() for line in text.splitlines() if line.strip()]
     return "\n".join(kept[-lines:])
@@ -94,11 +111,20 @@ class Session:
         summary: str = "",
         stdin: str | None = None,
     ) -> Result:
-        command = script_command(script, *args)
+        if stdin is None:
+            plain, credentials = without_credentials(args)
+            command, stdin = script_command(script, *plain), credentials
+        else:
+            command = script_command(script, *args)
+            if any(git_credential(a) for a in args):
+                raise ValueError("a credential-bearing URL in the arguments of a script that "
+                                 "takes its own standard input")
         try:
             async with self._channel():
+                # no input: end of file at once (a script reading stdin must not wait)
+                feed: dict[str, Any] = {"input": stdin} if stdin else {"stdin": asyncssh.DEVNULL}
                 completed = await asyncio.wait_for(
-                    self.conn.run(command, check=False, input=stdin), timeout=timeout
+                    self.conn.run(command, check=False, **feed), timeout=timeout
                 )
         except asyncio.TimeoutError:
             raise PhaseTimeout(self.label, phase, timeout or 0) from None

@@ -6,16 +6,18 @@ Test names carry the finding's number; each failed before its fix.
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from rbee_infra import scripts
 from rbee_infra.ssh import script_command
-from tests.harness import installs
+from tests.harness import installs, standin_cargo
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
-from tests.harness.fleet import declare, make_fleet
+from tests.harness.fleet import declare, hive_config, make_fleet
+from tests.harness.git_http import GitHttpServer
 from tests.harness.hosts import HostSet, free_port, rotate_host_key
 from tests.harness.installs import version
 
@@ -148,3 +150,73 @@ def test_finding_8_a_users_own_unit_and_hive_log_survive_install_and_destroy(
     left = host.run("ls -a .local/share/rbee").stdout.split()
     assert not [name for name in left if name.startswith("hive.log.")], left
 
+
+
+TOKEN = "ghp_ProcessListT0ken0123456789abcdef"
+
+
+class _ProcessSampler:
+    """Every 50 ms, as root: every process's argv and environment, and `ps -eo args`."""
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle
+        self.hits: list[str] = []
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _ProcessSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for proc in Path("/proc").glob("[0-9]*"):
+                for part in ("cmdline", "environ"):
+                    try:
+                        data = (proc / part).read_bytes().replace(b"\0", b" ").decode(
+                            errors="replace")
+                    except OSError:
+                        continue
+                    if self.needle in data:
+                        self.hits.append(f"{proc.name}/{part}: {data[:300]}")
+                    elif part == "cmdline":
+                        self.seen.append(data)
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            if self.needle in ps:
+                self.hits.append(f"ps: {ps[:300]}")
+            self._stop.wait(0.05)
+
+
+def test_finding_5_no_secret_in_any_process_on_the_host_during_clone_and_build(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    server = GitHttpServer(rbee_repo.path.parent, TOKEN)
+    try:
+        config = make_fleet(hosts1, rbee_repo, workers_per_hive=1)
+        hive = hive_config(config, "host1")
+        hive["installMethod"] = {"git": {"repo": server.url(rbee_repo.path.name),
+                                         "tag": "v0.1.0"}}
+        hive["cargo"] = standin_cargo.install([host], 2)  # builds that last: time to look
+        with _ProcessSampler(TOKEN) as sampler:
+            plan = engine.preview(declare(config, ("rbee:hives",)))
+            result = engine.up(declare(config, ("rbee:hives",)))
+        assert plan.ok and result.ok, result.errors
+        assert version(host, HIVE) == "rbee-hive 0.1.0"
+        assert server.requests > server.unauthorized > 0  # the token was really sent, to git
+        assert any("rbee-job" in line for line in sampler.seen)  # the build was watched
+        assert any("stand-in" in line or "bench/cargo" in line for line in sampler.seen)
+        assert sampler.hits == []
+        # nothing left behind either: not in the home, not in a file of this user's in /tmp
+        leftover = host.run(
+            f"{{ grep -rlF {TOKEN} .; find /tmp -user \"$(id -u)\" -type f "
+            f"-exec grep -lF {TOKEN} {{}} +; }} 2>/dev/null || true"
+        ).stdout
+        assert leftover == ""
+    finally:
+        server.close()
