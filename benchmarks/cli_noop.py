@@ -74,13 +74,15 @@ def run(lab: Lab, *, quick: bool) -> dict[str, Any]:
             base.mkdir()
             base.chmod(0o755)
             sub = dataclasses.replace(lab.hosts, hosts=lab.first(n))
-            project = stack.enter_context(project_on(sub, lab.repo, base, stack=f"bench{n}"))
+            # one stack name for all sizes (their own backends): the hosts they share then hold
+            # the same installs, as each stack expects (install ids include the stack)
+            project = stack.enter_context(project_on(sub, lab.repo, base, stack="bench"))
             project.write_config(rbee_config(lab, lab.first(n), cargo=cargo))
             project.pulumi("up", "--yes", "--skip-preview")  # set-up, untimed
             projects[n] = project
         check_rbee_installed(lab, top)
-        for tool in ("pyinfra", "ansible"):
-            _peer(lab, top, cargo, tool)  # set-up, untimed
+        for tool, install in (("pyinfra", peers.pyinfra_run), ("ansible", peers.ansible_run)):
+            install(lab, top, cargo)  # set-up, untimed
             for host in top:
                 peers.check_installed(lab, host, tool)
 
