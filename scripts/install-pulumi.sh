@@ -26,7 +26,7 @@ elif command -v curl >/dev/null 2>&1 && getent hosts get.pulumi.com >/dev/null 2
     :
 elif command -v go >/dev/null 2>&1; then
     echo "pulumi v$version: Pulumi's installer cannot download here; building it from its Go" \
-        "modules with $(go version | cut -d' ' -f3) (about 6 minutes on 2 cores the first time)" >&2
+        "modules with $(go version | cut -d' ' -f3) (about 5 minutes on 2 cores the first time)" >&2
     started=$SECONDS
     bash tools/pulumi/build.sh "$bin" >&2
     echo "pulumi v$version built in $((SECONDS - started))s" >&2
