@@ -271,11 +271,6 @@ def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-def _first_use(spec: InstallSpec) -> bool:
-    c = spec.connection
-    return c.host_key_policy == "tofu" and not c.host_key and not spec.trusted_host_key
-
-
 def _carries_credentials(specs: list[InstallSpec]) -> bool:
     return any(
         url_has_credentials(getattr(s.source, "repo", "") or getattr(s.source, "base_url", ""))
@@ -292,11 +287,9 @@ def _trusted_enough(hosts: Hosts) -> Hosts:
     kept: Hosts = []
     for alias, specs in hosts:
         first = specs[0]
-        if first.trusted_host_key:
-            pins.record(first.connection, first.trusted_host_key, f"build {alias}")
-        elif _first_use(first) and (known := pins.pinned(first.connection)):
+        if known := pins.adopt(first, f"build {alias}"):
             specs = [s.model_copy(update={"trusted_host_key": known}) for s in specs]
-        elif _first_use(first) and _carries_credentials(specs):
+        elif pins.first_use(first) and _carries_credentials(specs):
             report(f"build {alias}", "not read ahead: no pinned host key yet to send a token to")
             continue
         kept.append((alias, specs))
@@ -332,7 +325,7 @@ class BuildKickoffProvider(ResourceProvider):
             if view is None:
                 continue
             first = specs[0]
-            if _first_use(first) and view.server_host_key:
+            if pins.first_use(first) and view.server_host_key:
                 kept[alias] = view.server_host_key
                 pins.record(first.connection, view.server_host_key, f"build {alias}")
             todo += pending(specs, view)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 
 from rbee_infra.errors import HostKeyError
-from rbee_infra.spec import Connection
+from rbee_infra.spec import Connection, InstallSpec
 
 _pins: dict[tuple[str, int], str] = {}
 _lock = threading.Lock()
@@ -52,7 +52,20 @@ def _same(a: str, b: str) -> bool:
     return a.split()[:2] == b.split()[:2]
 
 
-def clear() -> None:
-    """Forget every pin (tests: a new provider process)."""
-    with _lock:
-        _pins.clear()
+def first_use(spec: InstallSpec) -> bool:
+    """Under "tofu", no key fixed by config and none pinned by this resource yet."""
+    c = spec.connection
+    return c.host_key_policy == "tofu" and not c.host_key and not spec.trusted_host_key
+
+
+def adopt(spec: InstallSpec, label: str) -> str | None:
+    """The host's pin for a resource that has none of its own (recorded by another resource
+    of the stack), else None. A pin of its own is recorded; one that differs from the host's
+    raises HostKeyError."""
+    c = spec.connection
+    if c.host_key_policy != "tofu" or c.host_key:
+        return None
+    if spec.trusted_host_key:
+        record(c, spec.trusted_host_key, label)
+        return None
+    return pinned(c)

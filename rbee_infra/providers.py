@@ -97,17 +97,12 @@ class _InstallProvider(ResourceProvider):
             spec = parse_spec(inputs)
         except ConfigError as error:
             return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
-        tofu = spec.connection.host_key_policy == "tofu" and not spec.connection.host_key
-        if tofu:
-            # one pin per host for the whole stack (see `pins`)
-            try:
-                if spec.trusted_host_key:
-                    pins.record(spec.connection, spec.trusted_host_key, spec.label)
-                elif known := pins.pinned(spec.connection):
-                    inputs["trustedHostKey"] = known
-                    spec = parse_spec(inputs)
-            except HostKeyError as error:
-                return CheckResult(inputs, [CheckFailure("trustedHostKey", str(error))])
+        try:  # one pin per host for the whole stack (see `pins`)
+            if known := pins.adopt(spec, spec.label):
+                inputs["trustedHostKey"] = known
+                spec = parse_spec(inputs)
+        except HostKeyError as error:
+            return CheckResult(inputs, [CheckFailure("trustedHostKey", str(error))])
         try:
             observed = _run(spec, lifecycle.observe(spec))
             # Only a state worth acting on becomes an input: an in-sync host adds nothing, so
@@ -118,7 +113,7 @@ class _InstallProvider(ResourceProvider):
                 inputs["hostState"] = observed.host_state
             if observed.resolved_commit:
                 inputs["resolvedCommit"] = observed.resolved_commit
-            if tofu and not spec.trusted_host_key and observed.host_key:
+            if pins.first_use(spec) and observed.host_key:
                 report(spec.label, "trusting the host key seen on first use")
                 pins.record(spec.connection, observed.host_key, spec.label)
                 inputs["trustedHostKey"] = observed.host_key

@@ -324,11 +324,27 @@ printf '@@sha256\t%s\n' "$(rbee_sha "$1")"
 """
 )
 
+# A file of the user's where rbee-infra installs its own: moved to `<path>.pre-rbee-infra`, or,
+# when one was saved before, to the first free `<path>.pre-rbee-infra.N` (never over a saved
+# one; `$saved` names where it went). `rbee_put_back` restores the first saved one.
+_SET_ASIDE = """
+rbee_set_aside() {
+  saved="$1.pre-rbee-infra" n=0
+  while [ -e "$saved" ] || [ -L "$saved" ]; do n=$((n + 1)); saved="$1.pre-rbee-infra.$n"; done
+  mv -- "$1" "$saved"
+}
+rbee_put_back() {
+  if [ -e "$1.pre-rbee-infra" ] && [ ! -e "$1" ]; then mv -- "$1.pre-rbee-infra" "$1"; fi
+  return 0
+}
+"""
+
 # args: lock, wait, holder, stable path, link target, receipt path, receipt json,
 # releases dir of this name, finished job dir, then the release ids to keep (others are pruned)
 ACTIVATE = (
     _ENV
     + _LOCK
+    + _SET_ASIDE
     + r"""
 rbee_lock "$1" "$2" "$3" || exit $?
 stable=$4 target=$5 receipt=$6 json=$7 reldir=$8 job=$9; shift 9
@@ -337,11 +353,9 @@ printf '%s\n' "$json" > "$receipt.tmp.$$" || { rm -f -- "$receipt.tmp.$$"; exit 
 previous=$(readlink -- "$stable" 2>/dev/null || true)
 moved=0
 if [ -e "$stable" ] && [ ! -L "$stable" ]; then
-  # a hand-made binary: set aside, never over one saved before (the first one is what
-  # `destroy` puts back; later ones are numbered and listed as extras)
-  saved="$stable.pre-rbee-infra" n=0
-  while [ -e "$saved" ] || [ -L "$saved" ]; do n=$((n + 1)); saved="$stable.pre-rbee-infra.$n"; done
-  mv -- "$stable" "$saved" || { rm -f -- "$receipt.tmp.$$"; exit 1; }
+  # a hand-made binary (the first one saved is what `destroy` puts back; later ones are
+  # numbered and listed as extras)
+  rbee_set_aside "$stable" || { rm -f -- "$receipt.tmp.$$"; exit 1; }
   moved=1
 fi
 undo() {
@@ -585,22 +599,13 @@ rbee_ours() {
   [ "$a0" = "$hive" ]
 }
 # What rbee-infra wrote carries a mark (first line); anything else in its place is the user's:
-# set aside (never over one saved before) and put back by a purge.
+# set aside (see _SET_ASIDE) and put back by a purge.
 rbee_unit_mine() {
   [ -f "$unit" ] || return 1
   head -n 1 -- "$unit" | grep -q '^# rbee-infra managed unit' && return 0
   grep -qxF 'Description=rbee hive (installed by rbee-infra)' -- "$unit"  # before the mark
 }
 rbee_log_mine() { head -n 1 -- "$1" 2>/dev/null | grep -Eq '^== (rbee-infra|[0-9]{4}-)'; }
-rbee_set_aside() {
-  saved="$1.pre-rbee-infra" n=0
-  while [ -e "$saved" ] || [ -L "$saved" ]; do n=$((n + 1)); saved="$1.pre-rbee-infra.$n"; done
-  mv -- "$1" "$saved"
-}
-rbee_put_back() {
-  if [ -e "$1.pre-rbee-infra" ] && [ ! -e "$1" ]; then mv -- "$1.pre-rbee-infra" "$1"; fi
-  return 0
-}
 rbee_pid() {
   if rbee_unit_mine && rbee_systemd; then
     mode=systemd; pid=$(systemctl --user show -p MainPID --value "$unit_name" 2>/dev/null || true)
@@ -653,6 +658,7 @@ rbee_stop() {
 HEALTH = (
     _ENV
     + _SYSTEMD
+    + _SET_ASIDE
     + _SERVICE
     + r"""
 port=$1 wait=$2
@@ -685,6 +691,7 @@ exit 1
 START_SERVICE = (
     _ENV
     + _SYSTEMD
+    + _SET_ASIDE
     + _SERVICE
     + r"""
 mode=$1 port=$2 text=$3
@@ -720,6 +727,7 @@ echo started
 STOP_SERVICE = (
     _ENV
     + _SYSTEMD
+    + _SET_ASIDE
     + _SERVICE
     + r"""
 rbee_stop "$1"

@@ -239,8 +239,7 @@ def _known_hosts(c: Connection, label: str) -> object:
     if c.host_key_policy == "tofu":
         # like OpenSSH's accept-new: a host known_hosts lists must match it; only a host it
         # does not list is a first use (the caller records the key it was shown)
-        listed = _listed_in_known_hosts(c)
-        return listed if listed is not None else None
+        return listed_in_known_hosts(c)
     if not c.known_hosts:
         raise HostKeyError(label, "no known_hosts file and no hostKey given; refusing to connect")
     path = Path(os.path.expanduser(c.known_hosts))
@@ -253,7 +252,8 @@ def _known_hosts(c: Connection, label: str) -> object:
     return str(path)
 
 
-def _listed_in_known_hosts(c: Connection) -> str | None:
+def listed_in_known_hosts(c: Connection) -> str | None:
+    """The known_hosts file, when it lists any key for this host and port."""
     if not c.known_hosts:
         return None
     path = Path(os.path.expanduser(c.known_hosts))

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from rbee_infra import layout, plan, preflight, prune, scripts, service
@@ -23,12 +21,11 @@ from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, H
 from rbee_infra.extras import SHOWN_PREFIX
 from rbee_infra.facts import HostFacts, InstalledBinary, parse_ls_remote, parse_probe
 from rbee_infra.install import local
-from rbee_infra.known_hosts import host_keys
 from rbee_infra.program import worker_source
 from rbee_infra.redact import redact_url
 from rbee_infra.remote import secrets_of
 from rbee_infra.spec import Connection, InstallSpec
-from rbee_infra.ssh import Session, connect
+from rbee_infra.ssh import Session, connect, listed_in_known_hosts
 from rbee_infra.status_model import (
     ComponentStatus,
     ConfigSource,
@@ -477,13 +474,7 @@ async def _resolve(
 
 def no_host_key(c: Connection, label: str) -> HostKeyError | None:
     """The refusal for a host status has no key to check against (no pin, not in knownHosts)."""
-    if c.host_key:
-        return None
-    text = ""
-    if c.known_hosts:
-        with contextlib.suppress(OSError):
-            text = Path(c.known_hosts).expanduser().read_text(errors="replace")
-    if host_keys(text, c.host, c.port):
+    if c.host_key or listed_in_known_hosts(c):
         return None
     return HostKeyError(
         label,
