@@ -598,6 +598,14 @@ rbee_ours() {
   else a0=$(ps -p "$1" -o command= 2>/dev/null | cut -d' ' -f1); fi
   [ "$a0" = "$hive" ]
 }
+# Until a process is a zombie or reaped it may still hold its port: an exiting process loses its
+# cmdline before it closes its files, so rbee_ours turns false too early to wait on.
+rbee_running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  if [ -r "/proc/$1/stat" ]; then st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+  else st=$(ps -p "$1" -o stat= 2>/dev/null | tr -d ' ' | cut -c1); fi
+  [ "$st" != Z ]
+}
 # What rbee-infra wrote carries a mark (first line); anything else in its place is the user's:
 # set aside (see _SET_ASIDE) and put back by a purge.
 rbee_unit_mine() {
@@ -637,10 +645,10 @@ rbee_stop() {
   old=$(cat -- "$pidf" 2>/dev/null || true)
   if rbee_ours "$old"; then
     kill -TERM "$old" 2>/dev/null
-    n=0; while rbee_ours "$old" && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
-    if rbee_ours "$old"; then
+    n=0; while rbee_running "$old" && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
+    if rbee_running "$old"; then
       kill -KILL "$old" 2>/dev/null
-      n=0; while rbee_ours "$old" && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
+      n=0; while rbee_running "$old" && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
     fi
     printf 'stopped\t%s\n' "$old"
   fi

@@ -379,7 +379,7 @@ def test_extra_install_is_reported(fleet: Fleet, capsys: Any) -> None:
 def test_a_stopped_hive_service_is_drift(fleet: Fleet, capsys: Any) -> None:
     host = fleet.hosts[0]
     pid = host.run("cat .local/share/rbee/hive.pid").stdout.strip()
-    host.run(f"kill {pid}; while [ -s /proc/{pid}/cmdline ]; do sleep 0.05; done")
+    host.run(f"kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.05; done")
     try:
         code, doc = fleet.status(capsys=capsys)
     finally:

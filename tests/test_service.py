@@ -45,10 +45,12 @@ def exe_of(pid: int) -> str:
 
 
 def alive(pid: int) -> bool:
+    # not the cmdline: an exiting process loses it before it closes its listening socket
     try:
-        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())  # a zombie has none
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
+    return state not in ("Z", "X")
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -68,14 +70,21 @@ def http_get(port: int) -> str:
     return data.decode().rsplit("\r\n\r\n", 1)[-1]
 
 
-def refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            # Linux can connect a socket to itself when the port is in the ephemeral range and
-            # nothing listens (TCP simultaneous open): that is no listener either
-            return sock.getsockname() == sock.getpeername()
-    except ConnectionRefusedError:
-        return True
+def refused(port: int, timeout: float = 5.0) -> bool:
+    """Nothing listens on 127.0.0.1:port, or stops listening within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                # Linux can connect a socket to itself when the port is in the ephemeral range
+                # and nothing listens (TCP simultaneous open): that is no listener either
+                if sock.getsockname() == sock.getpeername():
+                    return True
+        except ConnectionRefusedError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def release_of(host: Host, pid: int) -> str:
