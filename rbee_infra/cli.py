@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--key", help="SSH private key file (default: rbee:sshPrivateKeyPath)")
     status.add_argument("--known-hosts", help="known_hosts file (default: rbee:knownHosts)")
     status.add_argument(
+        "--ssh-config",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="resolve hostnames through an OpenSSH client config (default file: ~/.ssh/config; "
+        "default: rbee:sshConfig)",
+    )
+    status.add_argument(
         "--backend",
         help="where the stack's state is, to read the host keys it pinned under hostKeyPolicy "
         "tofu (default: as for `up`)",
@@ -225,8 +233,10 @@ def status_credentials(
     agent = None
     if not key and (fleet.ssh_agent or args.config) and environ.get("SSH_AUTH_SOCK"):
         agent = environ["SSH_AUTH_SOCK"]
+    fallback = False
     if not key and not agent and "sshPrivateKey" not in secrets:
         key = next((k for k in DEFAULT_KEYS if Path(k).expanduser().is_file()), None)
+        fallback = key is not None
     if not key and not agent and not all(_own_credentials(h) for h in hives):
         keys = [s for s in secrets if s.endswith(("sshPrivateKey", "privateKey"))]
         if keys:
@@ -244,8 +254,9 @@ def status_credentials(
         raise UsageError("--timeout", "give seconds between 0 and 600")
     return Credentials(
         private_key_path=key,
+        fallback_key=fallback,
         agent_socket_path=agent,
-        known_hosts=args.known_hosts or fleet.known_hosts,
+        known_hosts=args.known_hosts,
         host_key_policy=fleet.host_key_policy,
         connect_timeout=args.timeout,
     )
@@ -270,6 +281,8 @@ def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
         raise UsageError(
             "--hive", f"no hive {unknown[0]!r} in the config (hives: {', '.join(known)})"
         )
+    if args.ssh_config is not None:
+        fleet = fleet.model_copy(update={"ssh_config": args.ssh_config})
     hives = [h for h in fleet.hives if not args.hive or h.alias in args.hive]
     creds = status_credentials(fleet, hives, args, environ, secrets)
     if fleet.host_key_policy == "tofu" and source.stack is not None:

@@ -27,10 +27,15 @@ CommandText = Annotated[str, Field(min_length=1, max_length=65536)]
 
 
 def command_connection(
-    conn: Connection, *, host_key: str, private_key: str | None
+    conn: Connection,
+    *,
+    host_key: str,
+    private_key: str | None,
+    proxy: remote.ProxyConnectionArgs | None = None,
 ) -> remote.ConnectionArgs:
     """The pulumi-command shape of a resolved connection (pure)."""
     return remote.ConnectionArgs(
+        proxy=proxy,
         host=conn.host,
         port=conn.port,
         user=conn.user,
@@ -90,7 +95,34 @@ def to_command_connection(connection: Mapping[str, Any], label: str) -> remote.C
     private_key = resolve_private_key(conn, label)
     if private_key is None and conn.agent_socket_path is None:
         raise AuthError(label, "no private key, key path or agent socket configured")
-    return command_connection(conn, host_key=resolve_host_key(conn, label), private_key=private_key)
+    proxy = None
+    if len(conn.jumps) > 1:
+        raise ConfigError([(
+            "proxyJump",
+            f"{label}: pulumi-command reaches a host through one jump host only "
+            f"({len(conn.jumps)} given)",
+        )])
+    if conn.jumps:
+        (hop,) = conn.jumps
+        own = hop.private_key is not None
+        proxy = remote.ProxyConnectionArgs(
+            host=hop.host,
+            port=hop.port,
+            user=hop.user,
+            private_key=hop.private_key if own else private_key,
+            private_key_password=hop.private_key_password if own else conn.private_key_password,
+            agent_socket_path=conn.agent_socket_path,
+            host_key=resolve_host_key(
+                Connection(
+                    host=hop.host, port=hop.port, user=hop.user, host_key=hop.host_key,
+                    known_hosts=hop.known_hosts or conn.known_hosts,
+                ),
+                f"{label}: {hop.label}",
+            ),
+        )
+    return command_connection(
+        conn, host_key=resolve_host_key(conn, label), private_key=private_key, proxy=proxy
+    )
 
 
 def hive_command(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -193,6 +194,67 @@ class WorkerConfig(Model):
         return f"rbee-worker-{self.type}"
 
 
+class JumpHost(Model):
+    """One jump host (bastion) on the way to a hive: pulumi-command's `connection.proxy` shape.
+    Without its own key it authenticates like the hive; its host key is verified like the
+    hive's, from its own hostKey or the known_hosts file."""
+
+    host: Hostname
+    port: Port = 22
+    user: User | None = None
+    private_key: Annotated[str, Field(min_length=1, max_length=65536)] | None = Field(
+        default=None, repr=False
+    )
+    private_key_password: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None, repr=False
+    )
+    host_key: Annotated[str, Field(max_length=16384)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("password authentication is not supported; use privateKey")
+        if isinstance(data, dict):
+            # pulumi-command's ProxyConnection fields that mean nothing to a jump host here
+            data = {k: v for k, v in data.items() if k not in ("dialErrorLimit", "perDialTimeout")}
+        return data
+
+_JUMP_SPEC = re.compile(
+    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]{0,31})@)?"
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9.-]{0,252}))"
+    r"(?::(?P<port>[0-9]{1,5}))?$"
+)
+
+
+def parse_proxy_jump(text: str) -> list[dict[str, Any]]:
+    """OpenSSH's ProxyJump form, `[user@]host[:port][,...]`, as JumpHost fields."""
+    hops: list[dict[str, Any]] = []
+    for part in text.split(","):
+        m = _JUMP_SPEC.fullmatch(part.strip())
+        if m is None:
+            raise ValueError(
+                f"{part.strip()!r} is not a jump host; expected [user@]host[:port], "
+                "comma-separated"
+            )
+        hop: dict[str, Any] = {"host": m["v6"] or m["host"]}
+        if m["user"]:
+            hop["user"] = m["user"]
+        if m["port"]:
+            hop["port"] = int(m["port"])
+        hops.append(hop)
+    return hops
+
+
+def _jump_list(value: Any) -> Any:
+    if isinstance(value, str):
+        # "none", as in OpenSSH: no jump host, whatever the ssh config says
+        return [] if value.strip().lower() == "none" else parse_proxy_jump(value)
+    if isinstance(value, dict):
+        return [value]
+    return value
+
+
 class HiveConnection(Model):
     """A hive's SSH target in pulumi-command's `remote.ConnectionArgs` shape (see command.py)."""
 
@@ -209,17 +271,15 @@ class HiveConnection(Model):
     host_key: Annotated[str, Field(max_length=16384)] | None = None
     dial_error_limit: Annotated[int, Field(ge=1, le=20)] | None = None
     per_dial_timeout: Annotated[int, Field(ge=1, le=600)] | None = None
+    proxy: JumpHost | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _unsupported(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if "password" in data:
-                raise ValueError(
-                    "password authentication is not supported; use privateKey or agentSocketPath"
-                )
-            if "proxy" in data:
-                raise ValueError("proxy (bastion) connections are not supported")
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "password authentication is not supported; use privateKey or agentSocketPath"
+            )
         return data
 
 
@@ -239,6 +299,10 @@ def _merge_connection(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(connection, dict):
         return data
     merged = dict(data)
+    if connection.get("proxy") is not None:
+        if any(merged.get(k) is not None for k in ("proxyJump", "proxy_jump")):
+            raise ValueError("give the jump hosts once: proxyJump or connection.proxy")
+        merged["proxyJump"] = [connection["proxy"]]
     for key, targets in _CONNECTION_TARGET.items():
         if connection.get(key) is None:
             continue
@@ -258,7 +322,11 @@ class HiveConfig(Model):
     hostname: Hostname
     ssh_user: User = Field(default_factory=lambda: _local_user())
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
+    # jump hosts (bastions), nearest first: OpenSSH's "user@host:port,..." or a list of hops
+    proxy_jump: Annotated[list[JumpHost], BeforeValidator(_jump_list)] | None = None
     hive_port: Port = 8600
+    # rbee-hive's --queen-url (rbee's own default when unset: http://localhost:7833)
+    queen_url: Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")] | None = None
     # as in rbee's hives.conf: after an install the hive runs as a service on hive_port
     auto_start: bool = True
     install_method: Source = Field(default_factory=GitSource)
@@ -300,6 +368,8 @@ class FleetConfig(Model):
     ssh_private_key_path: Annotated[str, Field(max_length=4096)] | None = None
     ssh_private_key_password: Annotated[str, Field(max_length=4096)] | None = None
     ssh_agent: bool = False
+    # resolve hive hostnames through an OpenSSH client config (true: ~/.ssh/config)
+    ssh_config: bool | Annotated[str, Field(min_length=1, max_length=4096)] = False
     known_hosts: Annotated[str, Field(max_length=4096)] | None = "~/.ssh/known_hosts"
     host_key_policy: Literal["strict", "tofu"] = "strict"
     connect_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0

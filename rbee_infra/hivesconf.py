@@ -111,6 +111,9 @@ class ConfHive(_Strict):
     ssh_user: User
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = 22
     hive_port: Annotated[int, Field(ge=1, le=65535)] = 8600
+    # OpenSSH's ProxyJump form, `[user@]host[:port][,...]` (checked with the stack rules)
+    proxy_jump: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    queen_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     binary_path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     workers: list[ConfWorker] = Field(default_factory=list)
     auto_start: bool = True
@@ -240,6 +243,10 @@ def to_stack_hives(conf: HivesConf) -> list[dict[str, Any]]:
             out["sshPort"] = hive.ssh_port
         if "hive_port" in hive.model_fields_set:
             out["hivePort"] = hive.hive_port
+        if hive.proxy_jump is not None:
+            out["proxyJump"] = hive.proxy_jump
+        if hive.queen_url is not None:
+            out["queenUrl"] = hive.queen_url
         out["autoStart"] = hive.auto_start
         if hive.install_method is not None:
             out["installMethod"] = _source_dict(hive.install_method)
@@ -321,6 +328,19 @@ def _check_representable(model: HiveConfig | WorkerConfig, names: tuple[str, ...
             raise ConfigError([(f"{where}.{field}", "has no hives.conf equivalent")])
 
 
+def _conf_proxy_jump(hive: HiveConfig, where: str) -> str:
+    """The jump hosts in OpenSSH's form; a hop's own key or host key has no equivalent."""
+    hops = []
+    for k, hop in enumerate(hive.proxy_jump or []):
+        own = sorted(hop.model_fields_set - {"host", "port", "user"})
+        if own:
+            field = type(hop).model_fields[own[0]].alias or own[0]
+            raise ConfigError([(f"{where}.proxyJump[{k}].{field}", "has no hives.conf equivalent")])
+        host = f"[{hop.host}]" if ":" in hop.host else hop.host
+        hops.append(f"{hop.user + '@' if hop.user else ''}{host}:{hop.port}")
+    return ",".join(hops) or "none"
+
+
 def to_conf_dict(fleet: FleetConfig) -> dict[str, Any]:
     hives = []
     for i, hive in enumerate(fleet.hives):
@@ -341,6 +361,10 @@ def to_conf_dict(fleet: FleetConfig) -> dict[str, Any]:
             out["ssh_port"] = hive.ssh_port
         if "hive_port" in hive.model_fields_set:
             out["hive_port"] = hive.hive_port
+        if hive.proxy_jump is not None:
+            out["proxy_jump"] = _conf_proxy_jump(hive, where)
+        if hive.queen_url is not None:
+            out["queen_url"] = hive.queen_url
         out["auto_start"] = hive.auto_start
         if "install_method" in hive.model_fields_set:
             out["install_method"] = _conf_method(hive.install_method, where)

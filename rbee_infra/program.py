@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.config import is_config_secret
 
+from rbee_infra import sshconfig
 from rbee_infra.command import CommandConfig, declare_command, parse_commands
 from rbee_infra.config import (
     HIVE_BINARY,
@@ -64,6 +65,11 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
     agent = cfg.get_bool("sshAgent")
     if agent is not None:
         data["sshAgent"] = agent
+    ssh_config = cfg.get("sshConfig")
+    if ssh_config is not None:
+        # true/false, or the path of an OpenSSH client config
+        lowered = ssh_config.strip().lower()
+        data["sshConfig"] = {"true": True, "false": False}.get(lowered, ssh_config)
     if key is not None:
         data["sshPrivateKey"] = "<secret>"
     fleet = parse_fleet(data)
@@ -91,16 +97,10 @@ def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Any:
 
 def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pulumi.Output:
     plain: dict[str, Any] = {
-        "host": hive.hostname,
-        "port": hive.ssh_port,
-        "user": hive.ssh_user,
+        **sshconfig.connection_fields(fleet, hive),
         "hostKeyPolicy": fleet.host_key_policy,
         "connectTimeout": fleet.connect_timeout,
     }
-    if fleet.ssh_private_key_path:
-        plain["privateKeyPath"] = fleet.ssh_private_key_path
-    if fleet.known_hosts:
-        plain["knownHosts"] = fleet.known_hosts
     if hive.host_key:
         plain["hostKey"] = hive.host_key
     if fleet.ssh_agent and os.environ.get("SSH_AUTH_SOCK"):

@@ -31,6 +31,23 @@ from rbee_infra.config import (
 from rbee_infra.errors import ConfigError
 
 
+class JumpHop(Model):
+    """One jump host on the way (nearest first). Without its own key it authenticates like
+    the target; its host key is checked against its hostKey, else its known_hosts file."""
+
+    host: Hostname
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: User
+    private_key: Annotated[str, Field(max_length=65536)] | None = None
+    private_key_password: Annotated[str, Field(max_length=4096)] | None = None
+    host_key: Annotated[str, Field(max_length=16384)] | None = None
+    known_hosts: Annotated[str, Field(max_length=4096)] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"jump host {self.user}@{self.host}:{self.port}"
+
+
 class Connection(Model):
     """pulumi-command's `remote.ConnectionArgs` shape, plus known_hosts handling."""
 
@@ -46,6 +63,7 @@ class Connection(Model):
     host_key_policy: Literal["strict", "tofu"] = "strict"
     connect_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
     dial_error_limit: Annotated[int, Field(ge=1, le=20)] = 3
+    jumps: list[JumpHop] = Field(default_factory=list)
 
     def target(self) -> tuple[str, int, str]:
         return (self.host, self.port, self.user)

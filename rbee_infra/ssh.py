@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import shlex
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +27,7 @@ from rbee_infra.errors import (
 )
 from rbee_infra.known_hosts import host_keys
 from rbee_infra.redact import git_credential, redact_text
-from rbee_infra.spec import Connection
+from rbee_infra.spec import Connection, JumpHop
 
 
 class _OnFirstUse:
@@ -264,10 +267,13 @@ def listed_in_known_hosts(c: Connection) -> str | None:
     return str(path) if host_keys(text, c.host, c.port) else None
 
 
-async def _host_key_mismatch(c: Connection, label: str) -> HostKeyError:
+async def _host_key_mismatch(
+    c: Connection, label: str, tunnel: asyncssh.SSHClientConnection | None
+) -> HostKeyError:
     try:
         shown = await asyncio.wait_for(
-            asyncssh.get_server_host_key(c.host, c.port), timeout=c.connect_timeout
+            asyncssh.get_server_host_key(c.host, c.port, tunnel=tunnel or ()),
+            timeout=c.connect_timeout,
         )
         seen = shown.get_fingerprint("sha256") if shown else "none"
     except (OSError, asyncssh.Error, asyncio.TimeoutError):
@@ -282,16 +288,87 @@ async def _host_key_mismatch(c: Connection, label: str) -> HostKeyError:
     )
 
 
-async def _connect_once(c: Connection, label: str) -> asyncssh.SSHClientConnection:
+# Jump host connections, per event loop: one per hop chain and credentials, shared by every
+# target behind it (a hop's failure is never cached: the next dial tries it again).
+_JUMPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _hop_connection(c: Connection, hop: JumpHop) -> Connection:
+    """How to reach one hop: its own key, else the target's credentials; never the target's
+    pinned host key, and never trust on first use (a hop is in known_hosts or pinned)."""
+    own = hop.private_key is not None
+    return Connection(
+        host=hop.host,
+        port=hop.port,
+        user=hop.user,
+        private_key=hop.private_key if own else c.private_key,
+        private_key_path=None if own else c.private_key_path,
+        private_key_password=hop.private_key_password if own else c.private_key_password,
+        agent_socket_path=c.agent_socket_path,
+        host_key=hop.host_key,
+        known_hosts=hop.known_hosts or c.known_hosts,
+        host_key_policy="strict",
+        connect_timeout=c.connect_timeout,
+        dial_error_limit=1,
+    )
+
+
+async def _through_jumps(c: Connection, label: str) -> asyncssh.SSHClientConnection | None:
+    """The last hop's connection (dialed through the ones before it), or None without hops."""
+    loop = asyncio.get_running_loop()
+    shared = _JUMPS.setdefault(loop, {})
+    via: asyncssh.SSHClientConnection | None = None
+    chain: list[dict[str, Any]] = []
+    for hop in c.jumps:
+        hc = _hop_connection(c, hop)
+        chain.append(hc.model_dump(mode="json"))
+        key = hashlib.sha256(json.dumps(chain, sort_keys=True).encode()).hexdigest()
+        task = shared.get(key)
+        if task is not None and task.done() and (
+            task.cancelled() or task.exception() is not None or task.result().is_closed()
+        ):
+            task = None
+        if task is None:
+            task = loop.create_task(_connect_once(hc, hop.label, tunnel=via))
+            shared[key] = task
+        try:
+            via = await asyncio.shield(task)
+        except HostError as error:
+            if shared.get(key) is task:
+                del shared[key]
+            # named for this target, and for the hop that failed
+            raise type(error)(label, f"{error.host}: {error.message}") from None
+    return via
+
+
+async def close_jumps() -> None:
+    """Close this loop's jump host connections (before an `asyncio.run` ends)."""
+    shared = _JUMPS.pop(asyncio.get_running_loop(), {})
+    for task in shared.values():
+        if task.done() and not task.cancelled() and task.exception() is None:
+            task.result().close()
+            await task.result().wait_closed()
+        elif not task.done():
+            task.cancel()
+
+
+async def _connect_once(
+    c: Connection, label: str, *, tunnel: asyncssh.SSHClientConnection | None = None
+) -> asyncssh.SSHClientConnection:
     keys = _client_keys(c, label)
     agent = os.path.expanduser(c.agent_socket_path) if c.agent_socket_path else None
     if keys is None and agent is None:
         raise AuthError(label, "no private key, key path or agent socket configured")
+    if c.jumps:
+        tunnel = await _through_jumps(c, label)
     try:
         return await asyncio.wait_for(
             asyncssh.connect(
                 c.host,
                 port=c.port,
+                tunnel=tunnel or (),
                 username=c.user,
                 client_keys=keys or (),
                 agent_path=agent,
@@ -306,7 +383,7 @@ async def _connect_once(c: Connection, label: str) -> asyncssh.SSHClientConnecti
             timeout=c.connect_timeout + 5,
         )
     except asyncssh.HostKeyNotVerifiable:
-        raise await _host_key_mismatch(c, label) from None
+        raise await _host_key_mismatch(c, label, tunnel) from None
     except asyncssh.PermissionDenied:
         raise AuthError(label, f"authentication refused for user {c.user}") from None
     except (asyncio.TimeoutError, TimeoutError):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rbee_infra import layout, plan, preflight, prune, scripts, service
+from rbee_infra import layout, plan, preflight, prune, scripts, service, sshconfig
 from rbee_infra.config import HIVE_BINARY, FleetConfig, GitSource, HiveConfig, ReleaseSource
 from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
 from rbee_infra.extras import SHOWN_PREFIX
@@ -25,7 +25,7 @@ from rbee_infra.program import worker_source
 from rbee_infra.redact import redact_url
 from rbee_infra.remote import secrets_of
 from rbee_infra.spec import Connection, InstallSpec
-from rbee_infra.ssh import Session, connect, listed_in_known_hosts
+from rbee_infra.ssh import Session, close_jumps, connect, listed_in_known_hosts
 from rbee_infra.status_model import (
     ComponentStatus,
     ConfigSource,
@@ -49,8 +49,11 @@ class Credentials:
     """How status reaches the hosts (from the stack config, overridden by CLI flags)."""
 
     private_key_path: str | None = None
+    # the key is only ssh's default one (~/.ssh/id_*): a hive's IdentityFile comes first
+    fallback_key: bool = False
     agent_socket_path: str | None = None
-    known_hosts: str | None = "~/.ssh/known_hosts"
+    # None: the config's (rbee:knownHosts, else the ssh config's UserKnownHostsFile)
+    known_hosts: str | None = None
     host_key_policy: Literal["strict", "tofu"] = "strict"
     connect_timeout: float = 10.0
     # hostKeyPolicy "tofu": alias -> the key the stack's state pinned (see `automation`)
@@ -60,19 +63,22 @@ class Credentials:
 # --- what the config asks for ------------------------------------------------------------
 
 
-def connection_for(hive: HiveConfig, creds: Credentials) -> Connection:
+def connection_for(fleet: FleetConfig, hive: HiveConfig, creds: Credentials) -> Connection:
     """Status never trusts on first use: under "tofu" it checks the key the stack pinned,
     else knownHosts, and a host with neither is refused before anything is sent to it."""
     host_key = hive.host_key
     if creds.host_key_policy == "tofu" and not host_key:
         host_key = creds.pinned.get(hive.alias)
+    target = sshconfig.connection_fields(fleet, hive)
     data: dict[str, Any] = {
-        "host": hive.hostname,
-        "port": hive.ssh_port,
-        "user": hive.ssh_user,
-        "privateKeyPath": creds.private_key_path,
+        **target,
+        "privateKeyPath": (
+            target.get("privateKeyPath") or creds.private_key_path
+            if creds.fallback_key or not creds.private_key_path
+            else creds.private_key_path
+        ),
         "agentSocketPath": creds.agent_socket_path,
-        "knownHosts": creds.known_hosts,
+        "knownHosts": creds.known_hosts or target.get("knownHosts"),
         "hostKeyPolicy": "strict",
         "connectTimeout": creds.connect_timeout,
         "dialErrorLimit": 1,  # status reports a down host; it does not wait for it
@@ -566,7 +572,10 @@ async def collect(
     hives = [h for h in fleet.hives if not aliases or h.alias in aliases]
     jobs = []
     for hive in hives:
-        specs = hive_specs(fleet, hive, connection_for(hive, creds), source.stack or "")
+        specs = hive_specs(fleet, hive, connection_for(fleet, hive, creds), source.stack or "")
         jobs.append(observe_hive(hive, specs, resolve=resolve, stack_known=stack_known))
-    statuses = list(await asyncio.gather(*jobs))
+    try:
+        statuses = list(await asyncio.gather(*jobs))
+    finally:
+        await close_jumps()
     return StatusReport(config=source, summary=summarize(statuses), hives=statuses)

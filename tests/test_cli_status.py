@@ -91,7 +91,7 @@ def credentials(hosts: HostSet) -> status.Credentials:
 def specs_of(fleet: FleetConfig, hosts: HostSet, stack: str = STACK) -> dict[str, InstallSpec]:
     out = {}
     for hive in fleet.hives:
-        conn = status.connection_for(hive, credentials(hosts))
+        conn = status.connection_for(fleet, hive, credentials(hosts))
         for spec in status.hive_specs(fleet, hive, conn, stack):
             out[f"{hive.alias}/{spec.worker_type or 'hive'}"] = spec
     return out

@@ -353,3 +353,37 @@ def test_stack_file_location_follows_pulumi_yaml(tmp_path: Path) -> None:
     nested = tmp_path / "a" / "b"
     nested.mkdir(parents=True)
     assert stackfile.find_project_dir(nested) == tmp_path
+
+
+def test_jump_hosts_and_queen_url_are_imported_and_exported() -> None:
+    text = """
+[[hive]]
+alias = "gpu"
+hostname = "10.0.0.5"
+ssh_user = "ops"
+proxy_jump = "jump@bastion.example:2200,inner"
+queen_url = "http://queen.example:7833"
+"""
+    hives = hivesconf.to_stack_hives(hivesconf.parse_text(text))
+    assert (hives[0]["proxyJump"], hives[0]["queenUrl"]) == (
+        "jump@bastion.example:2200,inner",
+        "http://queen.example:7833",
+    )
+    fleet = parse_fleet({"hives": hives})
+    assert [(j.user, j.host, j.port) for j in fleet.hives[0].proxy_jump or []] == [
+        ("jump", "bastion.example", 2200),
+        (None, "inner", 22),
+    ]
+    back = hivesconf.to_conf_dict(fleet)["hive"][0]
+    assert (back["proxy_jump"], back["queen_url"]) == (
+        "jump@bastion.example:2200,inner:22",
+        "http://queen.example:7833",
+    )
+    with pytest.raises(ConfigError) as caught:
+        hivesconf.to_stack_hives(
+            hivesconf.parse_text(text.replace("inner", "in ner").replace("jump@", ""))
+        )
+    assert caught.value.problems == [
+        ("hive[0].proxy_jump", "'in ner' is not a jump host; expected [user@]host[:port], "
+         "comma-separated")
+    ]

@@ -346,7 +346,8 @@ def test_connection_block_is_validated_like_pulumi_command_args() -> None:
 
     cases = {
         "password": ({"host": "h", "password": "pw"}, {}),
-        "proxy": ({"host": "h", "proxy": {"host": "b"}}, {}),
+        "proxy": ({"host": "h", "proxy": {"host": "b", "password": "pw"}}, {}),
+        "twice": ({"host": "h", "proxy": {"host": "b"}}, {"proxyJump": "c"}),
         "conflict": ({"host": "h", "user": "a"}, {"sshUser": "b"}),
         "port": ({"host": "h", "port": 0}, {}),
         "unknown": ({"host": "h", "privateKeyPath": "~/.ssh/id"}, {}),
@@ -362,8 +363,17 @@ def test_connection_block_is_validated_like_pulumi_command_args() -> None:
             "password authentication is not supported; use privateKey or agentSocketPath",
         )
     ]
-    assert problems["proxy"] == [
-        ("hives[0].connection", "proxy (bastion) connections are not supported")
+    assert (
+        "hives[0].connection.proxy", "password authentication is not supported; use privateKey"
+    ) in problems["proxy"]
+    assert problems["twice"] == [
+        ("hives[0]", "give the jump hosts once: proxyJump or connection.proxy")
+    ]
+    behind = parse_fleet(
+        hive({"host": "h", "proxy": {"host": "b", "port": 2200, "user": "j", "hostKey": HOST_KEY}})
+    ).hives[0]
+    assert [(j.host, j.port, j.user, j.host_key) for j in behind.proxy_jump or []] == [
+        ("b", 2200, "j", HOST_KEY)
     ]
     assert problems["conflict"] == [
         ("hives[0]", "sshUser 'b' and connection.user 'a' differ; give the target once")

@@ -50,7 +50,7 @@ def specs(stack: str = "dev") -> dict[str, Any]:
     fleet = parse_fleet(fleet_data())
     hive = fleet.hives[0]
     creds = status.Credentials(private_key_path="~/.ssh/id_ed25519")
-    conn = status.connection_for(hive, creds)
+    conn = status.connection_for(fleet, hive, creds)
     return {s.worker_type or "hive": s for s in status.hive_specs(fleet, hive, conn, stack)}
 
 

@@ -160,13 +160,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _banner_in(netns: str, address: str, port: int) -> bytes:
+    """The first bytes a server inside network namespace `netns` sends (empty if none)."""
+    probe = f"exec 3<>/dev/tcp/{address}/{port} && head -c 7 <&3"
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, "timeout", "2", "bash", "-c", probe],
+        capture_output=True, check=False,
+    )
+    return done.stdout
+
+
 def _wait_banner(address: str, port: int, proc: subprocess.Popen[bytes] | None,
-                 timeout: float = BANNER_TIMEOUT) -> None:
+                 timeout: float = BANNER_TIMEOUT, netns: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"sshd on {address}:{port} exited with {proc.returncode}")
+        if netns is not None:
+            if _banner_in(netns, address, port).startswith(b"SSH-2.0"):
+                return
+            time.sleep(0.02)
+            continue
         try:
             with socket.create_connection((address, port), timeout=1.0) as s:
                 data = b""
@@ -219,15 +234,17 @@ def unmount(path: Path) -> None:
 class _SshdControl:
     """Mutable part of a Host: its sshd process."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, netns: str | None = None) -> None:
         self.config = config
         self.log = log
+        self.netns = netns  # a network namespace the sshd runs in (see tests/harness/netns.py)
         self.proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
 
     def spawn(self) -> subprocess.Popen[bytes]:
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [str(SSHD), "-D", "-f", str(self.config), "-E", str(self.log)],
+            [*inside, str(SSHD), "-D", "-f", str(self.config), "-E", str(self.log)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -284,7 +301,7 @@ class Host:
             if self.running:
                 return
             proc = self._ctl.spawn()
-            _wait_banner(self.address, self.port, proc)
+            _wait_banner(self.address, self.port, proc, netns=self._ctl.netns)
 
     def env(self) -> dict[str, str]:
         return {
@@ -501,11 +518,18 @@ def _create_user(user: str, home: Path, authorized: str) -> tuple[int, int]:
     return pw.pw_uid, pw.pw_gid
 
 
-def start_hosts(n: int = 3, *, base_dir: Path | None = None) -> HostSet:
+def start_hosts(
+    n: int = 3,
+    *,
+    base_dir: Path | None = None,
+    netns: str | None = None,
+    addresses: Sequence[str] | None = None,
+) -> HostSet:
     """Create `n` users with one sshd each on 127.0.0.(11..), ready when this returns.
 
     `base_dir` must be traversable by other users (pytest's tmp_path is not); by default a
-    fresh directory under the system temp dir is used.
+    fresh directory under the system temp dir is used. With `netns` the sshds run inside that
+    network namespace (on its own loopback, or on `addresses`).
     """
     check_available()
     reap_stale_users()
@@ -532,13 +556,16 @@ def start_hosts(n: int = 3, *, base_dir: Path | None = None) -> HostSet:
     try:
         procs: list[tuple[Host, subprocess.Popen[bytes]]] = []
         for i in range(1, n + 1):
-            host = _make_host(base, i, f"{USER_PREFIX}{run_id}h{i}", client.public_line)
+            host = _make_host(
+                base, i, f"{USER_PREFIX}{run_id}h{i}", client.public_line,
+                address=addresses[i - 1] if addresses else None, netns=netns,
+            )
             hs.hosts.append(host)
             procs.append((host, host._ctl.spawn()))
         hs.write_known_hosts(hs.known_hosts_path)
         for host, proc in procs:
             try:
-                _wait_banner(host.address, host.port, proc)
+                _wait_banner(host.address, host.port, proc, netns=netns)
             except (RuntimeError, TimeoutError) as e:
                 log = host.sshd_log.read_text() if host.sshd_log.exists() else ""
                 raise RuntimeError(f"{host.name}: {e}\n{log[-2000:]}") from e
@@ -549,8 +576,11 @@ def start_hosts(n: int = 3, *, base_dir: Path | None = None) -> HostSet:
     return hs
 
 
-def _make_host(base: Path, i: int, user: str, authorized: str) -> Host:
-    address = f"127.0.0.{10 + i}"
+def _make_host(
+    base: Path, i: int, user: str, authorized: str, *, address: str | None = None,
+    netns: str | None = None,
+) -> Host:
+    address = address or f"127.0.0.{10 + i}"
     home = base / user
     uid, gid = _create_user(user, home, authorized)
     sdir = base / "_sshd" / f"host{i}"
@@ -558,14 +588,14 @@ def _make_host(base: Path, i: int, user: str, authorized: str) -> Host:
     key = generate_ed25519()
     key_path = sdir / "ssh_host_ed25519_key"
     _write_private(key_path, key.private_openssh)
-    port = free_port(address)
+    port = free_port(address if netns is None else "127.0.0.1")
     config = sdir / "sshd_config"
     config.write_text(_sshd_config(address, port, key_path, sdir / "sshd.pid", user))
     log = base / f"host{i}-sshd.log"
     return Host(
         name=f"host{i}", address=address, port=port, user=user, uid=uid, gid=gid, home=home,
         host_key_public=key.public_line, sshd_config=config, sshd_log=log,
-        _ctl=_SshdControl(config, log),
+        _ctl=_SshdControl(config, log, netns),
     )
 
 
