@@ -89,6 +89,7 @@ RepoUrl = Annotated[
 Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
 Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
 HttpsUrl = Annotated[str, _pattern(_HTTPS_URL, "an https:// URL")]
+HttpUrl = Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")]
 DiskMb = Annotated[int, Field(ge=0, le=10_000_000)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 DEFAULT_RUSTUP_URL = "https://sh.rustup.rs"
@@ -326,7 +327,7 @@ class HiveConfig(Model):
     proxy_jump: Annotated[list[JumpHost], BeforeValidator(_jump_list)] | None = None
     hive_port: Port = 8600
     # rbee-hive's --queen-url (rbee's own default when unset: http://localhost:7833)
-    queen_url: Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")] | None = None
+    queen_url: HttpUrl | None = None
     # as in rbee's hives.conf: after an install the hive runs as a service on hive_port
     auto_start: bool = True
     install_method: Source = Field(default_factory=GitSource)

@@ -21,6 +21,8 @@ REPLACE_PATHS = (
     ("workerType",),
 )
 # Input properties whose change needs a new build / binary.
+# Inputs the engine drops when unset: gone from the news means unset, not unchanged.
+OPTIONAL_INPUTS = ("queenUrl",)
 REINSTALL_KEYS = ("source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit")
 
 IN_SYNC = "in-sync"
@@ -122,7 +124,9 @@ def decide_diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffDecision:
     changed = [
         k
         for k in keys
-        if k in news and k not in ignored and norm(olds.get(k)) != norm(news.get(k))
+        if (k in news or k in OPTIONAL_INPUTS)
+        and k not in ignored
+        and norm(olds.get(k)) != norm(news.get(k))
     ]
     state = news.get("hostState")
     drifted = state is not None and state != IN_SYNC

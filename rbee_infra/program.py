@@ -203,6 +203,7 @@ def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _Plann
         managed_workers=[w.type for w in hive.workers],
         auto_start=hive.auto_start,
         hive_port=hive.hive_port,
+        queen_url=hive.queen_url,
         **_preflight_args(hive),
     )
     workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]

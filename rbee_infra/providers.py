@@ -29,7 +29,7 @@ from rbee_infra.spec import InstallSpec, parse_spec
 
 INPUT_ONLY = ("resolvedCommit", "hostState", "pruneExtras", "serviceState", "preflight")
 # A change of these restarts (or stops) the hive's service without a reinstall.
-SERVICE_KEYS = {"autoStart", "hivePort", "serviceState"}
+SERVICE_KEYS = {"autoStart", "hivePort", "queenUrl", "serviceState"}
 
 
 T = TypeVar("T")

@@ -76,6 +76,7 @@ class HiveArgs(InstallArgs):
     managed_workers: pulumi.Input[list[str]] = field(default_factory=list)
     auto_start: pulumi.Input[bool] = True
     hive_port: pulumi.Input[int] = 8600
+    queen_url: pulumi.Input[str | None] = None
 
     def props(self, component: str, resource_name: str) -> dict[str, Any]:
         return {
@@ -84,6 +85,7 @@ class HiveArgs(InstallArgs):
             "managedWorkers": self.managed_workers,
             "autoStart": self.auto_start,
             "hivePort": self.hive_port,
+            "queenUrl": self.queen_url,
             "extras": None,
             "service": None,
         }

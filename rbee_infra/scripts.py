@@ -632,6 +632,23 @@ rbee_listening() {
     echo unknown
   fi
 }
+# rbee-hive's own health check: GET /health on 127.0.0.1 (it binds nothing else) answers `ok`.
+# Prints "ok", "fail <status> <first line of the body>" or "unknown" (no curl and no bash).
+rbee_health() {
+  if command -v curl >/dev/null 2>&1; then
+    got=$(curl -s -m 5 -w '\n%{http_code}' "http://127.0.0.1:$1/health" 2>/dev/null)
+    code=$(printf '%s\n' "$got" | tail -n 1); body=$(printf '%s\n' "$got" | sed '$d')
+  elif command -v bash >/dev/null 2>&1; then
+    got=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+      printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3; cat <&3' rbee "$1" 2>/dev/null \
+      | tr -d '\r')
+    code=$(printf '%s\n' "$got" | head -n 1 | cut -d' ' -f2); body=$(printf '%s\n' "$got" | sed '1,/^$/d')
+  else
+    echo unknown; return 0
+  fi
+  body=$(printf '%s' "$body" | head -n 1 | cut -c1-200)
+  if [ "$code" = 200 ] && [ "$body" = ok ]; then echo ok; else echo "fail ${code:-000} $body"; fi
+}
 rbee_stop() {
   if rbee_unit_mine && rbee_systemd; then
     systemctl --user stop "$unit_name" >/dev/null 2>&1
@@ -673,16 +690,18 @@ port=$1 wait=$2
 n=0; limit=$((wait * 5))
 while :; do
   rbee_pid
-  running=no listening=no
+  running=no listening=no health=unknown
   if rbee_ours "$pid"; then running=yes; listening=$(rbee_listening "$port" "$pid"); fi
-  [ $running = yes ] && [ "$listening" != no ] && break
+  [ $running = yes ] && [ "$listening" != no ] && health=$(rbee_health "$port")
+  [ $running = yes ] && [ "$listening" != no ] && [ "${health%% *}" != fail ] && break
   [ $n -ge $limit ] && break
   # a pid-file hive that exited does not come back
   [ $mode = pidfile ] && [ $running = no ] && [ $n -ge 2 ] && break
   n=$((n+1)); sleep 0.2
 done
-printf 'mode\t%s\npid\t%s\nrunning\t%s\nlistening\t%s\nport\t%s\n' "$mode" "$pid" "$running" "$listening" "$port"
-[ $running = yes ] && [ "$listening" != no ] && exit 0
+printf 'mode\t%s\npid\t%s\nrunning\t%s\nlistening\t%s\nport\t%s\nhealth\t%s\n' \
+  "$mode" "$pid" "$running" "$listening" "$port" "$health"
+[ $running = yes ] && [ "$listening" != no ] && [ "${health%% *}" != fail ] && exit 0
 if [ "$wait" != 0 ]; then
   if [ $mode = systemd ]; then
     journalctl --user -u "$unit_name" -n 20 --no-pager 2>/dev/null | sed 's/^/log\t/'
@@ -694,15 +713,17 @@ exit 1
 """
 )
 
-# args: mode (systemd | pidfile), port, unit file text (systemd). Stops whatever runs now,
-# then starts ~/.local/bin/rbee-hive --port PORT; `HEALTH` says whether it came up.
+# args: mode (systemd | pidfile), port, unit file text (systemd), hive id, queen URL (may be
+# empty). Stops whatever runs now, then starts
+# ~/.local/bin/rbee-hive --port PORT --hive-id ID [--queen-url URL]; `HEALTH` says whether it
+# came up.
 START_SERVICE = (
     _ENV
     + _SYSTEMD
     + _SET_ASIDE
     + _SERVICE
     + r"""
-mode=$1 port=$2 text=$3
+mode=$1 port=$2 text=$3 hive_id=$4 queen=$5
 rbee_stop 0
 [ -x "$hive" ] || { echo "$hive is missing" >&2; exit 1; }
 mkdir -p -- .local/share/rbee || exit 1
@@ -720,10 +741,12 @@ fi
 if [ -f "$log" ]; then
   if rbee_log_mine "$log"; then mv -f -- "$log" "$log.1"; else rbee_set_aside "$log" || exit 1; fi
 fi
-printf '== rbee-infra %s: %s --port %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(readlink -- "$hive")" "$port" > "$log"
+printf '== rbee-infra %s: %s --port %s --hive-id %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  "$(readlink -- "$hive")" "$port" "$hive_id" > "$log"
 if command -v setsid >/dev/null 2>&1; then set -- setsid nohup; else set -- nohup; fi
-"$@" sh -c 'echo $$ > "$1.tmp" && mv -f -- "$1.tmp" "$1" && exec "$2" --port "$3"' rbee-hive \
-  "$pidf" "$hive" "$port" >> "$log" 2>&1 < /dev/null &
+"$@" sh -c 'p=$1 h=$2; shift 2; echo $$ > "$p.tmp" && mv -f -- "$p.tmp" "$p" && exec "$h" "$@"' \
+  rbee-hive "$pidf" "$hive" --port "$port" --hive-id "$hive_id" ${queen:+--queen-url "$queen"} \
+  >> "$log" 2>&1 < /dev/null &
 n=0; while [ ! -s "$pidf" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
 [ -s "$pidf" ] || { echo "no pid file after 5s; see ~/$log" >&2; exit 1; }
 echo started

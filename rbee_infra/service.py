@@ -37,8 +37,17 @@ def mode_for(facts: HostFacts) -> Mode:
 UNIT_MARKER = "# rbee-infra managed unit: changes here are replaced on the next install"
 
 
-def unit_text(port: int) -> str:
-    """The systemd user unit. `%h` is the user's home, so the file holds no absolute path."""
+def hive_args(port: int, hive_id: str, queen_url: str | None) -> list[str]:
+    """rbee-hive's own flags: its port, its id (the alias), and the queen when one is set."""
+    return ["--port", str(port), "--hive-id", hive_id] + (
+        ["--queen-url", queen_url] if queen_url else []
+    )
+
+
+def unit_text(port: int, hive_id: str = "localhost", queen_url: str | None = None) -> str:
+    """The systemd user unit. `%h` is the user's home, so the file holds no absolute path.
+    The values are validated (no spaces or quotes); `%` is systemd's specifier sign."""
+    args = " ".join(a.replace("%", "%%") for a in hive_args(port, hive_id, queen_url))
     return (
         f"{UNIT_MARKER}\n"
         "[Unit]\n"
@@ -47,7 +56,7 @@ def unit_text(port: int) -> str:
         "[Service]\n"
         "Type=simple\n"
         "WorkingDirectory=%h\n"
-        f"ExecStart=%h/{layout.stable_path('rbee-hive')} --port {port}\n"
+        f"ExecStart=%h/{layout.stable_path('rbee-hive')} {args}\n"
         "Restart=on-failure\n"
         "RestartSec=5\n"
         "\n"
@@ -56,9 +65,10 @@ def unit_text(port: int) -> str:
     )
 
 
-def start_args(mode: Mode, port: int) -> list[str]:
+def start_args(mode: Mode, port: int, hive_id: str, queen_url: str | None) -> list[str]:
     """START_SERVICE's arguments."""
-    return [mode, str(port), unit_text(port) if mode == "systemd" else ""]
+    text = unit_text(port, hive_id, queen_url) if mode == "systemd" else ""
+    return [mode, str(port), text, hive_id, queen_url or ""]
 
 
 @dataclass(frozen=True)
@@ -68,24 +78,40 @@ class ServiceState:
     pid: int | None
     running: bool
     listening: bool | None  # None: the host has no way to tell
+    # GET /health: None when not asked (not listening) or the host cannot ask (no curl, bash)
+    health_ok: bool | None = None
+    # what /health answered instead of `ok`: "<status> <first line of the body>"
+    health_response: str = ""
     log: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def healthy(self) -> bool:
-        return self.running and self.listening is not False
+        return self.running and self.listening is not False and self.health_ok is not False
+
+    @property
+    def unhealthy(self) -> bool:
+        """It runs and listens, but /health does not answer `ok`."""
+        return self.running and self.listening is not False and self.health_ok is False
 
     @property
     def summary(self) -> str:
         """`running` or why not: what `check` compares and `status` shows."""
         if self.healthy:
             return RUNNING
+        if self.unhealthy:
+            return f"unhealthy on port {self.port}: /health answered {self.health_response}"
         if self.running:
             return f"not listening on port {self.port}"
         return "stopped"
 
     def why(self) -> str:
         """For errors: what went wrong, then the last lines of its log."""
-        if self.running:
+        if self.unhealthy:
+            what = (
+                f"rbee-hive (pid {self.pid}) listens on port {self.port} but GET /health "
+                f"answered {self.health_response}"
+            )
+        elif self.running:
             what = f"rbee-hive (pid {self.pid}) runs but does not listen on port {self.port}"
         else:
             what = f"rbee-hive exited instead of listening on port {self.port}"
@@ -97,6 +123,7 @@ def parse_health(output: str, port: int) -> ServiceState:
     fields = parse_fields(output)
     pid = fields.get("pid", "")
     listening = fields.get("listening", "no")
+    health = fields.get("health", "unknown")
     log = tuple(line[4:] for line in output.splitlines() if line.startswith("log\t"))
     return ServiceState(
         mode="systemd" if fields.get("mode") == "systemd" else "pidfile",
@@ -104,6 +131,8 @@ def parse_health(output: str, port: int) -> ServiceState:
         pid=int(pid) if pid.isdigit() and pid != "0" else None,
         running=fields.get("running") == "yes",
         listening=None if listening == "unknown" else listening == "yes",
+        health_ok=True if health == "ok" else False if health.startswith("fail") else None,
+        health_response=health.removeprefix("fail").strip() or "nothing",
         log=log,
     )
 
@@ -142,7 +171,7 @@ async def start(link: Link, spec: InstallSpec, mode: Mode) -> ServiceState:
     """(Re)start the hive on the binary the stable path points at now; wait until healthy."""
     await link.run(
         scripts.START_SERVICE,
-        *start_args(mode, spec.hive_port),
+        *start_args(mode, spec.hive_port, spec.alias, spec.queen_url),
         phase="service",
         timeout=STOP_TIMEOUT,
         summary=f"starting rbee-hive on port {spec.hive_port}",

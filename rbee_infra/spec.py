@@ -19,6 +19,7 @@ from rbee_infra.config import (
     Feature,
     Hostname,
     HttpsUrl,
+    HttpUrl,
     Model,
     Port,
     Source,
@@ -88,6 +89,7 @@ class InstallSpec(Model):
     # program passes the hive's autoStart (true by default, as in rbee); a bare spec runs none.
     auto_start: bool = False
     hive_port: Port = 8600
+    queen_url: HttpUrl | None = None
     reinstall_trigger: Trigger = ""
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""

@@ -114,6 +114,7 @@ def hive_specs(
             prune_unmanaged=hive.prune_unmanaged,
             auto_start=hive.auto_start,
             hive_port=hive.hive_port,
+            queen_url=hive.queen_url,
             **_preflight_fields(hive),
         )
     ]
@@ -325,13 +326,19 @@ def assess(
 
 
 def service_view(spec: InstallSpec, state: service.ServiceState) -> ServiceStatus:
-    shown = "running" if state.healthy else "not-listening" if state.running else "stopped"
+    shown = (
+        "running" if state.healthy
+        else "unhealthy" if state.unhealthy
+        else "not-listening" if state.running
+        else "stopped"
+    )
     return ServiceStatus(
         auto_start=spec.auto_start,
         mode=state.mode,
         state=shown,
         pid=state.pid if state.running else None,
         port=spec.hive_port,
+        health=state.health_response if state.unhealthy else None,
     )
 
 
@@ -339,7 +346,10 @@ def with_service_drift(hive: ComponentStatus, view: ServiceStatus) -> ComponentS
     """With autoStart, an installed hive that does not run (or listen) has drifted."""
     if not view.auto_start or view.state == "running" or hive.state not in ("in-sync", "drift"):
         return hive
-    why = "not listening" if view.state == "not-listening" else "not running"
+    why = {
+        "not-listening": "not listening",
+        "unhealthy": f"unhealthy (GET /health answered {view.health})",
+    }.get(view.state, "not running")
     drift = [*hive.drift, f"service {why} on port {view.port} (autoStart is on)"]
     return hive.model_copy(update={"drift": drift, "state": "drift"})
 

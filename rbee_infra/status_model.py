@@ -76,15 +76,21 @@ class Extra(_Doc):
 
 
 class ServiceStatus(_Doc):
-    """The hive as a service: `rbee-hive --port <hivePort>` (see docs/service.md)."""
+    """The hive as a service: `rbee-hive --port <hivePort> --hive-id <alias>` (see
+    docs/service.md)."""
 
     auto_start: bool = Field(description="the config asks for it to run (autoStart)")
     mode: Literal["systemd", "pidfile"] = Field(
         description="a systemd user unit, or a background process with a pid file"
     )
-    state: Literal["running", "stopped", "not-listening"]
+    state: Literal["running", "stopped", "not-listening", "unhealthy"]
     pid: int | None
     port: int
+    health: str | None = Field(
+        default=None,
+        description="unhealthy: what GET /health answered instead of `ok` (status and the "
+        "first line of the body)",
+    )
 
 
 class GpuFacts(_Doc):

@@ -295,13 +295,39 @@ def test_a_stopped_service_stays_a_change_after_refresh() -> None:
 # --- the service itself ---------------------------------------------------------------------
 
 
-def test_unit_file_runs_the_stable_path_on_the_port() -> None:
-    text = service.unit_text(8600)
-    assert "ExecStart=%h/.local/bin/rbee-hive --port 8600\n" in text
+def test_unit_file_runs_the_stable_path_with_rbee_hives_flags() -> None:
+    text = service.unit_text(8600, "gpu-1")
+    assert "ExecStart=%h/.local/bin/rbee-hive --port 8600 --hive-id gpu-1\n" in text
     assert "WantedBy=default.target" in text and "Restart=on-failure" in text
     assert "/home" not in text  # %h: the same file fits any user
-    assert service.start_args("pidfile", 9000) == ["pidfile", "9000", ""]
-    assert service.start_args("systemd", 9000)[2] == service.unit_text(9000)
+    queen = service.unit_text(8600, "gpu-1", "http://queen:7833/a%20b")
+    assert (
+        "ExecStart=%h/.local/bin/rbee-hive --port 8600 --hive-id gpu-1 "
+        "--queen-url http://queen:7833/a%%20b\n"  # systemd's specifier sign, escaped
+    ) in queen
+    assert service.start_args("pidfile", 9000, "h", None) == ["pidfile", "9000", "", "h", ""]
+    assert service.start_args("systemd", 9000, "h", "http://q:1")[2:] == [
+        service.unit_text(9000, "h", "http://q:1"), "h", "http://q:1"
+    ]
+
+
+def test_a_hive_that_listens_but_answers_health_with_an_error_is_unhealthy() -> None:
+    sick = service.parse_health(
+        "mode\tpidfile\npid\t42\nrunning\tyes\nlistening\tyes\n"
+        "health\tfail 503 starting: no worker yet\n",
+        8600,
+    )
+    assert sick.unhealthy and not sick.healthy
+    assert sick.summary == "unhealthy on port 8600: /health answered 503 starting: no worker yet"
+    assert sick.why() == (
+        "rbee-hive (pid 42) listens on port 8600 but GET /health answered "
+        "503 starting: no worker yet"
+    )
+    # a host that cannot ask (no curl, no bash) judges by the listening socket alone
+    unknown = service.parse_health(
+        "mode\tpidfile\npid\t42\nrunning\tyes\nlistening\tyes\nhealth\tunknown\n", 8600
+    )
+    assert unknown.healthy and unknown.summary == "running"
 
 
 def test_health_output_becomes_a_state() -> None:

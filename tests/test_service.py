@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from rbee_infra.status_model import ConfigSource, ServiceStatus
 from tests.harness import installs
 from tests.harness.engine import Decl, Engine
 from tests.harness.fixture_repo import RbeeRepo
-from tests.harness.hosts import Host, HostSet, free_port
+from tests.harness.hosts import Host, HostSet, free_port, wait_until
 
 pytestmark = pytest.mark.hosts
 
@@ -248,3 +249,76 @@ def test_systemd_unit_passes_systemd_analyze_verify(hosts1: HostSet) -> None:
     (host.home / "unit" / "rbee-hive.service").write_text(broken)
     result = host.run(verify, check=False)
     assert "ExecStrat" in result.stderr
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def built_hive(repo: RbeeRepo, branch: str, where: Path) -> Path:
+    """rbee-hive built from `branch` of the fixture repo, outside any host."""
+    src = where / branch
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", "--branch", branch, repo.url, str(src)], check=True
+    )
+    subprocess.run(
+        ["cargo", "build", "-q", "--release", "--bin", "rbee-hive"], cwd=src, check=True
+    )
+    return src / "target" / "release" / "rbee-hive"
+
+
+def test_the_hive_runs_with_rbee_hives_flags_and_health_is_its_http_answer(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Path
+) -> None:
+    (host,) = hosts1.hosts
+    port = free_port()
+    source = {"method": "git", "repo": rbee_repo.url, "tag": "v0.2.0"}
+
+    # it listens, but GET /health answers 503 for good: the create fails and leaves nothing
+    sick = hive(hosts1, host, rbee_repo, port, branch="unhealthy")
+    error = installs.failed(engine.up([sick]), "hive-h1")
+    assert "hive h1: service failed: rbee-hive 0.3.0 did not start: rbee-hive (pid " in error
+    assert (
+        f") listens on port {port} but GET /health answered 503 starting: no worker yet"
+    ) in error
+    assert engine.state() == {} and installs.leftovers(host) == []
+
+    # --port, --hive-id <alias>, and --queen-url when queenUrl is set
+    queen = "http://127.0.0.1:7833"
+    with_queen = installs.hive(
+        hosts1, host, source, autoStart=True, hivePort=port, queenUrl=queen
+    )
+    installs.ok(engine.up([with_queen]))
+    pid = pid_of(host)
+    assert cmdline(pid)[1:] == ["--port", str(port), "--hive-id", "h1", "--queen-url", queen]
+    assert http_get(port) == "ok"
+    plain = installs.hive(hosts1, host, source, autoStart=True, hivePort=port)
+    assert installs.ok(engine.up([plain])).ops() == {"hive-h1": "update"}  # restarted only
+    restarted = pid_of(host)
+    assert restarted != pid and cmdline(restarted)[1:] == ["--port", str(port), "--hive-id", "h1"]
+
+    # a hive that runs and listens but answers /health with an error: status says unhealthy
+    binary = built_hive(rbee_repo, "unhealthy", tmp_path)
+    shutil.copy(binary, host.home / "sick-hive")
+    os.chown(host.home / "sick-hive", host.uid, host.gid)
+    host.run(f"kill {restarted}; while kill -0 {restarted} 2>/dev/null; do sleep 0.05; done")
+    host.run(
+        "setsid nohup bash -c 'echo $$ > " + PID_FILE + "; exec -a \"$HOME/.local/bin/rbee-hive\" "
+        f"./sick-hive --port {port}' >/dev/null 2>&1 < /dev/null &"
+    )
+    wait_until(lambda: not refused(port, timeout=0) and http_get(port) != "")
+    assert http_get(port) == "starting: no worker yet"
+    assert service_status(hosts1, host, rbee_repo, port) == ServiceStatus(
+        auto_start=True, mode="pidfile", state="unhealthy", pid=pid_of(host), port=port,
+        health="503 starting: no worker yet",
+    )
+    # `up` puts the installed hive back in its place, no rebuild
+    plan = engine.preview([plain])
+    assert plan.ops() == {"hive-h1": "update"}
+    assert plan.steps[0].detailed_changes["serviceState"][1] == (
+        f"unhealthy on port {port}: /health answered 503 starting: no worker yet"
+    )
+    installs.ok(engine.up([plain]))
+    assert http_get(port) == "ok" and cmdline(pid_of(host))[0].endswith("/.local/bin/rbee-hive")
+    installs.ok(engine.destroy())
+    assert installs.leftovers(host) == []

@@ -102,3 +102,29 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         connection_fields(parsed, parsed.hives[0])
     assert caught.value.problems == [("sshConfig", f"{tmp_path / 'nope'} does not exist")]
+
+
+def test_the_bastion_example_stack_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((root / "stacks" / "Pulumi.example-bastion.yaml").read_text())["config"]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(
+        "Host gpu-3.lab\n  HostName 10.20.0.13\n  User rbee\n  ProxyJump ops@bastion.example.com\n"
+    )
+    parsed = parse_fleet({
+        "hives": config["rbee:hives"],
+        "sshConfig": config["rbee:sshConfig"],
+        "sshPrivateKeyPath": config["rbee:sshPrivateKeyPath"],
+        "knownHosts": config["rbee:knownHosts"],
+    })
+    targets = [connection_fields(parsed, hive) for hive in parsed.hives]
+    assert [(t["host"], t["user"], t["jumps"][0]["host"], t["jumps"][0]["user"]) for t in targets] == [
+        ("10.20.0.11", "rbee", "bastion.example.com", "ops"),
+        ("10.20.0.12", "rbee", "bastion.example.com", "ops"),
+        ("10.20.0.13", "rbee", "bastion.example.com", "ops"),
+    ]
+    assert parsed.hives[0].hive_port == 7835
+    assert parsed.hives[0].queen_url == "http://10.20.0.1:7833"

@@ -71,50 +71,55 @@ _HIVE_MAIN = r"""use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: rbee-hive [--version] [--port PORT [--listen ADDR]]";
+// rbee-hive's interface: -p/--port (default 7835), --hive-id (default localhost), --queen-url
+// (default http://localhost:7833); binds 127.0.0.1 only; GET /health answers `ok`.
+const USAGE: &str = "usage: rbee-hive [--version] [-p|--port PORT] [--hive-id ID] [--queen-url URL]";
 
 fn serve(mut stream: TcpStream) {
     let mut buf = [0u8; 2048];
-    let _ = stream.read(&mut buf);
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    let n = stream.read(&mut buf).unwrap_or(0);
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let line = request.lines().next().unwrap_or("");
+    let (status, body) = if line.starts_with("GET /health ") {
+        __HEALTH__
+    } else {
+        ("404 Not Found", "not found")
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(reply.as_bytes());
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    if args[0] == "--version" {
+    if args.first().map(String::as_str) == Some("--version") {
 __VERSION_BODY__
     }
-    let mut port: Option<u16> = None;
-    let mut listen = String::from("127.0.0.1");
+    let mut port: u16 = 7835;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--port" => port = it.next().and_then(|v| v.parse().ok()),
-            "--listen" => match it.next() {
-                Some(v) => listen = v.clone(),
-                None => {
+        let value = it.next();
+        match (arg.as_str(), value) {
+            ("-p" | "--port", Some(v)) => match v.parse() {
+                Ok(p) => port = p,
+                Err(_) => {
                     eprintln!("{USAGE}");
                     return ExitCode::from(2);
                 }
             },
+            ("--hive-id" | "--queen-url", Some(_)) => {}
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
             }
         }
     }
-    let Some(port) = port else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let listener = match TcpListener::bind((listen.as_str(), port)) {
+    let listener = match TcpListener::bind(("127.0.0.1", port)) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("rbee-hive: cannot listen on {listen}:{port}: {e}");
+            eprintln!("rbee-hive: cannot listen on 127.0.0.1:{port}: {e}");
             return ExitCode::from(1);
         }
     };
@@ -188,22 +193,30 @@ _WORKER_BIN_MAIN = """fn main() -> std::process::ExitCode {{
 """
 
 
+# `unhealthy`: it listens, but /health says it is not ready
+_UNHEALTHY = '("503 Service Unavailable", "starting: no worker yet")'
+
 # `no-listen`: --version answers, but serving (`--port N`) exits 1 at once
 _NO_LISTEN = """\
-    if args[0] == "--port" {
+    if !args.is_empty() {
         eprintln!("rbee-hive: refusing to listen (no-listen fixture)");
         return ExitCode::from(1);
     }
 """
 
 
-def _hive_main(*, bad_version: bool = False, broken: bool = False, no_listen: bool = False) -> str:
+def _hive_main(
+    *, bad_version: bool = False, broken: bool = False, no_listen: bool = False,
+    unhealthy: bool = False,
+) -> str:
     body = _BAD_VERSION if bad_version else _HIVE_VERSION_OK
-    text = _HIVE_MAIN.replace("__VERSION_BODY__", body).replace(
-        "__BROKEN__", _BROKEN if broken else ""
+    text = (
+        _HIVE_MAIN.replace("__VERSION_BODY__", body)
+        .replace("__BROKEN__", _BROKEN if broken else "")
+        .replace("__HEALTH__", _UNHEALTHY if unhealthy else '("200 OK", "ok")')
     )
     if no_listen:
-        anchor = "    let mut port: Option<u16> = None;\n"
+        anchor = "    let mut port: u16 = 7835;\n"
         text = text.replace(anchor, _NO_LISTEN + anchor, 1)
     return text
 
@@ -233,6 +246,7 @@ def workspace_files(
     bad_version: bool = False,
     broken: bool = False,
     no_listen: bool = False,
+    unhealthy: bool = False,
     worker_default_features: tuple[str, ...] = (),
     worker_required_features: bool = False,
 ) -> dict[str, str]:
@@ -242,7 +256,7 @@ def workspace_files(
         "Cargo.toml": _WORKSPACE_TOML.format(version=version),
         "bin/rbee-hive/Cargo.toml": _HIVE_TOML,
         "bin/rbee-hive/src/main.rs": _hive_main(
-            bad_version=bad_version, broken=broken, no_listen=no_listen
+            bad_version=bad_version, broken=broken, no_listen=no_listen, unhealthy=unhealthy
         ),
         "bin/llm-worker-rbee/Cargo.toml": _worker_toml(
             worker_default_features, worker_required_features
@@ -436,7 +450,8 @@ def make_rbee_repo(
     """Create the fixture repo under a new directory in `base_dir` (made world-readable).
 
     History: v0.1.0 (tag) -> v0.2.0 (tag, main); branches `broken`, `bad-version` and
-    `moving` start at main; `no-listen` (version 0.3.0: `--version` works, `--port` exits 1).
+    `moving` start at main; `no-listen` (version 0.3.0: `--version` works, `--port` exits 1);
+    `unhealthy` (version 0.3.0: it listens, but GET /health answers 503).
     """
     root = Path(tempfile.mkdtemp(prefix="rbee-repo-", dir=base_dir))
     root.chmod(0o755)
@@ -469,6 +484,7 @@ def make_rbee_repo(
         repo.commit("broken", files("0.2.0", broken=True), "broken: does not compile")
         repo.commit("bad-version", files("0.2.0", bad_version=True), "bad-version: --version fails")
         repo.commit("no-listen", files("0.3.0", no_listen=True), "no-listen: --port exits 1")
+        repo.commit("unhealthy", files("0.3.0", unhealthy=True), "unhealthy: /health says 503")
         repo.git("push", "-q", "origin", "main:moving")
         subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
         if serve:

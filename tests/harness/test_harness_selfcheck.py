@@ -224,7 +224,9 @@ def test_repo_refs_and_moving_branch(fresh_rbee_repo: RbeeRepo) -> None:
     tags = repo.tags
     assert set(tags) == {"v0.1.0", "v0.2.0"}
     assert tags["v0.2.0"] == repo.commit_of("main") == repo.commit_of("moving")
-    assert set(repo.branches) == {"main", "broken", "bad-version", "moving", "no-listen"}
+    assert set(repo.branches) == {
+        "main", "broken", "bad-version", "moving", "no-listen", "unhealthy"
+    }
     sha = repo.advance_branch("moving", version="0.2.1")
     assert sha == repo.commit_of("moving") != repo.commit_of("main")
     remote = subprocess.run(["git", "ls-remote", repo.url, "refs/heads/moving"],
