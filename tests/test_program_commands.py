@@ -259,6 +259,30 @@ def test_the_converter_refuses_missing_credentials_and_unreadable_files(tmp_path
     assert agent.agent_socket_path == "/run/agent.sock" and agent.private_key is None
 
 
+def test_a_hive_behind_a_jump_host_gives_pulumi_command_its_proxy(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[bastion]:2200 {HOST_KEY}\n")
+    conn = {
+        "host": "10.1.0.5", "user": "vince", "hostKey": HOST_KEY, "privateKey": KEY,
+        "knownHosts": str(known),
+        "jumps": [{"host": "bastion", "port": 2200, "user": "ops"}],
+    }
+    args = to_command_connection(conn, "command c")
+    proxy = args.proxy
+    assert proxy is not None
+    assert (proxy.host, proxy.port, proxy.user) == ("bastion", 2200, "ops")
+    assert proxy.private_key == KEY and proxy.host_key == HOST_KEY  # from known_hosts
+    with pytest.raises(ConfigError, match="pulumi-command reaches a host through one jump host"):
+        to_command_connection(
+            {**conn, "jumps": [*conn["jumps"], {"host": "inner", "user": "ops"}]}, "command c"
+        )
+    unknown = {**conn, "jumps": [{"host": "elsewhere", "user": "ops"}]}
+    with pytest.raises(
+        HostKeyError, match="command c: jump host ops@elsewhere:22: connect failed: no hostKey"
+    ):
+        to_command_connection(unknown, "command c")
+
+
 def test_hive_command_helper_depends_on_the_hive_without_using_its_outputs() -> None:
     recorder = install({})
     connection = {"host": "127.0.0.2", "port": 2201, "user": "u1", "privateKey": KEY}

@@ -173,11 +173,16 @@ def test_host_user_clones_builds_and_runs_rbee(hosts1: HostSet, rbee_repo: RbeeR
         expected_version_line("rbee-hive", "0.2.0") + "\n")
     assert h.run("rbee/target/release/llm-worker-rbee-cuda --version").stdout == (
         "llm-worker-rbee-cuda 0.2.0 features=cuda\n")
-    assert h.run("rbee/target/release/rbee-hive").returncode == 0
+    usage = h.run("rbee/target/release/rbee-hive --listen 0.0.0.0", check=False)
+    assert (usage.returncode, usage.stderr) == (
+        2, "usage: rbee-hive [--version] [-p|--port PORT] [--hive-id ID] [--queen-url URL]\n"
+    )
 
     port = _free_port()
-    h.run(f"rbee/target/release/rbee-hive --port {port} >hive.log 2>&1 & echo $! > hive.pid")
-    assert _http_get("127.0.0.1", port).endswith("ok")
+    h.run(f"rbee/target/release/rbee-hive -p {port} --hive-id h >hive.log 2>&1 & "
+          "echo $! > hive.pid")
+    assert _http_get("127.0.0.1", port, "/health").endswith("\r\n\r\nok")
+    assert _http_get("127.0.0.1", port, "/").startswith("HTTP/1.1 404 Not Found\r\n")
     h.run("kill $(cat hive.pid)")
 
     h.run("git -C rbee checkout -q v0.1.0 && cd rbee && cargo build -q --release "
@@ -203,12 +208,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _http_get(host: str, port: int, timeout: float = 5.0) -> str:
+def _http_get(host: str, port: int, path: str, timeout: float = 5.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection((host, port), timeout=1) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
                 data = b""
                 while chunk := s.recv(4096):
                     data += chunk
