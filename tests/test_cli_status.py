@@ -197,6 +197,7 @@ def test_in_sync_reports_versions_and_commits(fleet: Fleet, capsys: Any) -> None
         "state": "running",
         "pid": pid,
         "port": gpu_port,
+        "health": None,
     }
     assert by_alias(doc)["cpu-host"]["service"]["state"] == "stopped"
     assert by_alias(doc)["cpu-host"]["service"]["autoStart"] is False
