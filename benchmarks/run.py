@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cli_noop, cold_install, concurrency, noop_sync, status_bench
+from benchmarks import (
+    cli_noop,
+    cold_install,
+    concurrency,
+    handshake,
+    noop_sync,
+    status_bench,
+)
 from benchmarks.common import open_lab
 
 BENCHMARKS = {
@@ -30,6 +37,7 @@ BENCHMARKS = {
     "3": concurrency,
     "4": status_bench,
     "5": cli_noop,
+    "7": handshake,
 }
 
 
