@@ -27,6 +27,7 @@ from benchmarks import (
     concurrency,
     handshake,
     noop_sync,
+    startup,
     status_bench,
 )
 from benchmarks.common import open_lab
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "3": concurrency,
     "4": status_bench,
     "5": cli_noop,
+    "6": startup,
     "7": handshake,
 }
 
