@@ -1,8 +1,9 @@
 """Run the benchmarks on real sshd hosts on this machine (root needed, like the test suite):
 
-    python -m benchmarks.run            # all five (about 15 minutes on 2 cores)
+    python -m benchmarks.run            # 1 to 7 (about 16 minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller fleets, one repeat (about 3 minutes)
     python -m benchmarks.run --only 2,4 --json reports/benchmarks.json
+    python -m benchmarks.run --only 5,8 --sizes 16,32,64   # at scale: 64 sshd hosts
 
 Needs the `bench` extra (`pip install -e '.[bench]'`: pyinfra, ansible-core), git, cargo,
 sshd, the OpenSSH client, and for benchmark 5 the Pulumi CLI (`bash scripts/install-pulumi.sh`).
@@ -21,7 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cli_noop, cold_install, concurrency, noop_sync, status_bench
+from benchmarks import (
+    cli_noop,
+    cold_install,
+    concurrency,
+    handshake,
+    noop_sync,
+    scale_install,
+    startup,
+    status_bench,
+)
 from benchmarks.common import open_lab
 
 BENCHMARKS = {
@@ -30,7 +40,12 @@ BENCHMARKS = {
     "3": concurrency,
     "4": status_bench,
     "5": cli_noop,
+    "6": startup,
+    "7": handshake,
+    "8": scale_install,
 }
+# run by default: 8 starts 64 hosts (choose it with --only)
+DEFAULT = "1,2,3,4,5,6,7"
 
 
 def machine() -> str:
@@ -42,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.run", description="rbee-infra benchmarks on local sshd hosts"
     )
     parser.add_argument("--quick", action="store_true", help="smaller fleets, one repeat")
-    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers")
+    parser.add_argument("--only", default=DEFAULT, help="comma-separated benchmark numbers")
+    parser.add_argument(
+        "--sizes", default="",
+        help="fleet sizes for benchmarks 5 and 8, e.g. 16,32,64 (5: 1,8,16; 8: 16,64)",
+    )  # fmt: skip
     parser.add_argument(
         "--naive", action="store_true",
         help="benchmark 3 also without the build kick-off (4 and 16 hosts; slow)",
@@ -56,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("the benchmarks start sshd hosts as local users: run them as root", file=sys.stderr)
         return 2
-    hosts = 8 if args.quick else 16
+    sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
+    hosts = max([8 if args.quick else 16, *sizes])
+    if "8" in chosen and not sizes:
+        hosts = max(hosts, 8 if args.quick else 64)
     started = time.monotonic()
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "benchmarks": {}}
     print(f"# rbee-infra benchmarks ({report['machine']}{', quick' if args.quick else ''})\n")
@@ -68,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             kwargs: dict[str, Any] = {"quick": args.quick}
             if number == "3":
                 kwargs["naive"] = args.naive
+            if number in ("5", "8") and sizes:
+                kwargs["sizes"] = sizes
             result = module.run(lab, **kwargs)
             result["wall_seconds"] = round(time.monotonic() - t0, 1)
             report["benchmarks"][number] = result

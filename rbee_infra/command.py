@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pulumi
-from pulumi_command import remote
 from pydantic import Field, ValidationError
 
 from rbee_infra.config import Alias, FleetConfig, Model, WorkerType, problems_of
@@ -22,6 +21,9 @@ from rbee_infra.errors import AuthError, ConfigError, HostKeyError
 from rbee_infra.known_hosts import host_keys, host_pattern_name
 from rbee_infra.resources import Hive
 from rbee_infra.spec import Connection
+
+if TYPE_CHECKING:
+    from pulumi_command import remote
 
 CommandText = Annotated[str, Field(min_length=1, max_length=65536)]
 
@@ -34,6 +36,8 @@ def command_connection(
     proxy: remote.ProxyConnectionArgs | None = None,
 ) -> remote.ConnectionArgs:
     """The pulumi-command shape of a resolved connection (pure)."""
+    from pulumi_command import remote
+
     return remote.ConnectionArgs(
         proxy=proxy,
         host=conn.host,
@@ -95,6 +99,8 @@ def to_command_connection(connection: Mapping[str, Any], label: str) -> remote.C
     private_key = resolve_private_key(conn, label)
     if private_key is None and conn.agent_socket_path is None:
         raise AuthError(label, "no private key, key path or agent socket configured")
+    from pulumi_command import remote
+
     proxy = None
     if len(conn.jumps) > 1:
         raise ConfigError([(
@@ -142,6 +148,8 @@ def hive_command(
     `connection` is the connection given to the Hive. With `rerun_on_hive_change` the hive's
     release id joins the triggers, so the step runs again when the hive is reinstalled.
     """
+    from pulumi_command import remote
+
     label = f"pulumi-command {name}"
     args = pulumi.Output.secret(
         pulumi.Output.from_input(connection).apply(lambda c: to_command_connection(c, label))

@@ -256,6 +256,23 @@ def _jump_list(value: Any) -> Any:
     return value
 
 
+class JumpHop(Model):
+    """One jump host on the way (nearest first). Without its own key it authenticates like
+    the target; its host key is checked against its hostKey, else its known_hosts file."""
+
+    host: Hostname
+    port: Port = 22
+    user: User
+    private_key: Annotated[str, Field(max_length=65536)] | None = None
+    private_key_password: Annotated[str, Field(max_length=4096)] | None = None
+    host_key: Annotated[str, Field(max_length=16384)] | None = None
+    known_hosts: Annotated[str, Field(max_length=4096)] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"jump host {self.user}@{self.host}:{self.port}"
+
+
 class HiveConnection(Model):
     """A hive's SSH target in pulumi-command's `remote.ConnectionArgs` shape (see command.py)."""
 

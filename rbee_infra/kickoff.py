@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulumi.dynamic import (
     CheckFailure,
@@ -37,20 +37,37 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import hostview, pins, plan, pool, preflight, scripts
 from rbee_infra.config import GitSource
 from rbee_infra.errors import ConfigError, HostError, HostKeyError
-from rbee_infra.facts import HostFacts
-from rbee_infra.install import git
+from rbee_infra.lazy import lazy
 from rbee_infra.progress import report
 from rbee_infra.redact import url_has_credentials
-from rbee_infra.remote import open_session
-from rbee_infra.spec import InstallSpec, parse_spec
+
+if TYPE_CHECKING:
+    from rbee_infra import hostview, pins, plan, pool, preflight, remote, scripts
+    from rbee_infra.facts import HostFacts
+    from rbee_infra.install import git
+    from rbee_infra.spec import InstallSpec
+else:  # the program imports this module only to pickle the class: see `lazy`
+    hostview = lazy("rbee_infra.hostview")
+    pins = lazy("rbee_infra.pins")
+    plan = lazy("rbee_infra.plan")
+    pool = lazy("rbee_infra.pool")
+    preflight = lazy("rbee_infra.preflight")
+    remote = lazy("rbee_infra.remote")
+    scripts = lazy("rbee_infra.scripts")
+    git = lazy("rbee_infra.install.git")
 
 ADDED = ("pending", "started", "trustedHostKeys")  # what check/create add to the inputs
 
 
-Hosts = list[tuple[str, list[InstallSpec]]]  # (alias, its installs)
+Hosts = list[tuple[str, list["InstallSpec"]]]  # (alias, its installs)
+
+
+def parse_spec(data: dict[str, Any]) -> InstallSpec:
+    from rbee_infra.spec import parse_spec as parse
+
+    return parse(data)
 
 # hosts read (and kicked off) at once; each is one SSH connection
 CONCURRENT_HOSTS = 64
@@ -249,7 +266,7 @@ async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[st
     ]
     states = ["not started"] * len(jobs)
     try:
-        async with open_session(first) as session:
+        async with remote.open_session(first) as session:
             results = await hostview.run_batch(session, parts, phase="build", timeout=120)
         states = [r.stdout.strip() if r.exit_status == 0 else "not started" for r in results]
     except HostError as error:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.runtime.config import is_config_secret
 
 from rbee_infra import sshconfig
-from rbee_infra.command import CommandConfig, declare_command, parse_commands
 from rbee_infra.config import (
     HIVE_BINARY,
     FleetConfig,
@@ -32,6 +31,9 @@ from rbee_infra.resources import (
     WorkerArgs,
     build_props,
 )
+
+if TYPE_CHECKING:
+    from rbee_infra.command import CommandConfig
 
 _SEMVER_LIKE = __import__("re").compile(r"^v?\d+(\.\d+)*([-+][0-9A-Za-z.-]+)?$")
 
@@ -259,6 +261,8 @@ def declare_fleet(
             }
         for command in commands:
             if command.hive == hive.alias:
+                from rbee_infra.command import declare_command
+
                 declare_command(command, hive_resource, connection, worker_resources)
         exports[hive.alias] = {
             "hive": {
@@ -276,6 +280,12 @@ def declare_fleet(
 
 def main() -> None:
     fleet, secrets = read_stack_config()
-    commands = parse_commands(pulumi.Config("rbee").get_object("commands"), fleet)
+    data = pulumi.Config("rbee").get_object("commands")
+    commands: list[CommandConfig] = []
+    if data is not None:
+        # pulumi_command and its models cost every start-up; only a stack with commands pays
+        from rbee_infra.command import parse_commands
+
+        commands = parse_commands(data, fleet)
     for alias, value in declare_fleet(fleet, secrets, commands).items():
         pulumi.export(alias, value)

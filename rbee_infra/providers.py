@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pulumi.dynamic import (
     CheckFailure,
@@ -22,10 +22,26 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra import lifecycle, pins, plan, pool, preflight, prune
 from rbee_infra.errors import ConfigError, HostError, HostKeyError
+from rbee_infra.lazy import lazy
 from rbee_infra.progress import report
-from rbee_infra.spec import InstallSpec, parse_spec
+
+if TYPE_CHECKING:
+    from rbee_infra import lifecycle, pins, plan, pool, preflight, prune
+    from rbee_infra.spec import InstallSpec
+else:  # the program imports this module only to pickle the classes: see `lazy`
+    lifecycle = lazy("rbee_infra.lifecycle")
+    pins = lazy("rbee_infra.pins")
+    plan = lazy("rbee_infra.plan")
+    pool = lazy("rbee_infra.pool")
+    preflight = lazy("rbee_infra.preflight")
+    prune = lazy("rbee_infra.prune")
+
+
+def parse_spec(data: dict[str, Any]) -> InstallSpec:
+    from rbee_infra.spec import parse_spec as parse
+
+    return parse(data)
 
 INPUT_ONLY = ("resolvedCommit", "hostState", "pruneExtras", "serviceState", "preflight")
 # A change of these restarts (or stops) the hive's service without a reinstall.

@@ -20,6 +20,7 @@ from rbee_infra.config import (
     Hostname,
     HttpsUrl,
     HttpUrl,
+    JumpHop,
     Model,
     Port,
     Source,
@@ -30,23 +31,6 @@ from rbee_infra.config import (
     problems_of,
 )
 from rbee_infra.errors import ConfigError
-
-
-class JumpHop(Model):
-    """One jump host on the way (nearest first). Without its own key it authenticates like
-    the target; its host key is checked against its hostKey, else its known_hosts file."""
-
-    host: Hostname
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
-    user: User
-    private_key: Annotated[str, Field(max_length=65536)] | None = None
-    private_key_password: Annotated[str, Field(max_length=4096)] | None = None
-    host_key: Annotated[str, Field(max_length=16384)] | None = None
-    known_hosts: Annotated[str, Field(max_length=4096)] | None = None
-
-    @property
-    def label(self) -> str:
-        return f"jump host {self.user}@{self.host}:{self.port}"
 
 
 class Connection(Model):

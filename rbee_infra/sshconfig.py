@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from rbee_infra.config import FleetConfig, HiveConfig, parse_proxy_jump
+from rbee_infra.config import FleetConfig, HiveConfig, JumpHop, parse_proxy_jump
 from rbee_infra.errors import ConfigError
-from rbee_infra.spec import JumpHop
 
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
 
