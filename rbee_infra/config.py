@@ -413,6 +413,26 @@ class FleetConfig(Model):
         return self
 
 
+_SEMVER_LIKE = re.compile(r"^v?\d+(\.\d+)*([-+][0-9A-Za-z.-]+)?$")
+
+
+def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Source:
+    """A worker builds from its own installMethod, else the hive's; `version` pins the ref."""
+    source = worker.install_method or hive.install_method
+    if worker.version == "latest":
+        return source
+    if isinstance(source, GitSource):
+        ref = (
+            {"tag": worker.version}
+            if _SEMVER_LIKE.match(worker.version)
+            else {"branch": worker.version}
+        )
+        return GitSource(repo=source.repo, **ref)
+    if source.method == "release":
+        return source.model_copy(update={"tag": worker.version})
+    return source
+
+
 def format_loc(loc: tuple[int | str, ...]) -> str:
     """('hives', 1, 'workers', 0, 'features', 2) -> 'hives[1].workers[0].features[2]'."""
     out = ""

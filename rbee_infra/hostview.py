@@ -29,13 +29,13 @@ from rbee_infra import extras, layout, plan, pool, prune, scripts, service
 from rbee_infra.config import GitSource
 from rbee_infra.errors import CommandError
 from rbee_infra.facts import HostFacts, parse_probe
-from rbee_infra.install import git
 from rbee_infra.redact import url_secrets
 from rbee_infra.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Result, Session, tail
 
 TTL_SECONDS = 300.0
+VERSION_SECONDS = 10  # bound on one binary's `--version`
 END = "\n@@rbee-end\t"
 ERR = "\n@@rbee-stderr\n"
 
@@ -51,6 +51,8 @@ class Need:
     extras: bool = False
     ports: frozenset[int] = frozenset()
     facts: bool = False
+    # install names whose binaries answer `--version` (status only: preview runs nothing)
+    versions: frozenset[str] = frozenset()
 
     def covers(self, other: Need) -> bool:
         return (
@@ -59,6 +61,7 @@ class Need:
             and other.refs <= self.refs
             and (self.extras or not other.extras)
             and other.ports <= self.ports
+            and other.versions <= self.versions
         )
 
     def repos(self) -> dict[str, list[str]]:
@@ -115,6 +118,7 @@ class HostView:
     listings: dict[str, Result] = field(default_factory=dict)  # repo -> RESOLVE's result
     scan: Result | None = None
     health: dict[int, Result] = field(default_factory=dict)
+    versions: Result | None = None
 
     def commit_for(self, spec: InstallSpec) -> str:
         """What `git.resolve_commit` answers, with the same errors."""
@@ -123,8 +127,8 @@ class HostView:
         if source.rev:
             return source.rev
         result = self.listings[source.repo]
-        _check(result, spec.label, "resolve", git.resolve_summary(source))
-        return git.commit_in_listing(spec, result.stdout)
+        _check(result, spec.label, "resolve", plan.resolve_summary(source))
+        return plan.commit_in_listing(spec, result.stdout)
 
     def extras_for(self, spec: InstallSpec) -> list[str]:
         assert self.scan is not None
@@ -159,6 +163,9 @@ def batch_args(need: Need) -> list[str]:
         parts.append((scripts.EXTRAS_SCAN, list(prune.SCAN_ARGS)))
     for port in sorted(need.ports):
         parts.append((scripts.HEALTH, [str(port), "0"]))
+    if need.versions:
+        paths = [layout.stable_path(name) for name in sorted(need.versions)]
+        parts.append((scripts.VERSIONS, [str(VERSION_SECONDS), *paths]))
     return encode(parts)
 
 
@@ -215,15 +222,22 @@ def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) ->
     listings = {repo: rest.pop(0) for repo in need.repos()}
     scan = rest.pop(0) if need.extras else None
     health = {port: rest.pop(0) for port in sorted(need.ports)}
-    return HostView(need, label, parse_probe(probe.stdout), host_key, listings, scan, health)
+    versions = rest.pop(0) if need.versions else None
+    facts = parse_probe(probe.stdout)
+    return HostView(need, label, facts, host_key, listings, scan, health, versions)
 
 
 async def probe_batch(session: Session, need: Need) -> HostView:
     result = await session.run(
-        scripts.BATCH, *batch_args(need), phase="probe", timeout=PROBE_TIMEOUT + 60
+        scripts.BATCH,
+        *batch_args(need),
+        phase="probe",
+        timeout=PROBE_TIMEOUT + 60 + VERSION_SECONDS * len(need.versions),
     )
     parts = split_batch(result.stdout)
-    expected = 1 + len(need.repos()) + int(need.extras) + len(need.ports)
+    expected = (
+        1 + len(need.repos()) + int(need.extras) + len(need.ports) + int(bool(need.versions))
+    )
     if len(parts) != expected:
         raise CommandError(
             session.label, "probe", result.exit_status, "the batched command's output is cut short"

@@ -8,7 +8,8 @@ from typing import Any
 
 from rbee_infra import layout
 from rbee_infra.config import GitSource
-from rbee_infra.facts import InstalledBinary
+from rbee_infra.errors import HostError
+from rbee_infra.facts import InstalledBinary, parse_ls_remote
 from rbee_infra.redact import redact_url
 from rbee_infra.spec import InstallSpec
 
@@ -185,3 +186,20 @@ def receipt(
 def version_matches(output: str, binary: str) -> bool:
     lines = [line for line in output.splitlines() if line.strip()]
     return bool(lines) and binary in lines[0]
+
+
+def resolve_summary(source: GitSource) -> str:
+    return f"git ls-remote of {source.ref_kind} {source.ref!r}"
+
+
+def commit_in_listing(spec: InstallSpec, listing: str) -> str:
+    """The commit the spec's ref names in `git ls-remote` output, or the resolve error."""
+    source = spec.source
+    assert isinstance(source, GitSource)
+    commit = pick_commit(source, parse_ls_remote(listing))
+    if commit is None:
+        where = redact_url(source.repo)
+        raise HostError(
+            spec.label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}"
+        )
+    return commit

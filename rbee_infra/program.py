@@ -14,11 +14,11 @@ from rbee_infra import sshconfig
 from rbee_infra.config import (
     HIVE_BINARY,
     FleetConfig,
-    GitSource,
     HiveConfig,
     WorkerConfig,
     parse_fleet,
     plain_credentials,
+    worker_source,
 )
 from rbee_infra.errors import ConfigError
 from rbee_infra.redact import url_has_credentials
@@ -34,9 +34,6 @@ from rbee_infra.resources import (
 
 if TYPE_CHECKING:
     from rbee_infra.command import CommandConfig
-
-_SEMVER_LIKE = __import__("re").compile(r"^v?\d+(\.\d+)*([-+][0-9A-Za-z.-]+)?$")
-
 
 @dataclass(frozen=True)
 class Secrets:
@@ -78,23 +75,6 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
     if not is_config_secret("rbee:hives") and (problems := plain_credentials(fleet)):
         raise ConfigError(problems)
     return fleet, Secrets(private_key=key, private_key_password=password)
-
-
-def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Any:
-    """A worker builds from its own installMethod, else the hive's; `version` pins the ref."""
-    source = worker.install_method or hive.install_method
-    if worker.version == "latest":
-        return source
-    if isinstance(source, GitSource):
-        ref = (
-            {"tag": worker.version}
-            if _SEMVER_LIKE.match(worker.version)
-            else {"branch": worker.version}
-        )
-        return GitSource(repo=source.repo, **ref)
-    if source.method == "release":
-        return source.model_copy(update={"tag": worker.version})
-    return source
 
 
 def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pulumi.Output:

@@ -9,23 +9,27 @@ repo). The assessment itself is pure.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rbee_infra import layout, plan, preflight, prune, scripts, service, sshconfig
-from rbee_infra.config import HIVE_BINARY, FleetConfig, GitSource, HiveConfig, ReleaseSource
+from rbee_infra import hostview, layout, plan, preflight, service, sshconfig
+from rbee_infra.config import (
+    HIVE_BINARY,
+    FleetConfig,
+    GitSource,
+    HiveConfig,
+    ReleaseSource,
+    worker_source,
+)
 from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
 from rbee_infra.extras import SHOWN_PREFIX
-from rbee_infra.facts import HostFacts, InstalledBinary, parse_ls_remote, parse_probe
+from rbee_infra.facts import HostFacts, InstalledBinary, parse_versions
 from rbee_infra.install import local
-from rbee_infra.program import worker_source
-from rbee_infra.redact import redact_url
 from rbee_infra.remote import secrets_of
 from rbee_infra.spec import Connection, InstallSpec
-from rbee_infra.ssh import Session, close_jumps, connect, listed_in_known_hosts
+from rbee_infra.ssh import close_jumps, connect, listed_in_known_hosts
 from rbee_infra.status_model import (
     ComponentStatus,
     ConfigSource,
@@ -171,23 +175,6 @@ def describe_source(source: dict[str, Any] | None) -> str:
 
 
 # --- what the host said ------------------------------------------------------------------
-
-
-Versions = dict[str, tuple[int | None, str]]  # stable path -> (exit status, output)
-
-
-def parse_versions(output: str) -> Versions:
-    versions: Versions = {}
-    for line in output.splitlines():
-        fields = line.split("\t")
-        if fields[0] == "version" and len(fields) >= 4:
-            status = int(fields[2]) if fields[2].isdigit() else None
-            try:
-                text = base64.b64decode(fields[3]).decode("utf-8", "replace")
-            except (binascii.Error, ValueError):
-                text = ""
-            versions[fields[1]] = (status, text.strip())
-    return versions
 
 
 def extra_names(paths: Iterable[str]) -> dict[str, list[str]]:
@@ -417,13 +404,6 @@ def unreachable_status(
 # --- talking to the hosts ----------------------------------------------------------------
 
 
-def _triples(names: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for name in names:
-        out += [name, layout.stable_path(name), layout.receipt_path(name)]
-    return out
-
-
 def local_keys(specs: list[InstallSpec]) -> tuple[dict[str, str], dict[str, str]]:
     """Version keys known without the host: a pinned release sha256, a local file's sha256
     (as `check` computes them), a pinned git rev. Errors per install name."""
@@ -444,48 +424,26 @@ def local_keys(specs: list[InstallSpec]) -> tuple[dict[str, str], dict[str, str]
     return keys, errors
 
 
-async def _resolve(
-    session: Session, specs: list[InstallSpec]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Desired commits of git refs per install name, and resolve errors per install name."""
-    by_repo: dict[str, list[InstallSpec]] = {}
-    commits: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    for spec in specs:
-        source = spec.source
-        if isinstance(source, GitSource) and not source.rev:
-            by_repo.setdefault(source.repo, []).append(spec)
-    for repo, group in by_repo.items():
-        refs = sorted({r for s in group for r in plan.git_ref_names(s.source)})  # type: ignore[arg-type]
-        try:
-            result = await session.run(
-                scripts.RESOLVE,
-                repo,
-                *refs,
-                phase="resolve",
-                timeout=COMMAND_TIMEOUT,
-                summary="git ls-remote",
-            )
-        except ConnectError:
-            raise
-        except HostError as error:
-            for spec in group:
-                errors[spec.install_name] = str(error)
-            continue
-        found = parse_ls_remote(result.stdout)
-        for spec in group:
-            assert isinstance(spec.source, GitSource)
-            commit = plan.pick_commit(spec.source, found)
-            if commit is None:
-                missing = HostError(
-                    spec.label,
-                    "resolve",
-                    f"{spec.source.ref_kind} {spec.source.ref!r} not found in {redact_url(repo)}",
-                )
-                errors[spec.install_name] = str(missing)
-            else:
-                commits[spec.install_name] = commit
-    return commits, errors
+def status_need(specs: list[InstallSpec], *, resolve: bool) -> hostview.Need:
+    """What status reads of a hive's host, in the batched probe preview reads with: every
+    configured binary (and its `--version`), the commits of the git refs (with `resolve`),
+    the extras, the service's health, and the preflight facts."""
+    names = frozenset(s.install_name for s in specs)
+    refs = frozenset(
+        (s.source.repo, ref)
+        for s in specs
+        if resolve and isinstance(s.source, GitSource) and not s.source.rev
+        for ref in plan.git_ref_names(s.source)
+    )
+    return hostview.Need(
+        cargo=specs[0].cargo,
+        names=names,
+        refs=refs,
+        extras=True,
+        ports=frozenset({specs[0].hive_port}),
+        facts=True,
+        versions=names,
+    )
 
 
 def no_host_key(c: Connection, label: str) -> HostKeyError | None:
@@ -506,40 +464,38 @@ async def observe_hive(
 ) -> HiveStatus:
     label = f"hive {hive.alias}"
     secrets = sorted({s for spec in specs for s in secrets_of(spec)})
-    names = [s.install_name for s in specs]
     unverifiable = no_host_key(specs[0].connection, label)
     if unverifiable is not None:
         return unreachable_status(hive, specs, unverifiable, unreachable=False)
     try:
         async with connect(specs[0].connection, label, secrets=secrets) as session:
-            listing = await session.run(
-                scripts.VERSIONS,
-                str(VERSION_TIMEOUT),
-                *(layout.stable_path(n) for n in names),
-                phase="probe",
-                timeout=COMMAND_TIMEOUT + VERSION_TIMEOUT * len(names),
-            )
-            versions = parse_versions(listing.stdout)
-            extras = extra_names(await prune.scan(session, specs[0]))
-            probed = await session.run(
-                scripts.PROBE,
-                specs[0].cargo,
-                *_triples([*names, *extras]),
-                phase="probe",
-                timeout=COMMAND_TIMEOUT,
-            )
-            facts = parse_probe(probed.stdout)
-            running = await service.health(session, specs[0])
-            commits, errors = local_keys(specs)
-            if resolve:
-                resolved, failed = await _resolve(session, specs)
-                commits.update(resolved)
-                errors.update(failed)
+            seen = await hostview.probe_batch(session, status_need(specs, resolve=resolve))
+            extras = extra_names(seen.extras_for(specs[0]))
+            facts = seen.facts
+            if extras:  # their receipts say whether another stack installed them
+                more = await hostview.probe_batch(
+                    session, hostview.Need(cargo=specs[0].cargo, names=frozenset(extras))
+                )
+                facts = dataclasses.replace(
+                    facts, installed={**facts.installed, **more.facts.installed}
+                )
     except (ConnectError, AuthError, HostKeyError) as error:
         unreachable = isinstance(error, ConnectError) and error.phase == "connect"
         return unreachable_status(hive, specs, error, unreachable=unreachable)
     except HostError as error:
         return unreachable_status(hive, specs, error, unreachable=False)
+    versions = parse_versions(seen.versions.stdout if seen.versions else "")
+    running = seen.health_for(specs[0])
+    commits, errors = local_keys(specs)
+    if resolve:
+        for spec in specs:
+            if isinstance(spec.source, GitSource) and spec.install_name not in commits:
+                try:
+                    commits[spec.install_name] = seen.commit_for(spec)
+                except ConnectError:
+                    raise
+                except HostError as error:
+                    errors[spec.install_name] = str(error)
     components = [
         assess(
             spec,

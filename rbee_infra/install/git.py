@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from rbee_infra import layout, plan, scripts
+from rbee_infra import hostview, layout, plan, scripts
 from rbee_infra.config import GitSource
-from rbee_infra.errors import CommandError, HostError, PhaseTimeout
-from rbee_infra.facts import parse_fields, parse_ls_remote, phase_seconds
+from rbee_infra.errors import CommandError, PhaseTimeout
+from rbee_infra.facts import parse_fields, phase_seconds
 from rbee_infra.install import Staged
 from rbee_infra.progress import report
-from rbee_infra.redact import redact_url
 from rbee_infra.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
 from rbee_infra.spec import InstallSpec
 from rbee_infra.ssh import Session, tail
@@ -19,10 +18,6 @@ from rbee_infra.ssh import Session, tail
 # state its START_JOB answered. The install waits for such a job as it is, even when it
 # failed, instead of starting it again.
 KICKED: dict[str, asyncio.Future[str]] = {}
-
-
-def resolve_summary(source: GitSource) -> str:
-    return f"git ls-remote of {source.ref_kind} {source.ref!r}"
 
 
 async def resolve_commit(session: Session, spec: InstallSpec) -> str:
@@ -36,22 +31,9 @@ async def resolve_commit(session: Session, spec: InstallSpec) -> str:
         *plan.git_ref_names(source),
         phase="resolve",
         timeout=PROBE_TIMEOUT,
-        summary=resolve_summary(source),
+        summary=plan.resolve_summary(source),
     )
-    return commit_in_listing(spec, result.stdout)
-
-
-def commit_in_listing(spec: InstallSpec, listing: str) -> str:
-    """The commit the spec's ref names in `git ls-remote` output, or the resolve error."""
-    source = spec.source
-    assert isinstance(source, GitSource)
-    commit = plan.pick_commit(source, parse_ls_remote(listing))
-    if commit is None:
-        where = redact_url(source.repo)
-        raise HostError(
-            spec.label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}"
-        )
-    return commit
+    return plan.commit_in_listing(spec, result.stdout)
 
 
 async def wait_job(link: Link, spec: InstallSpec, job: str) -> dict[str, str]:
@@ -67,8 +49,6 @@ async def wait_job(link: Link, spec: InstallSpec, job: str) -> dict[str, str]:
 async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: str) -> Staged:
     """Resolve the ref, then run (or rejoin) the detached build job."""
     assert link.session is not None
-    from rbee_infra import hostview  # hostview imports this module
-
     seen = hostview.memoized(spec)  # the commit the check resolved, if its view is still valid
     commit = seen.commit_for(spec) if seen else await resolve_commit(link.session, spec)
     return await build(link, spec, iid, commit, fresh, abort)
