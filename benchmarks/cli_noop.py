@@ -39,6 +39,10 @@ from tests.harness.hosts import Host
 NAME = "no-op through the real Pulumi CLI (hive + 2 workers per host)"
 DEFAULT_SIZES = (1, 8, 16)
 ANSIBLE_MAX_HOSTS = 16
+# From 32 hosts up, pyinfra's no-op on this lab is not one: every host runs `git ls-remote`
+# against the lab's one git daemon, some of those fail at once, and those hosts redo the
+# install or fail (30 to 50 % of them, measured). Its per-host cost is fitted up to here.
+PYINFRA_MAX_HOSTS = 16
 # target 3: the no-op's cost per host, fitted from 16 hosts up, against pyinfra's
 PER_HOST_TARGET = 0.5
 
@@ -165,7 +169,8 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
         # at scale (above 16 hosts) ansible is left out: one run of 64 hosts takes minutes
         with_ansible = max(sizes) <= ANSIBLE_MAX_HOSTS
         for n in sizes:  # size by size, as the stacks above: fewer hosts start at once
-            _install_peer(lab, lab.first(n), cargo, "pyinfra")
+            if n <= PYINFRA_MAX_HOSTS:
+                _install_peer(lab, lab.first(n), cargo, "pyinfra")
             if with_ansible:
                 _install_peer(lab, lab.first(n), cargo, "ansible")
         redone: dict[int, int] = {}
@@ -176,20 +181,23 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
             for _ in range(repeats):
                 runs["up"].append(_pulumi(projects[n], "up", "--yes", "--skip-preview"))
                 runs["preview"].append(_pulumi(projects[n], "preview"))
-                seconds, changed = _peer(lab, hosts, cargo, "pyinfra")
-                runs["pyinfra"].append(seconds)
-                redone[n] = max(redone.get(n, 0), changed)
+                if n <= PYINFRA_MAX_HOSTS:
+                    seconds, changed = _peer(lab, hosts, cargo, "pyinfra")
+                    runs["pyinfra"].append(seconds)
+                    redone[n] = max(redone.get(n, 0), changed)
                 if with_ansible:
                     runs["ansible"].append(_peer(lab, hosts, cargo, "ansible")[0])
             best = {k: round(median(v), 2) if v else None for k, v in runs.items()}
+            peer_s = best["pyinfra"] or math.nan
             rows.append({"hosts": n, **{f"{k}_s": v for k, v in best.items()},
-                         "pyinfra_over_up": round(best["pyinfra"] / best["up"], 2),
-                         "pyinfra_over_preview": round(best["pyinfra"] / best["preview"], 2),
+                         "pyinfra_over_up": round(peer_s / best["up"], 2),
+                         "pyinfra_over_preview": round(peer_s / best["preview"], 2),
                          "pyinfra_changed": redone.get(n, 0), "repeats": repeats})  # fmt: skip
         traced = traced_preview(projects[sizes[-1]])
     clean(top)
     # pyinfra's line only through its clean no-ops
-    clean_rows = {"pyinfra": [r for r in rows if not r["pyinfra_changed"]]}
+    clean_rows = {"pyinfra": [r for r in rows
+                              if r["pyinfra_s"] is not None and not r["pyinfra_changed"]]}
     lines = {k: fit([(r["hosts"], r[f"{k}_s"]) for r in clean_rows.get(k, rows)
                      if r[f"{k}_s"] is not None])
              for k in ("up", "preview", "pyinfra", "ansible")
@@ -197,7 +205,7 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
     text = table(
         ["hosts", "pulumi up (s)", "pulumi preview (s)", "pyinfra (s)", "ansible (s)",
          "pyinfra / up", "pyinfra / preview", "pyinfra: operations its no-op redid"],
-        [[r["hosts"], r["up_s"], r["preview_s"], r["pyinfra_s"],
+        [[r["hosts"], r["up_s"], r["preview_s"], "-" if r["pyinfra_s"] is None else r["pyinfra_s"],
           "-" if r["ansible_s"] is None else r["ansible_s"],
           f"{r['pyinfra_over_up']:.2f}x", f"{r['pyinfra_over_preview']:.2f}x",
           r["pyinfra_changed"] or ""] for r in rows],
@@ -220,7 +228,7 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
         marginal = {k: fit([(r["hosts"], r[f"{k}_s"]) for r in scale])[1]
                     for k in ("up", "preview")}  # fmt: skip
         # pyinfra's from its clean no-ops from 16 hosts up, else from all its clean ones
-        peer = [r for r in scale if not r["pyinfra_changed"]]
+        peer = [r for r in scale if r in clean_rows["pyinfra"]]
         peer = peer if len(peer) >= 2 else clean_rows["pyinfra"]
         marginal["pyinfra"] = fit([(r["hosts"], r["pyinfra_s"]) for r in peer])[1]
         ratios = {k: marginal[k] / marginal["pyinfra"] if marginal["pyinfra"] > 0 else math.inf
