@@ -184,14 +184,24 @@ def pyinfra_run(lab: Lab, hosts: Sequence[Host], cargo: str) -> tuple[float, int
     )  # fmt: skip
     seconds = time.monotonic() - start
     _check("pyinfra", proc)
-    return seconds, _pyinfra_changes(proc.stdout + proc.stderr)
+    output = proc.stdout + proc.stderr
+    if failed := _pyinfra_column(output, 4):
+        # pyinfra exits 0 when some hosts fail: such a run did less than the others
+        errors = [line.strip() for line in output.splitlines() if "Error" in line]
+        raise PeerError(f"pyinfra: {failed} operations failed:\n" + "\n".join(errors[:10]))
+    return seconds, _pyinfra_column(output, 3)
 
 
 def _pyinfra_changes(output: str) -> int:
     """Operations that changed something: the "Success" column of pyinfra's "Grand total"
     line ("No Change" is counted apart)."""
+    return _pyinfra_column(output, 3)
+
+
+def _pyinfra_column(output: str, index: int) -> int:
+    """A number of pyinfra's "Grand total" line (3: Success, 4: Error)."""
     for line in output.splitlines():
         words = line.split()
-        if words[:2] == ["Grand", "total"] and len(words) >= 4:
-            return int(words[3]) if words[3].isdigit() else 0
+        if words[:2] == ["Grand", "total"] and len(words) > index:
+            return int(words[index]) if words[index].isdigit() else 0
     raise PeerError("pyinfra printed no results table")
