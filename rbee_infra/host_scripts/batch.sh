@@ -17,7 +17,7 @@ while [ $# -ge 2 ]; do
   body=$1 n=$2; shift 2
   case $n in ''|*[!0-9]*) echo "bad argument count: $n" >&2; exit 2;; esac
   [ "$n" -le $# ] || { echo "part wants $n arguments, $# left" >&2; exit 2; }
-  list= i=1
+  list='' i=1
   while [ $i -le "$n" ]; do list="$list \"\${$i}\""; i=$((i+1)); done
   err=$( (eval "set -- $list"; exec sh -c "$body" rbee "$@") 2>&1 1>&3 3>&- < /dev/null )
   s=$?

@@ -12,6 +12,7 @@ RBEE_GIT_CREDENTIALS=
 # start_job.sh put them there; git runs in the checkout, so the path is made absolute
 if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *) RBEE_GIT_CREDENTIALS=$HOME/$job/cred;; esac; fi
 # cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
+# shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
@@ -21,7 +22,7 @@ rbee_build_lock "$lock.build" "$wait" "$holder" || finish $?
 # a run holding the host lock keeps builds out too; the build itself does not keep it
 rbee_lock "$lock" "$wait" "$holder" || finish $?
 exec 9>&-
-mkdir -p -- "$src/users" && : > "$marker" || finish 1
+{ mkdir -p -- "$src/users" && : > "$marker"; } || finish 1
 phase clone
 if [ "$fresh" = 1 ]; then rm -rf -- "$src/checkout" "$src/target"; fi
 if [ ! -d "$src/checkout/.git" ]; then
@@ -46,8 +47,8 @@ phase build
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
 (cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
 phase install
-rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming" || finish $?
-cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin" \
+{ rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming"; } || finish $?
+{ cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin"; } \
   || finish $?
-rm -rf -- "$stage" && mv -f -- "$stage.incoming" "$stage" || finish $?
+{ rm -rf -- "$stage" && mv -f -- "$stage.incoming" "$stage"; } || finish $?
 finish 0

@@ -11,5 +11,5 @@ fail() { rm -rf -- "$inc"; printf '@@failed\t%s\n' "$1" >&2; exit "$2"; }
 got=$(rbee_sha "$inc/$bin") || fail checksum 1
 if [ "$got" != "$sha" ]; then printf '@@sha256\t%s\n' "$got" >&2; fail checksum 65; fi
 chmod 0755 -- "$inc/$bin" || fail place 1
-rm -rf -- "$stage" && mv -f -- "$inc" "$stage" || fail place 1
+{ rm -rf -- "$stage" && mv -f -- "$inc" "$stage"; } || fail place 1
 exit 0

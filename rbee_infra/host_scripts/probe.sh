@@ -6,6 +6,7 @@
 . lib/systemd.sh
 . lib/facts.sh
 cargo=$1; shift
+# shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; esac
 printf 'user\t%s\n' "$(id -un 2>/dev/null)"
 printf 'uname\t%s\n' "$(uname -sm 2>/dev/null)"

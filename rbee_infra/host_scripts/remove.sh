@@ -24,6 +24,7 @@ if [ $owned = 1 ]; then
 else
   current=$(readlink -- "$stable" 2>/dev/null || true)
   for rid in "$@"; do
+    # shellcheck disable=SC2115  # $reldir is always given (.local/share/rbee/releases/NAME)
     case "$current" in *"/$rid/"*) ;; *) rm -rf -- "$reldir/$rid" || exit 1;; esac
   done
 fi
@@ -36,7 +37,8 @@ root=.local/share/rbee
 for d in "$reldir" "$root/releases" "$root/workers" "$root/receipts" "$root/build" "$root/jobs"; do
   rmdir -- "$d" 2>/dev/null
 done
-if [ -z "$(ls -A -- "$root" 2>/dev/null | grep -v '^\.lock')" ]; then
+# shellcheck disable=SC2010  # only asks whether any name but the lock files is left
+if ! ls -A -- "$root" 2>/dev/null | grep -qv '^\.lock'; then
   rm -f -- "$root/.lock.holder" "$root/.lock" "$root/.lock.build.holder" "$root/.lock.build"
   rmdir -- "$root" 2>/dev/null
 fi

@@ -28,6 +28,7 @@ fi
 printf '== rbee-infra %s: %s --port %s --hive-id %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   "$(readlink -- "$hive")" "$port" "$hive_id" > "$log"
 if command -v setsid >/dev/null 2>&1; then set -- setsid nohup; else set -- nohup; fi
+# shellcheck disable=SC2016  # the quoted text is the inner shell's script; values are its $1..
 "$@" sh -c 'p=$1 h=$2; shift 2; echo $$ > "$p.tmp" && mv -f -- "$p.tmp" "$p" && exec "$h" "$@"' \
   rbee-hive "$pidf" "$hive" --port "$port" --hive-id "$hive_id" ${queen:+--queen-url "$queen"} \
   >> "$log" 2>&1 < /dev/null &

@@ -5,7 +5,7 @@
 printf 'home\t%s\n' "$HOME"
 while [ $# -ge 3 ]; do
   name=$1 stable=$2 receipt=$3; shift 3
-  if [ -L "$stable" ]; then kind=symlink; elif [ -e "$stable" ]; then kind=file; else kind=missing; fi
+  if [ -L "$stable" ]; then kind='symlink'; elif [ -e "$stable" ]; then kind='file'; else kind='missing'; fi
   link=$(readlink -- "$stable" 2>/dev/null || true)
   sha=-; [ -f "$stable" ] && sha=$(rbee_sha "$stable" 2>/dev/null || echo -)
   rec=; [ -f "$receipt" ] && rec=$(base64 < "$receipt" | tr -d '\n')

@@ -31,6 +31,7 @@ rbee_unit_mine() {
   grep -qxF 'Description=rbee hive (installed by rbee-infra)' -- "$unit"  # before the mark
 }
 rbee_log_mine() { head -n 1 -- "$1" 2>/dev/null | grep -Eq '^== (rbee-infra|[0-9]{4}-)'; }
+# shellcheck disable=SC2034  # rbee_pid's results: its callers read $mode and $pid
 rbee_pid() {
   if rbee_unit_mine && rbee_systemd; then
     mode=systemd; pid=$(systemctl --user show -p MainPID --value "$unit_name" 2>/dev/null || true)
@@ -56,6 +57,7 @@ rbee_health() {
     got=$(curl -s -m 5 -w '\n%{http_code}' "http://127.0.0.1:$1/health" 2>/dev/null)
     code=$(printf '%s\n' "$got" | tail -n 1); body=$(printf '%s\n' "$got" | sed '$d')
   elif command -v bash >/dev/null 2>&1; then
+    # shellcheck disable=SC2016  # the quoted text is bash's own script; the port is its $1
     got=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
       printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3; cat <&3' rbee "$1" 2>/dev/null \
       | tr -d '\r')
@@ -79,10 +81,10 @@ rbee_stop() {
   old=$(cat -- "$pidf" 2>/dev/null || true)
   if rbee_ours "$old"; then
     kill -TERM "$old" 2>/dev/null
-    n=0; while rbee_running "$old" && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
+    n=0; while rbee_running "$old" && [ "$n" -lt 50 ]; do sleep 0.2; n=$((n+1)); done
     if rbee_running "$old"; then
       kill -KILL "$old" 2>/dev/null
-      n=0; while rbee_running "$old" && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
+      n=0; while rbee_running "$old" && [ "$n" -lt 25 ]; do sleep 0.2; n=$((n+1)); done
     fi
     printf 'stopped\t%s\n' "$old"
   fi
