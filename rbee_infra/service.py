@@ -33,7 +33,7 @@ def mode_for(facts: HostFacts) -> Mode:
 
 
 # The first line of the unit file rbee-infra writes: a unit without it is the user's own, set
-# aside on install and put back on destroy (see scripts._SERVICE).
+# aside on install and put back on destroy (see host_scripts/lib/service.sh).
 UNIT_MARKER = "# rbee-infra managed unit: changes here are replaced on the next install"
 
 

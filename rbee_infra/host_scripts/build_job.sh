@@ -1,0 +1,54 @@
+#!/bin/sh
+# The detached build job (started by start_job.sh). args: job dir, lock, lock wait, holder,
+# source dir, marker, repo, ref to fetch, expected commit (may be empty), cargo, binary,
+# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first)
+. lib/env.sh
+. lib/lock.sh
+. lib/build_lock.sh
+. lib/git_creds.sh
+job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
+cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
+RBEE_GIT_CREDENTIALS=
+# start_job.sh put them there; git runs in the checkout, so the path is made absolute
+if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *) RBEE_GIT_CREDENTIALS=$HOME/$job/cred;; esac; fi
+# cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
+# shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
+case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
+echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
+finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
+phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
+phase lock
+rbee_build_lock "$lock.build" "$wait" "$holder" || finish $?
+# a run holding the host lock keeps builds out too; the build itself does not keep it
+rbee_lock "$lock" "$wait" "$holder" || finish $?
+exec 9>&-
+{ mkdir -p -- "$src/users" && : > "$marker"; } || finish 1
+phase clone
+if [ "$fresh" = 1 ]; then rm -rf -- "$src/checkout" "$src/target"; fi
+if [ ! -d "$src/checkout/.git" ]; then
+  rm -rf -- "$src/checkout"
+  git init -q -- "$src/checkout" || finish $?
+fi
+if [ -n "$commit" ] && git -C "$src/checkout" cat-file -e "$commit^{commit}" 2>/dev/null; then
+  got=$commit  # already here (a sibling's build fetched it): no fetch
+else
+  rbee_git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$ref" || finish $?
+  got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
+  if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
+    rbee_git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$commit" || finish $?
+    got=$commit
+  fi
+fi
+rm -f -- "$job/cred"; RBEE_GIT_CREDENTIALS=
+git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
+rm -f -- "$src/checkout/.git/FETCH_HEAD"  # it records the URL, which may carry a token
+echo "$got" > "$job/commit"
+phase build
+if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
+(cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
+phase install
+{ rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming"; } || finish $?
+{ cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin"; } \
+  || finish $?
+{ rm -rf -- "$stage" && mv -f -- "$stage.incoming" "$stage"; } || finish $?
+finish 0

@@ -1,0 +1,19 @@
+# shellcheck shell=sh
+# Credentials for git never travel in argv or the environment, which every user of the host
+# can read (/proc): `ssh.without_credentials` makes each URL plain and sends the credentials on
+# standard input as git-credential-store lines. rbee_creds_in puts them in a file only this
+# user can read (prints its path, or nothing when there were none); rbee_git runs git with
+# git's own `store` helper reading that file (the user's helpers are switched off, so none
+# keeps them).
+rbee_creds_in() {
+  f=$(umask 077 && mktemp) || return 1
+  cat > "$f" || { rm -f -- "$f"; return 1; }
+  if [ -s "$f" ]; then echo "$f"; else rm -f -- "$f"; fi
+}
+rbee_git() {
+  if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then
+    git -c credential.helper= -c "credential.helper=store --file=$RBEE_GIT_CREDENTIALS" "$@"
+  else
+    git "$@"
+  fi
+}

@@ -1,0 +1,6 @@
+#!/bin/sh
+# Before an SFTP upload: an empty "<stage>.incoming". args: lock, wait, holder, stage dir
+. lib/env.sh
+. lib/lock.sh
+rbee_lock "$1" "$2" "$3" || exit $?
+rm -rf -- "$4.incoming" && mkdir -p -- "$4.incoming"

@@ -1,0 +1,335 @@
+"""The host scripts as shell files: every file is a constant, shellcheck passes on the files
+and on the assembled texts (POSIX sh), and the helpers that need no host state give the same
+exact output under dash and bash."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rbee_infra import scripts
+
+pytestmark = pytest.mark.unit
+
+HOST_SCRIPTS = Path(scripts.__file__).parent / "host_scripts"
+NAMES = sorted(path.stem.upper() for path in HOST_SCRIPTS.glob("*.sh"))
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"`{name}` is not installed (Debian package `{name}`): these checks need it")
+    return path
+
+
+# --- the loader ---------------------------------------------------------------------------
+
+
+def test_every_script_file_is_a_constant_and_back() -> None:
+    constants = sorted(
+        name for name, value in vars(scripts).items() if name.isupper() and isinstance(value, str)
+    )
+    assert constants == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_is_one_text_with_its_helpers_in_place(name: str) -> None:
+    text = getattr(scripts, name)
+    assert ". lib/" not in text and not text.startswith("#!")
+    assert text.startswith('set -u\ncd "$HOME" || exit 1\n')  # lib/env.sh comes first
+
+
+# --- shellcheck -----------------------------------------------------------------------------
+
+
+def shellcheck(*args: str) -> None:
+    check = subprocess.run(
+        [tool("shellcheck"), "--shell=sh", *args], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_shellcheck_passes_on_the_files() -> None:
+    # host_scripts/.shellcheckrc makes it follow each `. lib/NAME.sh` line
+    files = sorted(HOST_SCRIPTS.glob("*.sh")) + sorted(HOST_SCRIPTS.glob("lib/*.sh"))
+    shellcheck(*map(str, files))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shellcheck_passes_on_the_assembled_script(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name.lower()}.sh"
+    # SC2317: a helper library's functions that this script does not call look unreachable
+    path.write_text("#!/bin/sh\n# shellcheck disable=SC2317\n" + getattr(scripts, name))
+    shellcheck(str(path))
+
+
+# --- the helpers under dash and bash ----------------------------------------------------------
+
+
+@pytest.fixture(params=["dash", "bash"])
+def shell(request: pytest.FixtureRequest) -> str:
+    return tool(request.param)
+
+
+def helpers(*libs: str) -> str:
+    return "set -u\n" + "".join((HOST_SCRIPTS / "lib" / f"{lib}.sh").read_text() for lib in libs)
+
+
+def run(
+    shell: str,
+    libs: tuple[str, ...],
+    code: str,
+    *args: str,
+    cwd: Path,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [shell, "-c", helpers(*libs) + code, "rbee", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "HOME": str(cwd), **(env or {})},
+        timeout=30,
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_rbee_sha(shell: str, tmp_path: Path) -> None:
+    (tmp_path / "a file").write_bytes(b"hello\n")
+    out = run(shell, ("sha",), 'rbee_sha "$1"', "a file", cwd=tmp_path)
+    assert (out.returncode, out.stdout) == (0, sha256(b"hello\n") + "\n")
+
+
+def test_set_aside_takes_the_first_free_name_and_put_back_the_first(
+    shell: str, tmp_path: Path
+) -> None:
+    (tmp_path / "bin").write_text("mine\n")
+    (tmp_path / "bin.pre-rbee-infra").write_text("saved before\n")
+    (tmp_path / "bin.pre-rbee-infra.1").symlink_to("gone")  # dangling: still taken
+    out = run(shell, ("set_aside",), 'rbee_set_aside bin && echo "$saved"', cwd=tmp_path)
+    assert (out.returncode, out.stdout) == (0, "bin.pre-rbee-infra.2\n")
+    assert (tmp_path / "bin.pre-rbee-infra.2").read_text() == "mine\n"
+    assert not (tmp_path / "bin").exists()
+
+    out = run(shell, ("set_aside",), "rbee_put_back bin", cwd=tmp_path)
+    assert out.returncode == 0 and (tmp_path / "bin").read_text() == "saved before\n"
+    (tmp_path / "bin.pre-rbee-infra").write_text("another\n")
+    out = run(shell, ("set_aside",), "rbee_put_back bin", cwd=tmp_path)  # bin is there: kept
+    assert out.returncode == 0 and (tmp_path / "bin").read_text() == "saved before\n"
+
+
+def test_creds_in_keeps_only_non_empty_input_in_a_private_file(shell: str, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    out = run(shell, ("git_creds",), "rbee_creds_in", cwd=tmp_path, env=env)
+    assert (out.returncode, out.stdout, list(tmp.iterdir())) == (0, "", [])
+
+    line = "https://user:secret@example.org\n"
+    out = run(shell, ("git_creds",), "rbee_creds_in", cwd=tmp_path, stdin=line, env=env)
+    path = Path(out.stdout.strip())
+    assert out.returncode == 0 and path.parent == tmp
+    assert path.read_text() == line and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_rbee_git_adds_the_store_helper_only_with_a_credentials_file(
+    shell: str, tmp_path: Path
+) -> None:
+    fake = "git() { printf '[%s]' \"$@\"; echo; }\n"
+    code = fake + 'RBEE_GIT_CREDENTIALS=$1; shift; rbee_git "$@"'
+    out = run(shell, ("git_creds",), code, "", "ls-remote", "--", "a repo", cwd=tmp_path)
+    assert out.stdout == "[ls-remote][--][a repo]\n"
+    out = run(shell, ("git_creds",), code, "j/cred", "fetch", cwd=tmp_path)
+    assert out.stdout == (
+        "[-c][credential.helper=][-c][credential.helper=store --file=j/cred][fetch]\n"
+    )
+
+
+def wait_for_zombie(pid: int) -> None:
+    """Until the killed child (not reaped yet) is a zombie."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + 10
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, f"{pid} did not end"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    # `; :` keeps the shell itself running (a lone command may be exec'd in its place)
+    process = subprocess.Popen(["sh", "-c", "sleep 30; :", "rbee-job", "jobs/a"], cwd=tmp_path)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_job_alive_accepts_only_the_job_itself(
+    shell: str, tmp_path: Path, job: subprocess.Popen[bytes]
+) -> None:
+    code = 'for p in "$@"; do if rbee_job_alive "$p" jobs/a; then echo yes; else echo no; fi; done'
+    pids = [str(job.pid), "", "0", "x1", "-1", "1"]
+    out = run(shell, ("job_alive",), code, *pids, cwd=tmp_path)
+    assert out.stdout.split() == ["yes", "no", "no", "no", "no", "no"]
+    out = run(shell, ("job_alive",), f"rbee_job_alive {job.pid} jobs/b", cwd=tmp_path)
+    assert out.returncode == 1  # another job's dir
+
+
+def test_a_zombie_is_not_alive(shell: str, tmp_path: Path, job: subprocess.Popen[bytes]) -> None:
+    job.send_signal(signal.SIGKILL)
+    wait_for_zombie(job.pid)
+    out = run(shell, ("job_alive",), f"rbee_alive {job.pid}", cwd=tmp_path)
+    assert out.returncode == 1
+
+
+def test_inventory_reports_kind_link_sha_and_receipt(shell: str, tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "bin" / "a").write_bytes(b"A")
+    (tmp_path / "rel" / "b1").write_bytes(b"B")
+    (tmp_path / "bin" / "b").symlink_to("../rel/b1")
+    (tmp_path / "r.json").write_text('{"installId": "x"}\n')
+    args = ["a", "bin/a", "r.json", "b", "bin/b", "none.json", "c", "bin/c", "none.json", "odd"]
+    out = run(shell, ("sha", "inventory"), "", *args, cwd=tmp_path)
+    receipt = base64.b64encode(b'{"installId": "x"}\n').decode()
+    assert out.returncode == 0
+    assert out.stdout.splitlines() == [
+        f"home\t{tmp_path}",
+        f"item\ta\tfile\t\t{sha256(b'A')}\t{receipt}",
+        f"item\tb\tsymlink\t../rel/b1\t{sha256(b'B')}\t",
+        "item\tc\tmissing\t\t-\t",
+    ]
+
+
+def test_free_space_of_a_missing_path_is_its_nearest_parents(shell: str, tmp_path: Path) -> None:
+    out = run(shell, ("facts",), 'rbee_free "$1"', "not/yet/made", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip().isdigit()
+
+
+FAKE_CURL = 'curl() { cat > curl.in; printf "%s\\n" "$@" > curl.args; printf 404; return 22; }\n'
+FAKE_WGET = (
+    'wget() { cat > wget.in; printf "%s\\n" "$@" > wget.args\n'
+    '  echo "12:00:00 ERROR 403: Forbidden." >&2; return 8; }\n'
+)
+
+
+def test_get_with_curl_reads_the_url_from_stdin(shell: str, tmp_path: Path) -> None:
+    code = FAKE_CURL + 'rbee_get curl out; echo "status $?"'
+    out = run(shell, ("get",), code, cwd=tmp_path, stdin="https://t@example.org/a b\n")
+    assert (out.stdout, out.stderr) == ("status 22\n", "@@http\t404\n")
+    assert (tmp_path / "curl.in").read_text() == 'url = "https://t@example.org/a b"\n'
+    assert (tmp_path / "curl.args").read_text().splitlines() == [
+        *("-sS", "--fail", "--location", "--connect-timeout", "30"),
+        *("--speed-time", "120", "--speed-limit", "1"),
+        *("-K", "-", "-o", "out", "-w", "%{http_code}"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("https://TOKEN@example.org/x", "https://TOKEN:@example.org/x"),
+        ("https://user:pw@example.org/x", "https://user:pw@example.org/x"),
+        ("https://example.org/a@b", "https://example.org/a@b"),
+    ],
+)
+def test_get_with_wget_sends_a_bare_token_as_user(
+    shell: str, tmp_path: Path, url: str, sent: str
+) -> None:
+    code = FAKE_WGET + 'rbee_get wget out; echo "status $?"'
+    out = run(shell, ("get",), code, cwd=tmp_path, stdin=url + "\n")
+    assert out.stdout == "status 8\n"
+    assert out.stderr == "12:00:00 ERROR 403: Forbidden.\n@@http\t403\n"
+    assert (tmp_path / "wget.in").read_text() == sent + "\n"
+    assert not (tmp_path / "out.log").exists()
+
+
+def service(shell: str, tmp_path: Path, code: str, *args: str) -> str:
+    return run(shell, ("systemd", "set_aside", "service"), code, *args, cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize(
+    ("reply", "health"),
+    [
+        ("ok\n200", "ok"),
+        ("boom\nmore\n500", "fail 500 boom"),
+        ("nope\n200", "fail 200 nope"),
+        ("\n000", "fail 000 "),
+        ("x" * 300 + "\n503", "fail 503 " + "x" * 200),
+    ],
+)
+def test_health_shapes_the_answer(shell: str, tmp_path: Path, reply: str, health: str) -> None:
+    code = "reply=$1\ncurl() { printf '%s' \"$reply\"; }\nrbee_health 8600"
+    assert service(shell, tmp_path, code, reply) == health + "\n"
+
+
+def test_listening_matches_port_and_pid(shell: str, tmp_path: Path) -> None:
+    fake = (
+        "ss() { printf '%s\\n' 'State Recv-Q Send-Q Local Peer Process' "
+        "'LISTEN 0 128 127.0.0.1:8600 0.0.0.0:* users:((\"rbee-hive\",pid=4242,fd=3))'; }\n"
+    )
+    code = fake + 'rbee_listening "$1" "$2"'
+    assert service(shell, tmp_path, code, "8600", "4242") == "yes\n"
+    assert service(shell, tmp_path, code, "8600", "4243") == "no\n"
+    assert service(shell, tmp_path, code, "860", "4242") == "no\n"
+
+
+def test_log_and_unit_are_ours_only_with_the_mark(shell: str, tmp_path: Path) -> None:
+    code = 'if "$@"; then echo yes; else echo no; fi'
+    logs = {
+        "a": "== rbee-infra 2024-01-01T00:00:00Z: x\n",
+        "b": "== 2024-01-01 older mark\n",
+        "c": "a log of the user's\n",
+    }
+    for name, text in logs.items():
+        (tmp_path / name).write_text(text)
+    answers = [service(shell, tmp_path, code, "rbee_log_mine", n) for n in [*logs, "none"]]
+    assert answers == ["yes\n", "yes\n", "no\n", "no\n"]
+
+    unit = tmp_path / ".config/systemd/user/rbee-hive.service"
+    assert service(shell, tmp_path, code, "rbee_unit_mine") == "no\n"  # none yet
+    unit.parent.mkdir(parents=True)
+    for text, mine in [
+        ("# rbee-infra managed unit\n[Unit]\n", "yes\n"),
+        ("[Unit]\nDescription=rbee hive (installed by rbee-infra)\n", "yes\n"),
+        ("[Unit]\nDescription=my own hive\n", "no\n"),
+    ]:
+        unit.write_text(text)
+        assert service(shell, tmp_path, code, "rbee_unit_mine") == mine
+
+
+def test_ours_is_only_the_hive_from_the_stable_path(shell: str, tmp_path: Path) -> None:
+    hive = tmp_path / ".local/bin/rbee-hive"
+    hive.parent.mkdir(parents=True)
+    shutil.copy(tool("sleep"), hive)
+    other = tmp_path / "sleep"
+    shutil.copy(tool("sleep"), other)
+    code = 'for p in "$@"; do if rbee_ours "$p"; then echo yes; else echo no; fi; done'
+    with (
+        subprocess.Popen([str(hive), "30"]) as ours,
+        subprocess.Popen([str(other), "30"]) as not_ours,
+    ):
+        try:
+            pids = [str(ours.pid), str(not_ours.pid), "", "0", "x"]
+            assert service(shell, tmp_path, code, *pids).split() == ["yes", "no", "no", "no", "no"]
+            running = 'if rbee_running "$1"; then echo yes; else echo no; fi'
+            assert service(shell, tmp_path, running, str(ours.pid)) == "yes\n"
+            ours.kill()
+            wait_for_zombie(ours.pid)
+            assert service(shell, tmp_path, running, str(ours.pid)) == "no\n"  # a zombie
+        finally:
+            ours.kill()
+            not_ours.kill()
