@@ -35,7 +35,7 @@ NAME = "no-op sync (hive + 2 workers, nothing to do)"
 
 # what a `pulumi up` runs before its first provider call, beyond the engine driver's run
 STARTUP = {
-    "program": "import pulumi, rbee_infra.program",
+    "program": "import pulumi, rbee_infra.stack.program",
     "provider_sdk": "import dill, grpc, pulumi, pulumi.dynamic, pulumi.runtime.rpc",
 }
 

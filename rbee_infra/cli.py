@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rbee_infra import hivesconf, stackfile
-from rbee_infra.config import FleetConfig, HiveConfig, parse_fleet
-from rbee_infra.errors import ConfigError, RbeeError
-from rbee_infra.redact import redact_text
+from rbee_infra.base.errors import ConfigError, RbeeError
+from rbee_infra.base.redact import redact_text
+from rbee_infra.config import hivesconf, stackfile
+from rbee_infra.config.fleet import FleetConfig, HiveConfig, parse_fleet
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2, 3
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
@@ -227,7 +227,7 @@ def status_credentials(
     environ: Any,
     secrets: list[str],
 ) -> Any:
-    from rbee_infra.status import Credentials
+    from rbee_infra.status.collect import Credentials
 
     key = args.key or fleet.ssh_private_key_path
     agent = None
@@ -263,8 +263,9 @@ def status_credentials(
 
 
 def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
-    from rbee_infra import status, status_render
-    from rbee_infra.status_model import ConfigSource
+    from rbee_infra.status import collect as status
+    from rbee_infra.status import render as status_render
+    from rbee_infra.status.model import ConfigSource
 
     secrets: list[str] = []
     if args.config:
@@ -301,7 +302,7 @@ def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
 
 def _pinned_keys(args: argparse.Namespace, environ: Any, cwd: Path, stack: str) -> dict[str, str]:
     """The host keys the stack's state pinned (read-only, from its backend)."""
-    from rbee_infra import automation
+    from rbee_infra.stack import automation
 
     settings = automation.backend_settings(environ, backend=getattr(args, "backend", None))
     try:
@@ -365,7 +366,7 @@ def _confirm(stack: str) -> bool:
 
 
 def cmd_operation(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
-    from rbee_infra import automation
+    from rbee_infra.stack import automation
 
     stack = stack_name(args, environ)
     project = project_dir(args, environ, cwd)
@@ -414,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a usage error (exit 3)
         return int(done.code or 0)
-    from rbee_infra import automation
+    from rbee_infra.stack import automation
 
     try:
         return COMMANDS[args.command](args, os.environ, Path.cwd())

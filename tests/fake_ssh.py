@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from rbee_infra import scripts
-from rbee_infra.errors import CommandError
-from rbee_infra.ssh import Result, tail
+from rbee_infra.base.errors import CommandError
+from rbee_infra.host import scripts
+from rbee_infra.host.ssh import Result, tail
 
 SCRIPT_NAMES = {
     getattr(scripts, name): name
@@ -54,8 +54,8 @@ def patch_transport(monkeypatch: Any, host: FakeHost) -> None:
         host.label = spec.label
         yield host
 
-    import rbee_infra.lifecycle
-    import rbee_infra.remote
+    import rbee_infra.host.remote
+    import rbee_infra.install.lifecycle
 
-    monkeypatch.setattr(rbee_infra.remote, "open_session", fake_open_session)
-    monkeypatch.setattr(rbee_infra.lifecycle, "open_session", fake_open_session)
+    monkeypatch.setattr(rbee_infra.host.remote, "open_session", fake_open_session)
+    monkeypatch.setattr(rbee_infra.install.lifecycle, "open_session", fake_open_session)

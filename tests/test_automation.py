@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from rbee_infra import automation, cli
-from rbee_infra.automation import INSTALL_URL, backend_settings
+from rbee_infra import cli
+from rbee_infra.stack import automation
+from rbee_infra.stack.automation import INSTALL_URL, backend_settings
 from tests.e2e.project import require_cli, requires_cli
 
 HOME = Path("/home/op")

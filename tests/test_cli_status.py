@@ -18,10 +18,13 @@ import jsonschema
 import pytest
 import yaml
 
-from rbee_infra import cli, lifecycle, stackfile, status
-from rbee_infra.config import FleetConfig
-from rbee_infra.spec import InstallSpec
-from rbee_infra.status_model import SCHEMA_FILE
+from rbee_infra import cli
+from rbee_infra.config import stackfile
+from rbee_infra.config.fleet import FleetConfig
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.install import lifecycle
+from rbee_infra.status import collect as status
+from rbee_infra.status.model import SCHEMA_FILE
 from tests.harness.fixture_repo import RbeeRepo, expected_version_line, make_rbee_repo
 from tests.harness.hosts import (
     HarnessUnavailable,

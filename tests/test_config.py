@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rbee_infra.config import GitSource, parse_fleet
-from rbee_infra.errors import ConfigError
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import GitSource, parse_fleet
 
 pytestmark = pytest.mark.unit
 
@@ -158,7 +158,7 @@ def test_finding_7_a_repo_that_git_would_read_as_an_option_is_refused(repo: str)
 
 
 def test_finding_7_every_git_call_ends_options_before_the_repo() -> None:
-    from rbee_infra import scripts
+    from rbee_infra.host import scripts
 
     text = "\n".join(v for k, v in vars(scripts).items() if k.isupper() and isinstance(v, str))
     calls = [line for line in text.splitlines() if '"$repo"' in line and "git " in line]

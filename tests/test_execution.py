@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from rbee_infra import layout, lifecycle, plan
-from rbee_infra.errors import CommandError, HostError, VerifyError
-from rbee_infra.spec import parse_spec
-from rbee_infra.ssh import Result
+from rbee_infra.base import layout
+from rbee_infra.base.errors import CommandError, HostError, VerifyError
+from rbee_infra.config.spec import parse_spec
+from rbee_infra.decide import plan
+from rbee_infra.host.ssh import Result
+from rbee_infra.install import lifecycle
 from tests.fake_ssh import FakeHost, patch_transport
 
 pytestmark = pytest.mark.unit

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rbee_infra import cli, hivesconf, stackfile
-from rbee_infra.config import parse_fleet
-from rbee_infra.errors import ConfigError
+from rbee_infra import cli
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config import hivesconf, stackfile
+from rbee_infra.config.fleet import parse_fleet
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra import scripts
+from rbee_infra.host import scripts
 
 pytestmark = pytest.mark.unit
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rbee_infra.config import parse_fleet
-from rbee_infra.errors import ConfigError
-from rbee_infra.spec import Connection
-from rbee_infra.ssh import connect
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.config.spec import Connection
+from rbee_infra.host.ssh import connect
 from tests.harness.hosts import HarnessUnavailable, HostSet, start_hosts
 from tests.metrics import record
 

@@ -18,21 +18,21 @@ PROGRAM_MUST_NOT_IMPORT = (
     "cryptography",
     "rich",
     "tomli_w",
-    "rbee_infra.command",
-    "rbee_infra.spec",
-    "rbee_infra.plan",
-    "rbee_infra.lifecycle",
-    "rbee_infra.hostview",
-    "rbee_infra.pool",
-    "rbee_infra.ssh",
-    "rbee_infra.remote",
+    "rbee_infra.stack.command",
+    "rbee_infra.config.spec",
+    "rbee_infra.decide.plan",
+    "rbee_infra.install.lifecycle",
+    "rbee_infra.host.hostview",
+    "rbee_infra.host.pool",
+    "rbee_infra.host.ssh",
+    "rbee_infra.host.remote",
     "rbee_infra.install",
-    "rbee_infra.status",
-    "rbee_infra.status_model",
-    "rbee_infra.status_render",
-    "rbee_infra.hivesconf",
+    "rbee_infra.status.collect",
+    "rbee_infra.status.model",
+    "rbee_infra.status.render",
+    "rbee_infra.config.hivesconf",
     "rbee_infra.cli",
-    "rbee_infra.automation",
+    "rbee_infra.stack.automation",
 )
 
 # The provider server unpickles the provider classes; it needs neither the program's resource
@@ -43,22 +43,22 @@ PROVIDER_MUST_NOT_IMPORT = (
     "asyncssh",
     "rich",
     "tomli_w",
-    "rbee_infra.resources",
-    "rbee_infra.program",
-    "rbee_infra.command",
-    "rbee_infra.status",
-    "rbee_infra.status_model",
-    "rbee_infra.status_render",
-    "rbee_infra.hivesconf",
+    "rbee_infra.stack.resources",
+    "rbee_infra.stack.program",
+    "rbee_infra.stack.command",
+    "rbee_infra.status.collect",
+    "rbee_infra.status.model",
+    "rbee_infra.status.render",
+    "rbee_infra.config.hivesconf",
     "rbee_infra.cli",
-    "rbee_infra.automation",
+    "rbee_infra.stack.automation",
 )
 
 
 @pytest.mark.unit
 def test_the_program_reaches_its_first_registration_without_heavy_imports() -> None:
     start = program_start()
-    assert "rbee_infra.program" in start.modules  # the probe ran the real program
+    assert "rbee_infra.stack.program" in start.modules  # the probe ran the real program
     assert sorted(m for m in PROGRAM_MUST_NOT_IMPORT if m in start.modules) == []
 
 
@@ -75,5 +75,5 @@ def test_a_stack_with_commands_imports_pulumi_command() -> None:
 @pytest.mark.unit
 def test_the_provider_server_answers_its_first_check_without_heavy_imports() -> None:
     start, _ = provider_start()
-    assert "rbee_infra.providers" in start.modules  # the probe's Check ran our provider
+    assert "rbee_infra.stack.providers" in start.modules  # the probe's Check ran our provider
     assert sorted(m for m in PROVIDER_MUST_NOT_IMPORT if m in start.modules) == []

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from rbee_infra import status
-from rbee_infra.config import parse_fleet
-from rbee_infra.status_model import ConfigSource
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.status import collect as status
+from rbee_infra.status.model import ConfigSource
 from tests.harness import installs
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra.known_hosts import host_keys, host_pattern_name
+from rbee_infra.host.known_hosts import host_keys, host_pattern_name
 
 pytestmark = pytest.mark.unit
 

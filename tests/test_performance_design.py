@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from rbee_infra import hostview, kickoff, plan, pool, scripts, ssh
-from rbee_infra.errors import ConnectError
-from rbee_infra.facts import parse_probe
-from rbee_infra.spec import InstallSpec, parse_spec
-from rbee_infra.ssh import Result
+from rbee_infra.base.errors import ConnectError
+from rbee_infra.config.spec import InstallSpec, parse_spec
+from rbee_infra.decide import plan
+from rbee_infra.decide.facts import parse_probe
+from rbee_infra.host import hostview, pool, scripts, ssh
+from rbee_infra.host.ssh import Result
+from rbee_infra.stack import kickoff
 from tests.harness import standin_cargo
 from tests.harness.assertions import assert_hive_installed, assert_worker_installed
 from tests.harness.engine import Engine
@@ -418,14 +420,14 @@ def test_the_program_does_not_import_the_ssh_stack() -> None:
     import sys
 
     code = (
-        "import sys, rbee_infra.program, rbee_infra.ssh; "
+        "import sys, rbee_infra.stack.program, rbee_infra.host.ssh; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncssh', 'cryptography')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     # first use imports it: the real classes, so `except asyncssh.X` clauses keep working
     code = (
-        "import sys, rbee_infra.ssh as s; e = s.asyncssh.PermissionDenied; "
+        "import sys, rbee_infra.host.ssh as s; e = s.asyncssh.PermissionDenied; "
         "import asyncssh; print(e is asyncssh.PermissionDenied, issubclass(e, asyncssh.Error))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

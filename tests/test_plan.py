@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from rbee_infra import layout, plan
-from rbee_infra.config import GitSource
-from rbee_infra.facts import InstalledBinary, parse_ls_remote, parse_probe
-from rbee_infra.spec import parse_spec
+from rbee_infra.base import layout
+from rbee_infra.config.fleet import GitSource
+from rbee_infra.config.spec import parse_spec
+from rbee_infra.decide import plan
+from rbee_infra.decide.facts import InstalledBinary, parse_ls_remote, parse_probe
 
 pytestmark = pytest.mark.unit
 

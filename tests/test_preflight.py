@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from rbee_infra import plan, preflight, scripts, service
-from rbee_infra.config import parse_fleet
-from rbee_infra.errors import ConfigError
-from rbee_infra.facts import HostFacts, parse_probe
-from rbee_infra.spec import InstallSpec, parse_spec
-from rbee_infra.ssh import script_command
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.config.spec import InstallSpec, parse_spec
+from rbee_infra.decide import plan, preflight
+from rbee_infra.decide.facts import HostFacts, parse_probe
+from rbee_infra.host import scripts, service
+from rbee_infra.host.ssh import script_command
 
 pytestmark = pytest.mark.unit
 

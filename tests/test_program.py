@@ -7,8 +7,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from rbee_infra.errors import ConfigError
-from rbee_infra.program import declare_fleet, read_stack_config
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.stack.program import declare_fleet, read_stack_config
 from tests.program_mocks import install_mocks, is_secret, unwrap
 
 pytestmark = pytest.mark.unit

@@ -18,11 +18,11 @@ import pulumi
 import pytest
 import yaml
 
-from rbee_infra import program
-from rbee_infra.command import hive_command, parse_commands, to_command_connection
-from rbee_infra.config import parse_fleet
-from rbee_infra.errors import AuthError, ConfigError, HostKeyError
-from rbee_infra.resources import Hive, HiveArgs
+from rbee_infra.base.errors import AuthError, ConfigError, HostKeyError
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.stack import program
+from rbee_infra.stack.command import hive_command, parse_commands, to_command_connection
+from rbee_infra.stack.resources import Hive, HiveArgs
 from tests.program_mocks import Recorder, RecordingMonitor, is_secret, unwrap
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbee_infra import scripts
-from rbee_infra.ssh import script_command
+from rbee_infra.host import scripts
+from rbee_infra.host.ssh import script_command
 
 pytestmark = pytest.mark.unit
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra import assets, extras, scripts
-from rbee_infra.config import ReleaseSource
-from rbee_infra.errors import ConfigError
-from rbee_infra.install import httpget, local, release, transfer
-from rbee_infra.spec import InstallSpec, parse_spec
-from rbee_infra.ssh import script_command
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import ReleaseSource
+from rbee_infra.config.spec import InstallSpec, parse_spec
+from rbee_infra.decide import extras
+from rbee_infra.host import scripts
+from rbee_infra.host.ssh import script_command
+from rbee_infra.install import assets, httpget, local, release, transfer
 from tests.harness.release_server import ReleaseServer, script_binary, sha256, tar_gz
 
 pytestmark = pytest.mark.unit

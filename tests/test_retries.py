@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rbee_infra import ssh
-from rbee_infra.errors import AuthError, ConnectError, HostKeyError
-from rbee_infra.spec import Connection
+from rbee_infra.base.errors import AuthError, ConnectError, HostKeyError
+from rbee_infra.config.spec import Connection
+from rbee_infra.host import ssh
 
 pytestmark = pytest.mark.unit
 

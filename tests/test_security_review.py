@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra import scripts
-from rbee_infra.ssh import script_command
+from rbee_infra.host import scripts
+from rbee_infra.host.ssh import script_command
 from tests.harness import installs, standin_cargo
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra import service, status
-from rbee_infra.config import parse_fleet
-from rbee_infra.status_model import ConfigSource, ServiceStatus
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.host import service
+from rbee_infra.status import collect as status
+from rbee_infra.status.model import ConfigSource, ServiceStatus
 from tests.harness import installs
 from tests.harness.engine import Decl, Engine
 from tests.harness.fixture_repo import RbeeRepo

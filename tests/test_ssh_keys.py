@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from rbee_infra.errors import AuthError
-from rbee_infra.spec import Connection
-from rbee_infra.ssh import _client_keys
+from rbee_infra.base.errors import AuthError
+from rbee_infra.config.spec import Connection
+from rbee_infra.host.ssh import _client_keys
 
 pytestmark = pytest.mark.unit
 

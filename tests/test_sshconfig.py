@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra.config import parse_fleet
-from rbee_infra.errors import ConfigError
-from rbee_infra.sshconfig import connection_fields
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.config.sshconfig import connection_fields
 
 CONFIG = """\
 Host gpu-*

@@ -12,11 +12,13 @@ import jsonschema
 import pulumi
 import pytest
 
-from rbee_infra import plan, status, status_render
-from rbee_infra.config import parse_fleet
-from rbee_infra.facts import InstalledBinary
-from rbee_infra.program import declare_fleet, read_stack_config
-from rbee_infra.status_model import SCHEMA_FILE, ConfigSource, StatusReport, schema_text
+from rbee_infra.config.fleet import parse_fleet
+from rbee_infra.decide import plan
+from rbee_infra.decide.facts import InstalledBinary
+from rbee_infra.stack.program import declare_fleet, read_stack_config
+from rbee_infra.status import collect as status
+from rbee_infra.status import render as status_render
+from rbee_infra.status.model import SCHEMA_FILE, ConfigSource, StatusReport, schema_text
 from tests.program_mocks import install_mocks, unwrap
 
 pytestmark = pytest.mark.unit
@@ -280,7 +282,7 @@ def test_exit_codes(states: list[str], code: int) -> None:
 
 def test_schema_file_is_current() -> None:
     assert SCHEMA_FILE.read_text() == schema_text(), (
-        "regenerate with: python -m rbee_infra.status_model"
+        "regenerate with: python -m rbee_infra.status.model"
     )
 
 
@@ -304,7 +306,8 @@ def test_render_lists_every_problem() -> None:
 def test_secrets_in_the_stack_file_are_left_out(
     tmp_path: Any, monkeypatch: Any, capsys: Any
 ) -> None:
-    from rbee_infra import cli, stackfile
+    from rbee_infra import cli
+    from rbee_infra.config import stackfile
 
     (tmp_path / "Pulumi.yaml").write_text("name: rbee-infra\nruntime: python\n")
     doc = {

@@ -11,9 +11,9 @@ import pulumi
 import pytest
 import yaml
 
-from rbee_infra import program
-from rbee_infra.config import FleetConfig, GitSource, parse_fleet
-from rbee_infra.errors import ConfigError
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import FleetConfig, GitSource, parse_fleet
+from rbee_infra.stack import program
 from tests.program_mocks import install_mocks, unwrap
 
 ROOT = Path(__file__).resolve().parent.parent

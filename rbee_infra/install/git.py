@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from rbee_infra import hostview, layout, plan, scripts
-from rbee_infra.config import GitSource
-from rbee_infra.errors import CommandError, PhaseTimeout
-from rbee_infra.facts import parse_fields, phase_seconds
+from rbee_infra.base import layout
+from rbee_infra.base.errors import CommandError, PhaseTimeout
+from rbee_infra.base.progress import report
+from rbee_infra.config.fleet import GitSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import plan
+from rbee_infra.decide.facts import parse_fields, phase_seconds
+from rbee_infra.host import hostview, scripts
+from rbee_infra.host.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
+from rbee_infra.host.ssh import Session, tail
 from rbee_infra.install import Staged
-from rbee_infra.progress import report
-from rbee_infra.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Session, tail
 
 # Jobs this provider process starts ahead of their install (see `kickoff`): job dir -> the
 # state its START_JOB answered. The install waits for such a job as it is, even when it

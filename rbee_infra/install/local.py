@@ -11,13 +11,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from rbee_infra import assets, plan
-from rbee_infra.config import LocalSource
-from rbee_infra.errors import ConfigError, HostError
-from rbee_infra.install import Staged, transfer
-from rbee_infra.progress import report
-from rbee_infra.remote import Link, cleanup_install
-from rbee_infra.spec import InstallSpec
+from rbee_infra.base.errors import ConfigError, HostError
+from rbee_infra.base.progress import report
+from rbee_infra.config.fleet import LocalSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import plan
+from rbee_infra.host.remote import Link, cleanup_install
+from rbee_infra.install import Staged, assets, transfer
 
 
 def _path(spec: InstallSpec) -> Path:

@@ -13,14 +13,15 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from rbee_infra import assets, layout, plan, scripts
-from rbee_infra.config import ReleaseSource
-from rbee_infra.errors import HostError
-from rbee_infra.install import Staged, httpget, transfer
-from rbee_infra.install.httpget import TransferError
-from rbee_infra.progress import report
-from rbee_infra.redact import redact_text
-from rbee_infra.remote import (
+from rbee_infra.base import layout
+from rbee_infra.base.errors import HostError
+from rbee_infra.base.progress import report
+from rbee_infra.base.redact import redact_text
+from rbee_infra.config.fleet import ReleaseSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import plan
+from rbee_infra.host import scripts
+from rbee_infra.host.remote import (
     PROBE_TIMEOUT,
     Link,
     cleanup_install,
@@ -28,7 +29,8 @@ from rbee_infra.remote import (
     probe,
     secrets_of,
 )
-from rbee_infra.spec import InstallSpec
+from rbee_infra.install import Staged, assets, httpget, transfer
+from rbee_infra.install.httpget import TransferError
 
 HERE = "this machine"  # the operator's, where the provider runs
 NOT_PUBLISHED = ("404", "410")

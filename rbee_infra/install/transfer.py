@@ -12,11 +12,12 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from rbee_infra import layout, scripts
-from rbee_infra.errors import HostError
-from rbee_infra.remote import Link, holder
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Result, tail
+from rbee_infra.base import layout
+from rbee_infra.base.errors import HostError
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.host import scripts
+from rbee_infra.host.remote import Link, holder
+from rbee_infra.host.ssh import Result, tail
 
 CHUNK = 1 << 16
 UPLOAD_TIMEOUT = 60.0

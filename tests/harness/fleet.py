@@ -1,7 +1,7 @@
 """Stack config for the harness hosts, and the resources the real program declares from it.
 
 `make_fleet` writes what an operator writes (`rbee:hives` ...); `declare` runs
-`rbee_infra.program` under Pulumi's mocks and turns each registration (inputs, serialized
+`rbee_infra.stack.program` under Pulumi's mocks and turns each registration (inputs, serialized
 provider, dependencies, secret outputs) into a `Decl` the engine driver replays.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import dill
 import pulumi
 
-from rbee_infra.program import declare_fleet, read_stack_config
+from rbee_infra.stack.program import declare_fleet, read_stack_config
 from tests.program_mocks import install_mocks, is_secret, unwrap
 
 from .engine import Decl, Secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rbee_infra.providers import HiveProvider, WorkerProvider
+from rbee_infra.stack.providers import HiveProvider, WorkerProvider
 
 from .engine import Decl, RunResult, Secret
 from .hosts import Host, HostSet

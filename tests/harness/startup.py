@@ -68,7 +68,7 @@ _PROGRAM = textwrap.dedent(
     pulumi.runtime.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, []
     )
-    from rbee_infra.program import main  # as the project's __main__.py
+    from rbee_infra.stack.program import main  # as the project's __main__.py
 
     main()
     asyncio.get_event_loop().run_until_complete(asyncio.sleep(60))
@@ -109,7 +109,7 @@ def _hive_check_request() -> Any:
     from pulumi.runtime import rpc
     from pulumi.runtime.proto import provider_pb2
 
-    from rbee_infra.providers import HiveProvider
+    from rbee_infra.stack.providers import HiveProvider
 
     news = {PROVIDER_KEY: serialize_provider(HiveProvider()), "alias": "h1", "component": "hive"}
     loop = asyncio.new_event_loop()

@@ -6,13 +6,14 @@ rustup-init is downloaded on the host (curl or wget, https only) and installs to
 
 from __future__ import annotations
 
-from rbee_infra import layout, scripts
-from rbee_infra.errors import HostError
+from rbee_infra.base import layout
+from rbee_infra.base.errors import HostError
+from rbee_infra.base.progress import report
+from rbee_infra.base.redact import redact_url
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.host import scripts
+from rbee_infra.host.remote import Link, holder
 from rbee_infra.install.transfer import markers
-from rbee_infra.progress import report
-from rbee_infra.redact import redact_url
-from rbee_infra.remote import Link, holder
-from rbee_infra.spec import InstallSpec
 
 MANUAL = "install Rust manually (https://rustup.rs) or give the host internet access"
 

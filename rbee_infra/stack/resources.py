@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
-from rbee_infra.kickoff import BuildKickoffProvider
-from rbee_infra.providers import HiveProvider, WorkerProvider
+from rbee_infra.stack.kickoff import BuildKickoffProvider
+from rbee_infra.stack.providers import HiveProvider, WorkerProvider
 
 # Outputs the providers add; pre-declared so `resource.commit` etc. exist as Outputs.
 _OUTPUTS = (

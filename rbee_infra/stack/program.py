@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.config import is_config_secret
 
-from rbee_infra import sshconfig
-from rbee_infra.config import (
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.redact import url_has_credentials
+from rbee_infra.config import sshconfig
+from rbee_infra.config.fleet import (
     HIVE_BINARY,
     FleetConfig,
     HiveConfig,
@@ -20,9 +22,7 @@ from rbee_infra.config import (
     plain_credentials,
     worker_source,
 )
-from rbee_infra.errors import ConfigError
-from rbee_infra.redact import url_has_credentials
-from rbee_infra.resources import (
+from rbee_infra.stack.resources import (
     KICKOFF_NAME,
     BuildKickoff,
     Hive,
@@ -33,7 +33,7 @@ from rbee_infra.resources import (
 )
 
 if TYPE_CHECKING:
-    from rbee_infra.command import CommandConfig
+    from rbee_infra.stack.command import CommandConfig
 
 @dataclass(frozen=True)
 class Secrets:
@@ -241,7 +241,7 @@ def declare_fleet(
             }
         for command in commands:
             if command.hive == hive.alias:
-                from rbee_infra.command import declare_command
+                from rbee_infra.stack.command import declare_command
 
                 declare_command(command, hive_resource, connection, worker_resources)
         exports[hive.alias] = {
@@ -264,7 +264,7 @@ def main() -> None:
     commands: list[CommandConfig] = []
     if data is not None:
         # pulumi_command and its models cost every start-up; only a stack with commands pays
-        from rbee_infra.command import parse_commands
+        from rbee_infra.stack.command import parse_commands
 
         commands = parse_commands(data, fleet)
     for alias, value in declare_fleet(fleet, secrets, commands).items():

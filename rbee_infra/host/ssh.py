@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from rbee_infra.errors import (
+from rbee_infra.base.errors import (
     AuthError,
     CommandError,
     ConnectError,
@@ -25,9 +25,9 @@ from rbee_infra.errors import (
     HostKeyError,
     PhaseTimeout,
 )
-from rbee_infra.known_hosts import host_keys
-from rbee_infra.redact import git_credential, redact_text
-from rbee_infra.spec import Connection, JumpHop
+from rbee_infra.base.redact import git_credential, redact_text
+from rbee_infra.config.spec import Connection, JumpHop
+from rbee_infra.host.known_hosts import host_keys
 
 
 class _OnFirstUse:

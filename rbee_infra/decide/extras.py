@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rbee_infra import layout
-from rbee_infra.config import HIVE_BINARY
+from rbee_infra.base import layout
+from rbee_infra.config.fleet import HIVE_BINARY
 
 HAND_MADE_HIVE = f"{layout.BIN_DIR}/{HIVE_BINARY}{layout.HAND_MADE_SUFFIX}"
 # a later hand-made hive, set aside beside the first one (see scripts.ACTIVATE)

@@ -24,9 +24,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rbee_infra.errors import ConnectError, HostError
-from rbee_infra.spec import Connection
-from rbee_infra.ssh import Session, connect, dial
+from rbee_infra.base.errors import ConnectError, HostError
+from rbee_infra.config.spec import Connection
+from rbee_infra.host.ssh import Session, connect, dial
 
 T = TypeVar("T")
 

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rbee_infra import layout
-from rbee_infra.config import (
+from rbee_infra.base import layout
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import (
     HIVE_BINARY,
     Alias,
     Feature,
@@ -38,7 +39,6 @@ from rbee_infra.config import (
     format_loc,
     parse_fleet,
 )
-from rbee_infra.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -231,7 +231,7 @@ def _source_dict(method: ConfInstallMethod) -> dict[str, Any]:
 
 
 def to_stack_hives(conf: HivesConf) -> list[dict[str, Any]]:
-    """The `rbee:hives` value (camelCase, as rbee_infra.config reads it), validated."""
+    """The `rbee:hives` value (camelCase, as rbee_infra.config.fleet reads it), validated."""
     hives: list[dict[str, Any]] = []
     for hive in conf.hive:
         out: dict[str, Any] = {

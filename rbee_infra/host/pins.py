@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 
-from rbee_infra.errors import HostKeyError
-from rbee_infra.spec import Connection, InstallSpec
+from rbee_infra.base.errors import HostKeyError
+from rbee_infra.config.spec import Connection, InstallSpec
 
 _pins: dict[tuple[str, int], str] = {}
 _lock = threading.Lock()
@@ -38,7 +38,7 @@ def record(c: Connection, key: str, label: str) -> None:
         known = _pins.setdefault(target(c), key)
     if _same(known, key):
         return
-    from rbee_infra.ssh import fingerprint
+    from rbee_infra.host.ssh import fingerprint
 
     raise HostKeyError(
         label,

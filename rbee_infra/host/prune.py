@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from rbee_infra import extras, layout, scripts
-from rbee_infra.progress import report
-from rbee_infra.remote import PROBE_TIMEOUT, holder, open_session
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Session
+from rbee_infra.base import layout
+from rbee_infra.base.progress import report
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import extras
+from rbee_infra.host import scripts
+from rbee_infra.host.remote import PROBE_TIMEOUT, holder, open_session
+from rbee_infra.host.ssh import Session
 
 # EXTRAS_SCAN's arguments (also run inside the batched probe, see `hostview`)
 SCAN_ARGS = (layout.WORKERS_DIR, layout.RELEASES_DIR, layout.RECEIPTS_DIR, extras.HAND_MADE_HIVE)

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 
-from rbee_infra.config import (
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import (
     DEFAULT_RUSTUP_URL,
     HIVE_BINARY,
     Alias,
@@ -30,7 +31,6 @@ from rbee_infra.config import (
     WorkerType,
     problems_of,
 )
-from rbee_infra.errors import ConfigError
 
 
 class Connection(Model):

@@ -7,22 +7,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rbee_infra import (
-    extras,
-    hostview,
-    layout,
-    plan,
-    preflight,
-    scripts,
-    service,
-    toolchain,
-)
-from rbee_infra.config import GitSource, ReleaseSource
-from rbee_infra.errors import CommandError, HostError, VerifyError
-from rbee_infra.facts import HostFacts, InstalledBinary
-from rbee_infra.install import Staged, git, local, release
-from rbee_infra.progress import report
-from rbee_infra.remote import (
+from rbee_infra.base import layout
+from rbee_infra.base.errors import CommandError, HostError, VerifyError
+from rbee_infra.base.progress import report
+from rbee_infra.config.fleet import GitSource, ReleaseSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import extras, plan, preflight
+from rbee_infra.decide.facts import HostFacts, InstalledBinary
+from rbee_infra.host import hostview, scripts, service
+from rbee_infra.host.remote import (
     Link,
     cleanup_install,
     holder,
@@ -31,8 +24,8 @@ from rbee_infra.remote import (
     probe,
     remove_install,
 )
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import tail
+from rbee_infra.host.ssh import tail
+from rbee_infra.install import Staged, git, local, release, toolchain
 
 VERIFY_TIMEOUT = 60.0
 

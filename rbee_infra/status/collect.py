@@ -14,8 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rbee_infra import hostview, layout, plan, preflight, service, sshconfig
-from rbee_infra.config import (
+from rbee_infra.base import layout
+from rbee_infra.base.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
+from rbee_infra.config import sshconfig
+from rbee_infra.config.fleet import (
     HIVE_BINARY,
     FleetConfig,
     GitSource,
@@ -23,14 +25,15 @@ from rbee_infra.config import (
     ReleaseSource,
     worker_source,
 )
-from rbee_infra.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
-from rbee_infra.extras import SHOWN_PREFIX
-from rbee_infra.facts import HostFacts, InstalledBinary, parse_versions
+from rbee_infra.config.spec import Connection, InstallSpec
+from rbee_infra.decide import plan, preflight
+from rbee_infra.decide.extras import SHOWN_PREFIX
+from rbee_infra.decide.facts import HostFacts, InstalledBinary, parse_versions
+from rbee_infra.host import hostview, service
+from rbee_infra.host.remote import secrets_of
+from rbee_infra.host.ssh import close_jumps, connect, listed_in_known_hosts
 from rbee_infra.install import local
-from rbee_infra.remote import secrets_of
-from rbee_infra.spec import Connection, InstallSpec
-from rbee_infra.ssh import close_jumps, connect, listed_in_known_hosts
-from rbee_infra.status_model import (
+from rbee_infra.status.model import (
     ComponentStatus,
     ConfigSource,
     Desired,

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rbee_infra.status_model import ComponentStatus, HiveStatus, StatusReport
+from rbee_infra.status.model import ComponentStatus, HiveStatus, StatusReport
 
 STYLES = {
     "in-sync": "green",

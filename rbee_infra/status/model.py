@@ -1,4 +1,4 @@
-"""The `rbee-infra status --json` document. Its JSON schema is `status_schema.json` (generated
+"""The `rbee-infra status --json` document. Its JSON schema is `schema.json` (generated
 from these models; a test keeps the two equal). Changes must stay backwards compatible: add
 optional fields only, or bump SCHEMA_VERSION.
 """
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 SCHEMA_VERSION = 1
-SCHEMA_FILE = Path(__file__).with_name("status_schema.json")
+SCHEMA_FILE = Path(__file__).with_name("schema.json")
 
 ComponentState = Literal["in-sync", "drift", "missing", "error"]
 HiveState = Literal["in-sync", "drift", "unreachable", "error"]

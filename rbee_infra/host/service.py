@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rbee_infra import layout, plan, scripts
-from rbee_infra.facts import HostFacts, parse_fields
-from rbee_infra.remote import Link
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Session
+from rbee_infra.base import layout
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import plan
+from rbee_infra.decide.facts import HostFacts, parse_fields
+from rbee_infra.host import scripts
+from rbee_infra.host.remote import Link
+from rbee_infra.host.ssh import Session
 
 Mode = Literal["systemd", "pidfile"]
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from rbee_infra.config import FleetConfig, HiveConfig, JumpHop, parse_proxy_jump
-from rbee_infra.errors import ConfigError
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.fleet import FleetConfig, HiveConfig, JumpHop, parse_proxy_jump
 
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
 

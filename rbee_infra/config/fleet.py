@@ -21,8 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from rbee_infra.errors import ConfigError
-from rbee_infra.redact import redact_rejected, url_has_credentials
+from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.redact import redact_rejected, url_has_credentials
 
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from rbee_infra.errors import ConfigError
+from rbee_infra.base.errors import ConfigError
 
 NAMESPACE = "rbee"
 HIVES_KEY = f"{NAMESPACE}:hives"

@@ -25,14 +25,16 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from rbee_infra import extras, layout, plan, pool, prune, scripts, service
-from rbee_infra.config import GitSource
-from rbee_infra.errors import CommandError
-from rbee_infra.facts import HostFacts, parse_probe
-from rbee_infra.redact import url_secrets
-from rbee_infra.remote import PROBE_TIMEOUT, secrets_of
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Result, Session, tail
+from rbee_infra.base import layout
+from rbee_infra.base.errors import CommandError
+from rbee_infra.base.redact import url_secrets
+from rbee_infra.config.fleet import GitSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import extras, plan
+from rbee_infra.decide.facts import HostFacts, parse_probe
+from rbee_infra.host import pool, prune, scripts, service
+from rbee_infra.host.remote import PROBE_TIMEOUT, secrets_of
+from rbee_infra.host.ssh import Result, Session, tail
 
 TTL_SECONDS = 300.0
 VERSION_SECONDS = 10  # bound on one binary's `--version`

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import pulumi
 from pydantic import Field, ValidationError
 
-from rbee_infra.config import Alias, FleetConfig, Model, WorkerType, problems_of
-from rbee_infra.errors import AuthError, ConfigError, HostKeyError
-from rbee_infra.known_hosts import host_keys, host_pattern_name
-from rbee_infra.resources import Hive
-from rbee_infra.spec import Connection
+from rbee_infra.base.errors import AuthError, ConfigError, HostKeyError
+from rbee_infra.config.fleet import Alias, FleetConfig, Model, WorkerType, problems_of
+from rbee_infra.config.spec import Connection
+from rbee_infra.host.known_hosts import host_keys, host_pattern_name
+from rbee_infra.stack.resources import Hive
 
 if TYPE_CHECKING:
     from pulumi_command import remote

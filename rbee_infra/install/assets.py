@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rbee_infra.config import ReleaseSource
-from rbee_infra.redact import redact_url
+from rbee_infra.base.redact import redact_url
+from rbee_infra.config.fleet import ReleaseSource
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 SUMS_FILE = "SHA256SUMS"

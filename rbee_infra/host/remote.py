@@ -7,14 +7,15 @@ import contextlib
 import datetime as dt
 from typing import Any
 
-from rbee_infra import layout, pool, scripts
-from rbee_infra.config import GitSource
-from rbee_infra.errors import ConnectError, HostError
-from rbee_infra.facts import HostFacts, parse_probe
-from rbee_infra.progress import report
-from rbee_infra.redact import url_secrets
-from rbee_infra.spec import InstallSpec
-from rbee_infra.ssh import Result, Session
+from rbee_infra.base import layout
+from rbee_infra.base.errors import ConnectError, HostError
+from rbee_infra.base.progress import report
+from rbee_infra.base.redact import url_secrets
+from rbee_infra.config.fleet import GitSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide.facts import HostFacts, parse_probe
+from rbee_infra.host import pool, scripts
+from rbee_infra.host.ssh import Result, Session
 
 PROBE_TIMEOUT = 60.0
 RECONNECTS = 5

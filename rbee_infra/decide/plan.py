@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rbee_infra import layout
-from rbee_infra.config import GitSource
-from rbee_infra.errors import HostError
-from rbee_infra.facts import InstalledBinary, parse_ls_remote
-from rbee_infra.redact import redact_url
-from rbee_infra.spec import InstallSpec
+from rbee_infra.base import layout
+from rbee_infra.base.errors import HostError
+from rbee_infra.base.redact import redact_url
+from rbee_infra.config.fleet import GitSource
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide.facts import InstalledBinary, parse_ls_remote
 
 # Input properties whose change moves the install to another target: replace, not update.
 REPLACE_PATHS = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rbee_infra.facts import HostFacts
-from rbee_infra.spec import InstallSpec
+from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide.facts import HostFacts
 
 # What a build (checkout + cargo target dir) or a downloaded binary needs under
 # ~/.local/share/rbee, unless the hive sets minFreeDiskMb.

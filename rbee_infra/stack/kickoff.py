@@ -1,0 +1,379 @@
+"""Start the builds of every host at once, ahead of the installs that wait for them.
+
+The SDK's dynamic-provider server runs at most 4 handler calls at a time (a fixed thread pool),
+and an install's create holds its thread while its build runs. Without help, only 4 hosts would
+build at once, however many the engine schedules. One `BuildKickoff` per stack, declared first
+(every hive depends on it), does the host work of all hosts inside single calls, concurrently
+on the provider's shared SSH loop: its check reads every host (one batched probe each, which
+the hosts' hives and workers then reuse, see `hostview`); its create/update starts the detached
+build job of every binary that needs one (`git.start_job`'s deterministic job, the one the
+install would start) and returns at once. All hosts build together; each install then only
+waits for its job, or finds it done. On one host the jobs take turns on the build lock; they
+share the checkout and the cargo target dir, so the workers build incrementally after the hive.
+
+It is an optimisation, never a source of truth: it plans a build only where the install would
+make the same one, and anything it skips or fails to start, the install does itself (a host it
+cannot reach is only reported). Its diff is "update" exactly when some binary is to be built,
+so a converged stack previews as no change; preview never calls its create/update, and its
+check only reads, so a preview changes no host.
+
+The provider is pickled by reference into stack state: keep `rbee_infra.stack.kickoff.
+BuildKickoffProvider` where it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
+from rbee_infra.base.lazy import lazy
+from rbee_infra.base.progress import report
+from rbee_infra.base.redact import url_has_credentials
+from rbee_infra.config.fleet import GitSource
+
+if TYPE_CHECKING:
+    from rbee_infra.config.spec import InstallSpec
+    from rbee_infra.decide import plan, preflight
+    from rbee_infra.decide.facts import HostFacts
+    from rbee_infra.host import hostview, pins, pool, remote, scripts
+    from rbee_infra.install import git
+else:  # the program imports this module only to pickle the class: see `lazy`
+    hostview = lazy("rbee_infra.host.hostview")
+    pins = lazy("rbee_infra.host.pins")
+    plan = lazy("rbee_infra.decide.plan")
+    pool = lazy("rbee_infra.host.pool")
+    preflight = lazy("rbee_infra.decide.preflight")
+    remote = lazy("rbee_infra.host.remote")
+    scripts = lazy("rbee_infra.host.scripts")
+    git = lazy("rbee_infra.install.git")
+
+ADDED = ("pending", "started", "trustedHostKeys")  # what check/create add to the inputs
+
+
+Hosts = list[tuple[str, list["InstallSpec"]]]  # (alias, its installs)
+
+
+def parse_spec(data: dict[str, Any]) -> InstallSpec:
+    from rbee_infra.config.spec import parse_spec as parse
+
+    return parse(data)
+
+# hosts read (and kicked off) at once; each is one SSH connection
+CONCURRENT_HOSTS = 64
+
+
+def hosts_of(props: dict[str, Any]) -> tuple[Hosts, list[tuple[str, str]]]:
+    """Every host's installs as its hive and workers will see them, or the problems."""
+    trusted = props.get("trustedHostKeys") or {}
+    hosts: Hosts = []
+    problems: list[tuple[str, str]] = []
+    for i, host in enumerate(props.get("hosts") or []):
+        alias = host.get("alias")
+        specs: list[InstallSpec] = []
+        for j, item in enumerate(host.get("installs") or []):
+            data = {**item, "alias": alias, "connection": host.get("connection")}
+            if isinstance(alias, str) and trusted.get(alias):
+                data["trustedHostKey"] = trusted[alias]
+            try:
+                specs.append(parse_spec(data))
+            except ConfigError as error:
+                where = f"hosts[{i}].installs[{j}]"
+                problems += [(f"{where}.{p}" if p else where, r) for p, r in error.problems]
+        if specs:
+            hosts.append((specs[0].alias, specs))
+    return hosts, problems
+
+
+def build_cargo(spec: InstallSpec, facts: HostFacts) -> str | None:
+    """The cargo the install will build with (as `lifecycle` preflight decides), or None when
+    the install must act first (a preflight problem, or rustup to install)."""
+    if preflight.preflight_problems(spec, facts):
+        return None
+    if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
+        if preflight.needs_toolchain(spec, facts):
+            return None
+        return preflight.HOME_CARGO
+    return spec.cargo
+
+
+def settled(spec: InstallSpec, commit: str, facts: HostFacts) -> bool:
+    """The host already holds this build, or the install rebuilds from scratch
+    (reinstallTrigger changed: a `fresh` job, which is the install's own to start)."""
+    installed = facts.installed.get(spec.install_name)
+    if installed is None or installed.receipt is None:
+        return False
+    receipt = installed.receipt
+    if receipt.get("installId") != plan.install_id(spec):
+        return False
+    if plan.host_state(installed, plan.install_id(spec)) != plan.IN_SYNC:
+        return False  # drift: the install rebuilds as it is (not fresh)
+    if receipt.get("releaseId") == plan.release_id(spec, commit):
+        return True
+    old_commit, old_features = receipt.get("commit"), receipt.get("features")
+    if not isinstance(old_commit, str) or not isinstance(old_features, list):
+        return False
+    as_before = spec.model_copy(update={"features": old_features})
+    return receipt.get("releaseId") != plan.release_id(as_before, old_commit)
+
+
+def to_build(specs: list[InstallSpec], seen: hostview.HostView) -> list[tuple[InstallSpec, str]]:
+    """The git binaries not yet built at the commit their ref means now, hive first, with that
+    commit (decided from the inventory alone: no toolchain facts needed)."""
+    out: list[tuple[InstallSpec, str]] = []
+    for spec in sorted(specs, key=lambda s: s.component != "hive"):
+        if not isinstance(spec.source, GitSource):
+            continue
+        if not spec.source.rev and spec.source.repo not in seen.listings:
+            continue  # not resolved for this host (see `survey`): the install resolves it
+        try:
+            commit = seen.commit_for(spec)
+        except HostError:
+            continue  # the install reports it
+        if not settled(spec, commit, seen.facts):
+            out.append((spec, commit))
+    return out
+
+
+def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str, str]]:
+    """The builds to start now, hive first: one per git binary the install would build, with
+    the cargo it would build with. `seen` must hold the host's facts (`survey` reads them
+    where something is to be built)."""
+    todo: list[dict[str, str]] = []
+    for spec, commit in to_build(specs, seen):
+        cargo = build_cargo(spec, seen.facts) if seen.need.facts else None
+        if cargo is None:
+            continue
+        todo.append(
+            {
+                "alias": spec.alias,
+                "resource": spec.resource_name,
+                "binary": spec.binary,
+                "commit": commit,
+                "cargo": cargo,
+            }
+        )
+    return todo
+
+
+async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
+    """Every reachable host's batched probe, at once, memoized for its hive and workers.
+
+    Each repository's refs are resolved once for the fleet (`git ls-remote` on the first host
+    that uses it, for the refs of all hosts) and the answer is shared: N hosts on one repo
+    cost the git server one request, not N. A host whose repo could not be resolved that way
+    keeps a view without it; its hive and workers then resolve on their own host.
+
+    The first round trip reads no toolchain facts; a host with something to build gets a
+    second one for them (its installs' preflight reads them from the memo), so a converged
+    fleet costs one light probe per host."""
+    gate = asyncio.Semaphore(CONCURRENT_HOSTS)
+    needs = {alias: hostview.need_of_all(specs) for alias, specs in hosts}
+    owner: dict[str, str] = {}
+    refs: dict[str, set[tuple[str, str]]] = {}
+    for alias, need in needs.items():
+        for repo, ref in need.refs:
+            owner.setdefault(repo, alias)
+            refs.setdefault(repo, set()).add((repo, ref))
+
+    async def one(alias: str, specs: list[InstallSpec], need: hostview.Need
+                  ) -> tuple[str, hostview.HostView | None]:  # fmt: skip
+        async with gate:
+            try:
+                return alias, await hostview.view(specs[0], need, specs=specs)
+            except HostError as error:
+                report(f"build {alias}", f"could not inspect the host: {error}")
+                return alias, None
+
+    def own(alias: str) -> hostview.Need:
+        mine = frozenset().union(*(refs[r] for r, a in owner.items() if a == alias))
+        return dataclasses.replace(needs[alias], refs=mine)
+
+    found = dict(await asyncio.gather(*(one(alias, specs, own(alias)) for alias, specs in hosts)))
+    seen: dict[str, hostview.HostView] = {}
+    for alias, specs in hosts:
+        view = found.get(alias)
+        if view is None:
+            continue
+        listings = dict(view.listings)
+        for repo in needs[alias].repos():
+            shared = found.get(owner[repo])
+            if repo not in listings and shared is not None and repo in shared.listings:
+                listings[repo] = shared.listings[repo]
+        if set(needs[alias].repos()) <= set(listings):
+            view = dataclasses.replace(view, need=needs[alias], listings=listings)
+            hostview.remember(specs[0], view)
+        seen[alias] = view
+
+    # `view` memoizes these facts for the host's preflight and installs
+    building = {a: specs for a, specs in hosts if a in seen and to_build(specs, seen[a])}
+    more = await asyncio.gather(
+        *(one(a, specs, hostview.facts_only(needs[a])) for a, specs in building.items())
+    )
+    for alias, full in more:
+        if full is not None:
+            view = seen[alias]
+            seen[alias] = dataclasses.replace(
+                view, need=dataclasses.replace(view.need, facts=True), facts=full.facts
+            )
+    return seen
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def launch(hosts: Hosts, todo: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Register the planned jobs (`git.KICKED`), start them in the background (one round trip
+    per host, all hosts at once) and return at once: the create holds a provider thread for
+    milliseconds. An install that finds its job registered waits for that start instead of
+    starting the job itself."""
+    by_name = {s.resource_name: s for _, specs in hosts for s in specs}
+    per_host: dict[str, list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]]] = {}
+    for entry in todo:
+        spec = by_name.get(entry["resource"])
+        if spec is None:
+            continue
+        spec = spec.model_copy(update={"cargo": entry["cargo"]})
+        job = git.job_dir(spec, plan.install_id(spec), entry["commit"], False)
+        if job in git.KICKED:
+            continue
+        git.KICKED[job] = asyncio.get_running_loop().create_future()
+        per_host.setdefault(spec.alias, []).append((entry, spec, git.KICKED[job]))
+    for jobs in per_host.values():
+        task = asyncio.ensure_future(_start(jobs))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    return [entry for jobs in per_host.values() for entry, _, _ in jobs]
+
+
+async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[str]]]) -> None:
+    """One host's START_JOBs in one round trip, in order (the hive's build takes the build
+    lock first). Never fails: a job not started here is started by its install."""
+    first = jobs[0][1]
+    parts = [
+        (scripts.START_JOB, git.start_args(spec, plan.install_id(spec), entry["commit"], False))
+        for entry, spec, _ in jobs
+    ]
+    states = ["not started"] * len(jobs)
+    try:
+        async with remote.open_session(first) as session:
+            results = await hostview.run_batch(session, parts, phase="build", timeout=120)
+        states = [r.stdout.strip() if r.exit_status == 0 else "not started" for r in results]
+    except HostError as error:
+        report(f"build {first.alias}", f"could not start builds ahead: {error}")
+    finally:
+        for (entry, spec, done), state in zip(jobs, states, strict=True):
+            report(spec.label, f"build of {spec.binary} at {entry['commit'][:12]}: {state} ahead")
+            if not done.done():
+                done.set_result(state)
+
+
+
+def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """alias -> (host, port, user) of each host entry."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for host in props.get("hosts") or []:
+        c = host.get("connection") or {}
+        out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port", "user"))
+    return out
+
+
+def _carries_credentials(specs: list[InstallSpec]) -> bool:
+    return any(
+        url_has_credentials(getattr(s.source, "repo", "") or getattr(s.source, "base_url", ""))
+        for s in specs
+    )
+
+
+def _trusted_enough(hosts: Hosts) -> Hosts:
+    """Under hostKeyPolicy "tofu": record the pins this kick-off holds (one per host for the
+    stack, see `pins`), and leave out a host it would meet for the first time with a
+    credential to send: the kick-off is created anew at times (its olds are then empty) while
+    the host's hive holds a pin, and a token must never reach a host no one has vouched for.
+    That host's hive and workers read it themselves, against their own pin."""
+    kept: Hosts = []
+    for alias, specs in hosts:
+        first = specs[0]
+        if known := pins.adopt(first, f"build {alias}"):
+            specs = [s.model_copy(update={"trusted_host_key": known}) for s in specs]
+        elif pins.first_use(first) and _carries_credentials(specs):
+            report(f"build {alias}", "not read ahead: no pinned host key yet to send a token to")
+            continue
+        kept.append((alias, specs))
+    return kept
+
+
+class BuildKickoffProvider(ResourceProvider):
+    """Starts the builds of every host (see the module docstring)."""
+
+    serialize_as_secret_always = False
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = {k: v for k, v in plan.public_props(news).items() if k not in ADDED}
+        # hostKeyPolicy "tofu": a host's key seen first is kept while the host stays the same
+        old_keys, old_targets = olds.get("trustedHostKeys") or {}, _targets(olds)
+        kept = {
+            alias: old_keys[alias]
+            for alias, target in _targets(inputs).items()
+            if old_keys.get(alias) and old_targets.get(alias) == target
+        }
+        inputs["trustedHostKeys"] = kept
+        hosts, problems = hosts_of(inputs)
+        if problems:
+            return CheckResult(inputs, [CheckFailure(p, r) for p, r in problems])
+        try:
+            hosts = _trusted_enough(hosts)
+        except HostKeyError as error:
+            return CheckResult(inputs, [CheckFailure("trustedHostKeys", str(error))])
+        seen = pool.run(survey(hosts)) if hosts else {}
+        todo: list[dict[str, str]] = []
+        for alias, specs in hosts:
+            view = seen.get(alias)
+            if view is None:
+                continue
+            first = specs[0]
+            if pins.first_use(first) and view.server_host_key:
+                kept[alias] = view.server_host_key
+                pins.record(first.connection, view.server_host_key, f"build {alias}")
+            todo += pending(specs, view)
+        if todo:
+            inputs["pending"] = todo
+        return CheckResult(inputs, [])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(
+            changes=bool(news.get("pending")),
+            replaces=[],
+            stables=[],
+            delete_before_replace=False,
+        )
+
+    def _kick(self, props: dict[str, Any]) -> dict[str, Any]:
+        outs = {k: v for k, v in plan.public_props(props).items() if k != "pending"}
+        todo = props.get("pending") or []
+        hosts, _ = hosts_of(props)
+        outs["started"] = pool.run(launch(hosts, todo)) if hosts and todo else []
+        return outs
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult("build-kickoff", self._kick(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._kick(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Nothing on a host is its own: the jobs belong to the installs."""
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
