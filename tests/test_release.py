@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness.engine import Decl, Engine
+from tests.harness.fixtures import running_hosts_or_skip
 from tests.harness.host_tools import host_without
-from tests.harness.hosts import HarnessUnavailable, Host, HostSet, start_hosts
+from tests.harness.hosts import Host, HostSet
 from tests.harness.installs import (
     HIVE_STABLE,
     failed,
@@ -37,11 +38,8 @@ HIVE = "rbee-hive"
 
 @pytest.fixture(scope="module")
 def release_hosts() -> Iterator[HostSet]:
-    try:
-        hs = start_hosts(2)
-    except HarnessUnavailable as e:
-        pytest.skip(str(e))
-    with hs:
+    """Two hosts the module's cases share on purpose (each case checks its own effects)."""
+    with running_hosts_or_skip(2) as hs:
         yield hs
 
 

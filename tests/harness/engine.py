@@ -610,52 +610,58 @@ class Engine:
 
     def _create(self, run: _Run, new: _Res, extra_secret: set[str], step: Step,
                 replacing: _Res | None = None) -> bool:
-        pending = self._begin_op(run, "creating", new)
-        try:
-            resp = self._call(run, "Create", new.name, lambda w: provider_pb2.CreateRequest(
+        def call(w: Any) -> Any:
+            return provider_pb2.CreateRequest(
                 urn=new.urn, name=new.name, type=new.type,
                 properties=w(new.inputs, new.secret_inputs), timeout=self.call_timeout,
-            ))
+            )
+
+        def check(resp: Any) -> None:
             if not resp.id:
                 raise ProviderError("Create", None, "provider returned an empty ID from Create")
-        except Exception as e:
-            self._end_op(run, pending)
-            step.error = getattr(e, "details", None) or str(e)
-            run.add_step(step)
-            raise
-        new.id = resp.id
-        self._outputs(new, resp.properties, extra_secret)
+            new.id = resp.id
 
         def commit() -> None:
             if replacing is not None:
                 run.state.pending_deletes.append(replacing)
-            run.state.resources[new.name] = new
-            run.outputs[new.name] = (new.outputs, new.secret_outputs)
 
-        self._end_op(run, pending, commit)
-        if run.frozen:
-            return False
-        run.add_step(step)
-        return True
+        return self._change(run, "Create", "creating", new, new, call, check, commit,
+                            extra_secret, step)
 
     def _update(self, run: _Run, old: _Res, new: _Res, extra_secret: set[str],
                 step: Step) -> bool:
-        pending = self._begin_op(run, "updating", old)
-        try:
-            resp = self._call(run, "Update", new.name, lambda w: provider_pb2.UpdateRequest(
+        def call(w: Any) -> Any:
+            return provider_pb2.UpdateRequest(
                 id=old.id, urn=new.urn, name=new.name, type=new.type,
                 olds=w(old.outputs, old.secret_outputs), news=w(new.inputs, new.secret_inputs),
                 old_inputs=w(old.inputs, old.secret_inputs), timeout=self.call_timeout,
-            ))
+            )
+
+        def check(resp: Any) -> None:
+            new.id = old.id
+
+        return self._change(run, "Update", "updating", old, new, call, check, lambda: None,
+                            extra_secret, step)
+
+    def _change(self, run: _Run, method: str, doing: str, subject: _Res, new: _Res,
+                call: Callable[[Any], Any], check: Callable[[Any], None],
+                also: Callable[[], None], extra_secret: set[str], step: Step) -> bool:
+        """Create or Update as the engine does it: a pending operation while the call runs,
+        the outputs recorded when it returns, the step failed (and nothing recorded) when it
+        raises; `also` runs when the new state is committed."""
+        pending = self._begin_op(run, doing, subject)
+        try:
+            resp = self._call(run, method, new.name, call)
+            check(resp)
         except Exception as e:
             self._end_op(run, pending)
             step.error = getattr(e, "details", None) or str(e)
             run.add_step(step)
             raise
-        new.id = old.id
         self._outputs(new, resp.properties, extra_secret)
 
         def commit() -> None:
+            also()
             run.state.resources[new.name] = new
             run.outputs[new.name] = (new.outputs, new.secret_outputs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,52 +19,53 @@ requires_root = pytest.mark.skipif(
 )
 
 
-def _hosts_or_skip(n: int) -> HostSet:
+@contextlib.contextmanager
+def running_hosts_or_skip(n: int) -> Iterator[HostSet]:
+    """`n` SSH hosts for the length of the block (the test is skipped where none can run)."""
     try:
-        return start_hosts(n)
+        hs = start_hosts(n)
     except HarnessUnavailable as e:
         pytest.skip(str(e))
+    with hs:
+        yield hs
+
+
+@contextlib.contextmanager
+def _served_repo() -> Iterator[RbeeRepo]:
+    repo = make_rbee_repo(Path(tempfile.gettempdir()))
+    try:
+        yield repo
+    finally:
+        repo.remove()
 
 
 @pytest.fixture(scope="session")
 def rbee_repo() -> Iterator[RbeeRepo]:
     """The fixture Rust repo served over git:// for the whole session. Do not move its
     branches (use `fresh_rbee_repo` for that)."""
-    repo = make_rbee_repo(Path(tempfile.gettempdir()))
-    try:
+    with _served_repo() as repo:
         yield repo
-    finally:
-        repo.remove()
 
 
 @pytest.fixture
 def fresh_rbee_repo() -> Iterator[RbeeRepo]:
     """A private copy of the fixture repo whose branches a test may advance."""
-    repo = make_rbee_repo(Path(tempfile.gettempdir()))
-    try:
+    with _served_repo() as repo:
         yield repo
-    finally:
-        repo.remove()
 
 
 @pytest.fixture
 def hosts() -> Iterator[HostSet]:
     """Three SSH hosts (host1..host3), torn down after the test."""
-    hs = _hosts_or_skip(3)
-    try:
+    with running_hosts_or_skip(3) as hs:
         yield hs
-    finally:
-        hs.close()
 
 
 @pytest.fixture
 def hosts1() -> Iterator[HostSet]:
     """One SSH host."""
-    hs = _hosts_or_skip(1)
-    try:
+    with running_hosts_or_skip(1) as hs:
         yield hs
-    finally:
-        hs.close()
 
 
 @pytest.fixture
