@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,30 @@ def test_ci_gets_the_cli_and_forbids_skipped_e2e_tests() -> None:
     assert "scripts/install-pulumi.sh" in local
     assert "export PATH RBEE_REQUIRE_E2E=1" in local
     assert "shellcheck" in local
+
+
+def _collected_by_test_command(seed: str | None) -> tuple[str, list[str]]:
+    """What `scripts/test.sh` prints and the test ids it collects from one file, in order."""
+    env = {k: v for k, v in os.environ.items() if k != "RBEE_TEST_SEED"}
+    if seed is not None:
+        env["RBEE_TEST_SEED"] = seed
+    done = subprocess.run(
+        # collecting is enough to see the order; the harness's conftest only adds start-up
+        ["bash", "scripts/test.sh", "--collect-only", "--no-cov", "--noconftest",
+         "tests/test_plan.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout, [line for line in done.stdout.splitlines() if line.startswith("tests/")]
+
+
+def test_the_test_command_runs_the_default_order_unless_a_seed_asks_for_a_shuffle() -> None:
+    _, default = _collected_by_test_command(None)
+    functions = [test.split("::")[1].split("[")[0] for test in default]
+    defined = re.findall(r"^def (test_\w+)", (ROOT / "tests" / "test_plan.py").read_text(), re.M)
+    assert list(dict.fromkeys(functions)) == defined
+
+    printed, shuffled = _collected_by_test_command("16")
+    assert "test order: shuffled by pytest-randomly, seed 16" in printed
+    assert sorted(shuffled) == sorted(default) and shuffled != default
+    assert _collected_by_test_command("16")[1] == shuffled  # one seed, one order

@@ -9,7 +9,6 @@ same address and port as outside, so the targets clone from the usual URL.
 from __future__ import annotations
 
 import contextlib
-import random
 import secrets
 import subprocess
 import time
@@ -38,13 +37,25 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
+def _unused_net() -> str:
+    """The first three octets of a /30 for the veth link that no interface here uses yet.
+    Drawn with `secrets`, not `random`: pytest-randomly seeds `random` alike before every
+    test, so two runs with one seed would draw the same link and route to each other's."""
+    used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True,
+                          check=True).stdout
+    while True:
+        net = f"10.231.{secrets.randbelow(256)}"
+        if f" {net}." not in used:
+            return net
+
+
 @contextlib.contextmanager
 def namespace() -> Iterator[tuple[str, str]]:
     """A fresh network namespace with its loopback up and a veth link to this one:
     (name, the address of its end of the link)."""
     tag = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(5))
     name, outside, inside = f"rbee-{tag}", f"rb{tag}o", f"rb{tag}i"
-    net = f"10.231.{random.randrange(256)}"
+    net = _unused_net()
     _ip("netns", "add", name)
     try:
         _ip("-n", name, "link", "set", "lo", "up")
