@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from rbee_infra.base import layout
 from tests.harness.assertions import (
     assert_hive_installed,
     assert_nothing_installed,
@@ -218,7 +219,7 @@ def test_force_reinstall_rebuilds_from_a_fresh_checkout(
     up_ok(engine, config)
     assert host.run(f"test -e {marker}", check=False).returncode == 1
     assert engine.state()["hive-host1"].outputs["releaseId"].endswith(
-        "-r" + __import__("rbee_infra.base.layout").layout.short_hash("2026-11-25", length=6)
+        "-r" + layout.short_hash("2026-11-25", length=6)
     )
     assert_hive_installed(hosts1, host, version="0.1.0")
 
