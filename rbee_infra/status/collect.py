@@ -1,16 +1,15 @@
 """`rbee-infra status`: what each host holds against what the config asks for. Read-only.
 
-One SSH connection per host, all hosts at once: run `--version` of each configured binary
-(VERSIONS), list the extras exactly as the hive resource does (`prune.scan`), read stable paths
-and receipts (PROBE), and resolve the desired git refs (RESOLVE, one `git ls-remote` per
-repo). The assessment itself is pure.
-"""
+One SSH connection per host, all hosts at once, each read with the batched probe `preview`
+uses (`host/hostview.py`): the configured binaries and receipts, their `--version`, the
+extras, the service's health, the toolchain facts, and the commits of the desired git refs.
+`status/assess.py` judges what it found (pure); `status/render.py` prints it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,28 +26,30 @@ from rbee_infra.config.fleet import (
 )
 from rbee_infra.config.spec import Connection, InstallSpec
 from rbee_infra.decide import plan, preflight
-from rbee_infra.decide.extras import SHOWN_PREFIX
-from rbee_infra.decide.facts import HostFacts, InstalledBinary, parse_versions
-from rbee_infra.host import hostview, service
+from rbee_infra.decide.facts import parse_versions
+from rbee_infra.host import hostview
 from rbee_infra.host.remote import secrets_of
 from rbee_infra.host.ssh import close_jumps, connect, listed_in_known_hosts
 from rbee_infra.install import local
+from rbee_infra.status.assess import (
+    assess,
+    extra_names,
+    extras_of,
+    hive_state,
+    service_view,
+    summarize,
+    unreachable_status,
+    with_service_drift,
+)
 from rbee_infra.status.model import (
-    ComponentStatus,
     ConfigSource,
-    Desired,
-    Extra,
     HiveStatus,
     HostFactsView,
-    Installed,
-    ServiceStatus,
     StatusReport,
-    Summary,
 )
 
 COMMAND_TIMEOUT = 30.0
 VERSION_TIMEOUT = 10
-JSON_RECEIPT = ".json"
 
 
 @dataclass(frozen=True)
@@ -153,255 +154,6 @@ def _preflight_fields(hive: HiveConfig) -> dict[str, Any]:
         "min_free_disk_mb": hive.min_free_disk_mb,
         "check_platform": hive.check_platform,
     }
-
-
-def desired_ref(spec: InstallSpec) -> str | None:
-    if isinstance(spec.source, GitSource):
-        return spec.source.ref
-    if isinstance(spec.source, ReleaseSource):
-        return spec.source.tag
-    return None
-
-
-def describe_source(source: dict[str, Any] | None) -> str:
-    if not source:
-        return "unknown source"
-    method = source.get("method")
-    if method == "git":
-        kind = next((k for k in ("tag", "rev", "branch") if source.get(k)), "branch")
-        return f"git {source.get('repo')} {kind} {source.get(kind, 'main')}"
-    if method == "release":
-        return f"release {source.get('repo')} tag {source.get('tag')}"
-    if method == "local":
-        return f"local {source.get('path')}"
-    return str(method)
-
-
-# --- what the host said ------------------------------------------------------------------
-
-
-def extra_names(paths: Iterable[str]) -> dict[str, list[str]]:
-    """Group extras (home-relative paths) by install name: `rbee-worker-metal` -> its paths."""
-    grouped: dict[str, list[str]] = {}
-    for path in paths:
-        name = path.rsplit("/", 1)[-1].removesuffix(JSON_RECEIPT)
-        grouped.setdefault(name, []).append(path)
-    return dict(sorted(grouped.items()))
-
-
-# --- the assessment (pure) ---------------------------------------------------------------
-
-
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-
-
-def installed_view(
-    installed: InstalledBinary | None, version: tuple[int | None, str] | None
-) -> Installed | None:
-    if installed is None or installed.kind == "missing":
-        return None
-    receipt = installed.receipt or {}
-    status, output = version if version is not None else (None, "")
-    features = receipt.get("features")
-    return Installed(
-        kind=installed.kind,
-        managed=installed.receipt is not None,
-        sha256=installed.sha256,
-        version_output=_first_line(output) if version is not None else None,
-        version_exit=status,
-        commit=receipt.get("commit"),
-        version=receipt.get("version"),
-        features=list(features) if isinstance(features, list) else None,
-        source=receipt.get("source") if isinstance(receipt.get("source"), dict) else None,
-        release_id=receipt.get("releaseId"),
-        installed_at=receipt.get("installedAt"),
-        stack=receipt.get("stack"),
-        resource=receipt.get("resource"),
-    )
-
-
-def _receipt_drift(spec: InstallSpec, receipt: dict[str, Any], commit: str | None) -> list[str]:
-    drift: list[str] = []
-    wanted = plan.source_display(spec)
-    if receipt.get("source") != wanted:
-        drift.append(
-            f"source changed: config wants {describe_source(wanted)}, "
-            f"installed from {describe_source(receipt.get('source'))}"
-        )
-    elif commit and receipt.get("commit") != commit:
-        installed = str(receipt.get("commit"))[:12]
-        if isinstance(spec.source, GitSource):
-            drift.append(
-                f"new commit: {desired_ref(spec)} is now at {commit[:12]}, installed {installed}"
-            )
-        else:
-            drift.append(
-                f"new binary: the source now has sha256 {commit[:12]}, installed {installed}"
-            )
-    if receipt.get("features") != spec.features:
-        drift.append(
-            f"features changed: config wants [{', '.join(spec.features)}], "
-            f"installed [{', '.join(receipt.get('features') or [])}]"
-        )
-    elif receipt.get("binary") != spec.binary:
-        installed = receipt.get("binary")
-        drift.append(f"binary changed: config wants {spec.binary}, installed {installed}")
-    elif receipt.get("commit") and receipt.get("releaseId") != plan.release_id(
-        spec, str(receipt["commit"])
-    ):
-        drift.append("reinstall trigger changed")
-    return drift
-
-
-def _version_drift(spec: InstallSpec, view: Installed) -> list[str]:
-    if view.version_exit is None and view.version_output is None:
-        return []
-    if view.version_exit != 0:
-        return [
-            f"`{spec.binary} --version` exited {view.version_exit}: "
-            f"{view.version_output or '<no output>'}"
-        ]
-    line = view.version_output or ""
-    if not plan.version_matches(line, spec.binary):
-        return [f"`--version` does not name {spec.binary}: {line or '<no output>'}"]
-    if view.version and line != view.version:
-        return [f"`--version` says {line!r}, the receipt recorded {view.version!r}"]
-    return []
-
-
-def assess(
-    spec: InstallSpec,
-    installed: InstalledBinary | None,
-    version: tuple[int | None, str] | None,
-    *,
-    commit: str | None,
-    stack_known: bool,
-    error: str | None = None,
-) -> ComponentStatus:
-    """One component's state. Without a stack (hives.conf mode) any stack's receipt counts."""
-    receipt = installed.receipt if installed is not None else None
-    stack = spec.stack if stack_known or receipt is None else str(receipt.get("stack") or "")
-    iid = plan.install_id(spec.model_copy(update={"stack": stack}))
-    host_state = plan.host_state(installed, iid)
-    view = installed_view(installed, version)
-    drift: list[str] = []
-    if host_state == plan.NOT_INSTALLED:
-        drift.append("not installed")
-    elif host_state != plan.IN_SYNC:
-        drift.append(host_state)
-    if receipt is not None and host_state in (plan.IN_SYNC,):
-        drift.extend(_receipt_drift(spec, receipt, commit))
-    if view is not None and installed is not None and installed.present:
-        drift.extend(_version_drift(spec, view))
-    missing = view is None or not (installed is not None and installed.present)
-    state = "error" if error else "missing" if missing else "drift" if drift else "in-sync"
-    return ComponentStatus(
-        component=spec.component,
-        worker_type=spec.worker_type,
-        name=spec.install_name,
-        path=SHOWN_PREFIX + layout.stable_path(spec.install_name),
-        state=state,
-        desired=Desired(
-            source=plan.source_display(spec),
-            ref=desired_ref(spec),
-            commit=commit,
-            features=list(spec.features),
-            binary=spec.binary,
-        ),
-        installed=view,
-        drift=drift,
-        error=error,
-    )
-
-
-def service_view(spec: InstallSpec, state: service.ServiceState) -> ServiceStatus:
-    shown = (
-        "running" if state.healthy
-        else "unhealthy" if state.unhealthy
-        else "not-listening" if state.running
-        else "stopped"
-    )
-    return ServiceStatus(
-        auto_start=spec.auto_start,
-        mode=state.mode,
-        state=shown,
-        pid=state.pid if state.running else None,
-        port=spec.hive_port,
-        health=state.health_response if state.unhealthy else None,
-    )
-
-
-def with_service_drift(hive: ComponentStatus, view: ServiceStatus) -> ComponentStatus:
-    """With autoStart, an installed hive that does not run (or listen) has drifted."""
-    if not view.auto_start or view.state == "running" or hive.state not in ("in-sync", "drift"):
-        return hive
-    why = {
-        "not-listening": "not listening",
-        "unhealthy": f"unhealthy (GET /health answered {view.health})",
-    }.get(view.state, "not running")
-    drift = [*hive.drift, f"service {why} on port {view.port} (autoStart is on)"]
-    return hive.model_copy(update={"drift": drift, "state": "drift"})
-
-
-def extras_of(paths: dict[str, list[str]], facts: HostFacts) -> list[Extra]:
-    out = []
-    for name, found in paths.items():
-        receipt = facts.installed[name].receipt if name in facts.installed else None
-        out.append(
-            Extra(
-                name=name,
-                paths=[SHOWN_PREFIX + p for p in found],
-                managed=receipt is not None,
-                version=(receipt or {}).get("version"),
-            )
-        )
-    return out
-
-
-def hive_state(components: list[ComponentStatus], extras: list[Extra]) -> str:
-    if any(c.state == "error" for c in components):
-        return "error"
-    if extras or any(c.state != "in-sync" for c in components):
-        return "drift"
-    return "in-sync"
-
-
-def summarize(hives: list[HiveStatus]) -> Summary:
-    count = {s: sum(1 for h in hives if h.state == s) for s in ("in-sync", "drift")}
-    unreachable = sum(1 for h in hives if h.state == "unreachable")
-    errors = sum(1 for h in hives if h.state == "error")
-    code = 2 if unreachable or errors else 1 if count["drift"] else 0
-    return Summary(
-        hives=len(hives),
-        in_sync=count["in-sync"],
-        drift=count["drift"],
-        unreachable=unreachable,
-        error=errors,
-        exit_code=code,
-    )
-
-
-def unreachable_status(
-    hive: HiveConfig, specs: list[InstallSpec], error: HostError, *, unreachable: bool
-) -> HiveStatus:
-    message = str(error)
-    return HiveStatus(
-        alias=hive.alias,
-        host=hive.hostname,
-        port=hive.ssh_port,
-        user=hive.ssh_user,
-        reachable=False,
-        state="unreachable" if unreachable else "error",
-        error=message,
-        components=[
-            assess(s, None, None, commit=None, stack_known=True, error=message).model_copy(
-                update={"drift": []}
-            )
-            for s in specs
-        ],
-        extras=[],
-    )
 
 
 # --- talking to the hosts ----------------------------------------------------------------
