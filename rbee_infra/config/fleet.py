@@ -367,6 +367,15 @@ class HiveConfig(Model):
         data = _normalize_install_method(data)
         return _merge_connection(data) if isinstance(data, dict) else data
 
+    def preflight_settings(self) -> dict[str, Any]:
+        """The hive's preflight settings (snake_case), shared by its workers."""
+        return {
+            "ensure_toolchain": self.ensure_toolchain,
+            "rustup_url": self.rustup_url,
+            "min_free_disk_mb": self.min_free_disk_mb,
+            "check_platform": self.check_platform,
+        }
+
     @model_validator(mode="after")
     def _unique_workers(self) -> HiveConfig:
         seen: set[str] = set()

@@ -50,6 +50,26 @@ class Connection(Model):
     dial_error_limit: Annotated[int, Field(ge=1, le=20)] = 3
     jumps: list[JumpHop] = Field(default_factory=list)
 
+    def through(self, hop: JumpHop) -> Connection:
+        """How to reach one of the jump hosts: its own key, else this connection's
+        credentials; never this connection's pinned host key, and never trust on first use
+        (a hop is in known_hosts or pinned)."""
+        own = hop.private_key is not None
+        return Connection(
+            host=hop.host,
+            port=hop.port,
+            user=hop.user,
+            private_key=hop.private_key if own else self.private_key,
+            private_key_path=None if own else self.private_key_path,
+            private_key_password=hop.private_key_password if own else self.private_key_password,
+            agent_socket_path=self.agent_socket_path,
+            host_key=hop.host_key,
+            known_hosts=hop.known_hosts or self.known_hosts,
+            host_key_policy="strict",
+            connect_timeout=self.connect_timeout,
+            dial_error_limit=1,
+        )
+
     def target(self) -> tuple[str, int, str]:
         return (self.host, self.port, self.user)
 

@@ -26,7 +26,7 @@ from rbee_infra.base.errors import (
     PhaseTimeout,
 )
 from rbee_infra.base.redact import git_credential, redact_text
-from rbee_infra.config.spec import Connection, JumpHop
+from rbee_infra.config.spec import Connection
 from rbee_infra.host.known_hosts import host_keys
 
 
@@ -295,26 +295,6 @@ _JUMPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.T
 )
 
 
-def _hop_connection(c: Connection, hop: JumpHop) -> Connection:
-    """How to reach one hop: its own key, else the target's credentials; never the target's
-    pinned host key, and never trust on first use (a hop is in known_hosts or pinned)."""
-    own = hop.private_key is not None
-    return Connection(
-        host=hop.host,
-        port=hop.port,
-        user=hop.user,
-        private_key=hop.private_key if own else c.private_key,
-        private_key_path=None if own else c.private_key_path,
-        private_key_password=hop.private_key_password if own else c.private_key_password,
-        agent_socket_path=c.agent_socket_path,
-        host_key=hop.host_key,
-        known_hosts=hop.known_hosts or c.known_hosts,
-        host_key_policy="strict",
-        connect_timeout=c.connect_timeout,
-        dial_error_limit=1,
-    )
-
-
 async def _through_jumps(c: Connection, label: str) -> asyncssh.SSHClientConnection | None:
     """The last hop's connection (dialed through the ones before it), or None without hops."""
     loop = asyncio.get_running_loop()
@@ -322,7 +302,7 @@ async def _through_jumps(c: Connection, label: str) -> asyncssh.SSHClientConnect
     via: asyncssh.SSHClientConnection | None = None
     chain: list[dict[str, Any]] = []
     for hop in c.jumps:
-        hc = _hop_connection(c, hop)
+        hc = c.through(hop)
         chain.append(hc.model_dump(mode="json"))
         key = hashlib.sha256(json.dumps(chain, sort_keys=True).encode()).hexdigest()
         task = shared.get(key)

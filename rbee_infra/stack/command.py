@@ -110,21 +110,15 @@ def to_command_connection(connection: Mapping[str, Any], label: str) -> remote.C
         )])
     if conn.jumps:
         (hop,) = conn.jumps
-        own = hop.private_key is not None
+        via, where = conn.through(hop), f"{label}: {hop.label}"
         proxy = remote.ProxyConnectionArgs(
-            host=hop.host,
-            port=hop.port,
-            user=hop.user,
-            private_key=hop.private_key if own else private_key,
-            private_key_password=hop.private_key_password if own else conn.private_key_password,
-            agent_socket_path=conn.agent_socket_path,
-            host_key=resolve_host_key(
-                Connection(
-                    host=hop.host, port=hop.port, user=hop.user, host_key=hop.host_key,
-                    known_hosts=hop.known_hosts or conn.known_hosts,
-                ),
-                f"{label}: {hop.label}",
-            ),
+            host=via.host,
+            port=via.port,
+            user=via.user,
+            private_key=resolve_private_key(via, where),
+            private_key_password=via.private_key_password,
+            agent_socket_path=via.agent_socket_path,
+            host_key=resolve_host_key(via, where),
         )
     return command_connection(
         conn, host_key=resolve_host_key(conn, label), private_key=private_key, proxy=proxy

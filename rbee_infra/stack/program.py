@@ -125,16 +125,6 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
-def _preflight_args(hive: HiveConfig) -> dict[str, Any]:
-    """The hive's preflight settings, shared by its workers."""
-    return {
-        "ensure_toolchain": hive.ensure_toolchain,
-        "rustup_url": hive.rustup_url,
-        "min_free_disk_mb": hive.min_free_disk_mb,
-        "check_platform": hive.check_platform,
-    }
-
-
 def _worker_args(
     fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig, connection: pulumi.Output
 ) -> tuple[WorkerArgs, bool]:
@@ -152,7 +142,7 @@ def _worker_args(
         lock_timeout=fleet.lock_timeout,
         operation_timeout=fleet.operation_timeout,
         worker_type=worker.type,
-        **_preflight_args(hive),
+        **hive.preflight_settings(),
     )
     return args, wsecret
 
@@ -186,7 +176,7 @@ def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _Plann
         auto_start=hive.auto_start,
         hive_port=hive.hive_port,
         queen_url=hive.queen_url,
-        **_preflight_args(hive),
+        **hive.preflight_settings(),
     )
     workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
     return _PlannedHive(hive, connection, args, secret, workers)

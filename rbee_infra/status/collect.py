@@ -25,7 +25,7 @@ from rbee_infra.config.fleet import (
     worker_source,
 )
 from rbee_infra.config.spec import Connection, InstallSpec
-from rbee_infra.decide import plan, preflight
+from rbee_infra.decide import preflight
 from rbee_infra.decide.facts import parse_versions
 from rbee_infra.host import hostview
 from rbee_infra.host.remote import secrets_of
@@ -123,7 +123,7 @@ def hive_specs(
             auto_start=hive.auto_start,
             hive_port=hive.hive_port,
             queen_url=hive.queen_url,
-            **_preflight_fields(hive),
+            **hive.preflight_settings(),
         )
     ]
     for worker in hive.workers:
@@ -141,19 +141,10 @@ def hive_specs(
                 stack=stack,
                 resource_name=f"worker-{hive.alias}-{worker.type}",
                 build_timeout=fleet.build_timeout,
-                **_preflight_fields(hive),
+                **hive.preflight_settings(),
             )
         )
     return specs
-
-
-def _preflight_fields(hive: HiveConfig) -> dict[str, Any]:
-    return {
-        "ensure_toolchain": hive.ensure_toolchain,
-        "rustup_url": hive.rustup_url,
-        "min_free_disk_mb": hive.min_free_disk_mb,
-        "check_platform": hive.check_platform,
-    }
 
 
 # --- talking to the hosts ----------------------------------------------------------------
@@ -183,21 +174,13 @@ def status_need(specs: list[InstallSpec], *, resolve: bool) -> hostview.Need:
     """What status reads of a hive's host, in the batched probe preview reads with: every
     configured binary (and its `--version`), the commits of the git refs (with `resolve`),
     the extras, the service's health, and the preflight facts."""
-    names = frozenset(s.install_name for s in specs)
-    refs = frozenset(
-        (s.source.repo, ref)
-        for s in specs
-        if resolve and isinstance(s.source, GitSource) and not s.source.rev
-        for ref in plan.git_ref_names(s.source)
-    )
-    return hostview.Need(
-        cargo=specs[0].cargo,
-        names=names,
-        refs=refs,
-        extras=True,
-        ports=frozenset({specs[0].hive_port}),
+    checks = hostview.need_of_all(specs)  # what the resources' checks read
+    return dataclasses.replace(
+        checks,
+        refs=checks.refs if resolve else frozenset(),
+        ports=frozenset({specs[0].hive_port}),  # status shows the service even when off
         facts=True,
-        versions=names,
+        versions=frozenset(s.install_name for s in specs),
     )
 
 
@@ -247,8 +230,6 @@ async def observe_hive(
             if isinstance(spec.source, GitSource) and spec.install_name not in commits:
                 try:
                     commits[spec.install_name] = seen.commit_for(spec)
-                except ConnectError:
-                    raise
                 except HostError as error:
                     errors[spec.install_name] = str(error)
     components = [
