@@ -148,9 +148,9 @@ def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
         )
 
 
-def batch_args(need: Need) -> list[str]:
-    """BATCH's arguments: PROBE (or INVENTORY without facts), then RESOLVE per repo,
-    EXTRAS_SCAN, HEALTH per port."""
+def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
+    """The scripts a need runs, in order: PROBE (or INVENTORY without facts), then RESOLVE
+    per repo, EXTRAS_SCAN, HEALTH per port, VERSIONS."""
     parts: list[tuple[str, list[str]]] = []
     items: list[str] = []
     for name in sorted(need.names):
@@ -168,7 +168,12 @@ def batch_args(need: Need) -> list[str]:
     if need.versions:
         paths = [layout.stable_path(name) for name in sorted(need.versions)]
         parts.append((scripts.VERSIONS, [str(VERSION_SECONDS), *paths]))
-    return encode(parts)
+    return parts
+
+
+def batch_args(need: Need) -> list[str]:
+    """BATCH's arguments for a need."""
+    return encode(batch_parts(need))
 
 
 def encode(parts: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
@@ -217,7 +222,7 @@ def split_batch(output: str) -> list[Result]:
 
 
 def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) -> HostView:
-    """Parse the parts in `batch_args` order; a failed PROBE/INVENTORY is the error."""
+    """Parse the parts in `batch_parts` order; a failed PROBE/INVENTORY is the error."""
     probe = results[0]
     _check(probe, label, "probe")
     rest = list(results[1:])
@@ -230,21 +235,13 @@ def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) ->
 
 
 async def probe_batch(session: Session, need: Need) -> HostView:
-    result = await session.run(
-        scripts.BATCH,
-        *batch_args(need),
+    results = await run_batch(
+        session,
+        batch_parts(need),
         phase="probe",
         timeout=PROBE_TIMEOUT + 60 + VERSION_SECONDS * len(need.versions),
     )
-    parts = split_batch(result.stdout)
-    expected = (
-        1 + len(need.repos()) + int(need.extras) + len(need.ports) + int(bool(need.versions))
-    )
-    if len(parts) != expected:
-        raise CommandError(
-            session.label, "probe", result.exit_status, "the batched command's output is cut short"
-        )
-    return to_view(need, session.label, session.server_host_key, parts)
+    return to_view(need, session.label, session.server_host_key, results)
 
 
 def _secrets(specs: Sequence[InstallSpec], need: Need) -> list[str]:

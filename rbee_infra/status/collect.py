@@ -48,9 +48,6 @@ from rbee_infra.status.model import (
     StatusReport,
 )
 
-COMMAND_TIMEOUT = 30.0
-VERSION_TIMEOUT = 10
-
 
 @dataclass(frozen=True)
 class Credentials:
