@@ -160,14 +160,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _banner_in(netns: str, address: str, port: int) -> bytes:
-    """The first bytes a server inside network namespace `netns` sends (empty if none)."""
-    probe = f"exec 3<>/dev/tcp/{address}/{port} && head -c 7 <&3"
+def connect_in(netns: str, address: str, port: int, read: int = 0) -> bytes | None:
+    """Connect to address:port inside network namespace `netns`: None when nothing answers,
+    else the first `read` bytes the server sends."""
+    probe = f"exec 3<>/dev/tcp/{address}/{port}" + (f" && head -c {read} <&3" if read else "")
     done = subprocess.run(
         ["ip", "netns", "exec", netns, "timeout", "2", "bash", "-c", probe],
         capture_output=True, check=False,
     )
-    return done.stdout
+    return done.stdout if done.returncode == 0 else None
 
 
 def _wait_banner(address: str, port: int, proc: subprocess.Popen[bytes] | None,
@@ -178,7 +179,7 @@ def _wait_banner(address: str, port: int, proc: subprocess.Popen[bytes] | None,
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"sshd on {address}:{port} exited with {proc.returncode}")
         if netns is not None:
-            if _banner_in(netns, address, port).startswith(b"SSH-2.0"):
+            if (connect_in(netns, address, port, read=7) or b"").startswith(b"SSH-2.0"):
                 return
             time.sleep(0.02)
             continue

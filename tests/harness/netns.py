@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fixture_repo import RbeeRepo
-from .hosts import Host, HostSet, start_hosts
+from .hosts import Host, HostSet, connect_in, start_hosts
 
 
 @dataclass
@@ -83,7 +83,7 @@ def serve_repo_in(netns: str, repo: RbeeRepo) -> Iterator[None]:
         for _ in range(250):
             if proc.poll() is not None:
                 raise RuntimeError(f"git daemon in {netns} exited with {proc.returncode}")
-            if _listening(netns, repo.port):
+            if connect_in(netns, "127.0.0.1", repo.port) is not None:
                 break
             time.sleep(0.02)
         else:
@@ -92,14 +92,6 @@ def serve_repo_in(netns: str, repo: RbeeRepo) -> Iterator[None]:
     finally:
         proc.terminate()
         proc.wait(5)
-
-
-def _listening(netns: str, port: int) -> bool:
-    done = subprocess.run(
-        ["ip", "netns", "exec", netns, "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
-        capture_output=True, check=False,
-    )
-    return done.returncode == 0
 
 
 @contextlib.contextmanager
