@@ -511,3 +511,45 @@ def _kill_mid_up(engine: Engine, tmp_path: Path) -> None:
     assert up.ops() == {"slow": "create"}
     assert "=== provider server start" in engine.provider_log_path.read_text()
 
+
+
+def test_a_forked_provider_records_its_coverage_whatever_the_fork_server_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's coverage of the providers comes from these forked servers. Here the fork
+    server runs unmeasured, as it did on a fresh CI machine: a child must still measure itself
+    from its own environment and save before it exits (before, every forked provider's data
+    was lost there, and the total fell under the floor)."""
+    from coverage import CoverageData
+    from coverage.config import CoverageConfig
+
+    from rbee_infra.stack.providers import HiveProvider
+    from tests.harness import _provider_proc
+    from tests.harness.engine import REPO_ROOT
+
+    config = CoverageConfig()
+    config.data_file = str(tmp_path / "cov" / ".coverage")
+    config.parallel = True
+    config.source = [str(REPO_ROOT / "rbee_infra")]
+    (tmp_path / "cov").mkdir()
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    unmeasured = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    unmeasured["PYTHONPATH"] = os.pathsep.join(paths)
+    monkeypatch.setattr(_provider_proc, "_ZYGOTES", {})
+    _provider_proc.prewarm(unmeasured, REPO_ROOT)  # the fork server this engine will use
+    try:
+        env = {"COVERAGE_PROCESS_CONFIG": config.serialize()}
+        with Engine(tmp_path / "state.json", env=env) as engine:
+            plan = engine.preview([Decl("hive-x", HiveProvider(), {"alias": "bad alias!"})])
+            assert "alias" in plan.errors["hive-x"]  # the provider ran rbee_infra's validation
+    finally:
+        _provider_proc._close_zygotes()
+    # only this engine's provider servers write here
+    files = sorted((tmp_path / "cov").glob(".coverage.*"))
+    assert files, "the forked provider server saved no coverage data"
+    measured = set()
+    for f in files:
+        data = CoverageData(str(f))
+        data.read()
+        measured |= {Path(name).name for name in data.measured_files() if data.lines(name)}
+    assert {"providers.py", "spec.py"} <= measured
