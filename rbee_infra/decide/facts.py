@@ -57,6 +57,7 @@ class HostFacts:
     gpus: tuple[str, ...] = ()  # nvidia-smi's "name, driver" lines
     free_kib: dict[str, int] = field(default_factory=dict)  # "data", "bin"
     systemd_user: bool = False
+    glibc: str = ""  # `getconf GNU_LIBC_VERSION`'s version ("" without glibc)
 
     @property
     def os(self) -> str:
@@ -82,6 +83,7 @@ _TEXT_FACTS = {
     "rustc": "rustc_version",
     "homecargo": "home_cargo",
     "nvcc": "nvcc_version",
+    "glibc": "glibc",
 }
 
 

@@ -23,8 +23,11 @@ REPLACE_PATHS = (
 )
 # Input properties whose change needs a new build / binary.
 # Inputs the engine drops when unset: gone from the news means unset, not unchanged.
-OPTIONAL_INPUTS = ("queenUrl",)
-REINSTALL_KEYS = ("source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit")
+OPTIONAL_INPUTS = ("queenUrl", "artifact")
+REINSTALL_KEYS = (
+    "source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit", "build",
+    "artifact",
+)
 
 IN_SYNC = "in-sync"
 NOT_INSTALLED = "not-installed"
@@ -57,6 +60,9 @@ def pick_commit(source: GitSource, refs: dict[str, str]) -> str | None:
 
 def release_id(spec: InstallSpec, version_key: str) -> str:
     rid = layout.release_id(version_key, spec.features)
+    if spec.artifact is not None and version_key == spec.artifact.commit:
+        # shipped from a build elsewhere: never the dir of a binary built on this host
+        rid += "-b" + spec.artifact.key[:8]
     if spec.reinstall_trigger:
         rid += "-r" + layout.short_hash(spec.reinstall_trigger, length=6)
     return rid
@@ -178,9 +184,19 @@ def receipt(
             "installedAt": installed_at,
             "stack": spec.stack,
             "resource": spec.resource_name,
+            **_built_by(spec),
         },
         sort_keys=True,
     )
+
+
+def _built_by(spec: InstallSpec) -> dict[str, Any]:
+    """Where a git install was built, and the cache key of a shipped build."""
+    if spec.source.method != "git":
+        return {}
+    if spec.build is None or spec.artifact is None:
+        return {"builtOn": "host"}
+    return {"builtOn": spec.build.label, "buildKey": spec.artifact.key}
 
 
 def version_matches(output: str, binary: str) -> bool:

@@ -81,7 +81,7 @@ def need_of(spec: InstallSpec, *, facts: bool = False) -> Need:
         names |= {f"rbee-worker-{t}" for t in spec.managed_workers}
     refs: set[tuple[str, str]] = set()
     source = spec.source
-    if isinstance(source, GitSource) and not source.rev:
+    if isinstance(source, GitSource) and not source.rev and spec.build is None:
         refs = {(source.repo, ref) for ref in plan.git_ref_names(source)}
     hive = spec.component == "hive"
     return Need(

@@ -25,7 +25,7 @@ from rbee_infra.host.remote import (
     remove_install,
 )
 from rbee_infra.host.ssh import tail
-from rbee_infra.install import Staged, git, local, release, toolchain
+from rbee_infra.install import Staged, build_once, git, local, release, toolchain
 
 VERIFY_TIMEOUT = 60.0
 
@@ -53,7 +53,10 @@ async def observe(spec: InstallSpec) -> Observed:
     running: str | None = None
     seen = await hostview.view(spec)  # one round trip, shared by the host's resources
     if isinstance(spec.source, GitSource):
-        commit = seen.commit_for(spec)
+        # shipped from a build elsewhere: the commit its Build resolved (None until it ran)
+        commit = spec.artifact.commit if spec.artifact else None
+        if spec.build is None:
+            commit = seen.commit_for(spec)
     if spec.component == "hive":
         found = extras.shown(seen.extras_for(spec))
         if spec.auto_start:
@@ -149,6 +152,8 @@ STAGERS: dict[str, Stager] = {"git": git.stage, "release": release.stage, "local
 
 
 def _stager(spec: InstallSpec) -> Stager:
+    if spec.build is not None:
+        return build_once.stage  # a git source built elsewhere: shipped, not built here
     stager = STAGERS.get(spec.source.method)
     if stager is None:
         raise HostError(spec.label, "install", f"install method {spec.source.method!r} is unknown")

@@ -133,8 +133,8 @@ def to_build(specs: list[InstallSpec], seen: hostview.HostView) -> list[tuple[In
     commit (decided from the inventory alone: no toolchain facts needed)."""
     out: list[tuple[InstallSpec, str]] = []
     for spec in sorted(specs, key=lambda s: s.component != "hive"):
-        if not isinstance(spec.source, GitSource):
-            continue
+        if not isinstance(spec.source, GitSource) or spec.build is not None:
+            continue  # not built on this host (a release, a local file, or shipped)
         if not spec.source.rev and spec.source.repo not in seen.listings:
             continue  # not resolved for this host (see `survey`): the install resolves it
         try:

@@ -10,23 +10,31 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.config import is_config_secret
 
+from rbee_infra.base import layout
 from rbee_infra.base.errors import ConfigError
 from rbee_infra.base.redact import url_has_credentials
 from rbee_infra.config import sshconfig
 from rbee_infra.config.fleet import (
     HIVE_BINARY,
+    BuilderRef,
+    BuildPlace,
     FleetConfig,
+    GitSource,
     HiveConfig,
+    Source,
     WorkerConfig,
+    build_place,
     parse_fleet,
     plain_credentials,
     worker_source,
 )
 from rbee_infra.stack.resources import (
     KICKOFF_NAME,
+    Build,
     BuildKickoff,
     Hive,
     HiveArgs,
+    InstallArgs,
     Worker,
     WorkerArgs,
     build_props,
@@ -61,6 +69,12 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
         value = cfg.get_float(name)
         if value is not None:
             data[name] = value
+    build = cfg.get("build")
+    if build is not None:  # `controller`, `host`, or the object `{builder: <alias>}`
+        data["build"] = _json_or_text(build)
+    refresh = cfg.get("cargoLockRefresh")
+    if refresh is not None:
+        data["cargoLockRefresh"] = refresh
     agent = cfg.get_bool("sshAgent")
     if agent is not None:
         data["sshAgent"] = agent
@@ -75,6 +89,15 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
     if not is_config_secret("rbee:hives") and (problems := plain_credentials(fleet)):
         raise ConfigError(problems)
     return fleet, Secrets(private_key=key, private_key_password=password)
+
+
+def _json_or_text(value: str) -> Any:
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pulumi.Output:
@@ -125,6 +148,55 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
+@dataclass
+class Builds:
+    """The stack's Build resources (see `builds`), one per (where, source, binary, features,
+    cargo), made when an install first asks for one: hosts that share a source share its
+    build."""
+
+    fleet: FleetConfig
+    connections: dict[str, pulumi.Output]
+    made: dict[tuple[Any, ...], Build]
+
+    def ship(self, args: InstallArgs, place: BuildPlace, source: Source, secret: bool) -> None:
+        """Make `args` an install that receives its binary from a build at `place` (a git
+        source built elsewhere); leave it alone when it builds on its own host."""
+        if place == "host" or not isinstance(source, GitSource):
+            return
+        features = list(args.features) if isinstance(args.features, list) else []
+        binary, cargo = str(args.binary), str(args.cargo)
+        if isinstance(place, BuilderRef):
+            where = f"on-{place.builder}"
+            build: Any = pulumi.Output.all(self.connections[place.builder]).apply(
+                lambda c, alias=place.builder: {
+                    "place": "builder", "builder": alias, "builderConnection": c[0]
+                }
+            )
+        else:
+            where, build = "controller", {"place": "controller"}
+        key = (where, source.repo, source.ref_kind, source.ref, binary, tuple(features), cargo)
+        resource = self.made.get(key)
+        if resource is None:
+            tag = layout.short_hash(*map(str, key), length=6)
+            name = f"build-{where}-{binary}" + (f"-{'+'.join(features)}" if features else "")
+            props = {
+                "source": args.source,
+                "binary": binary,
+                "features": features,
+                "cargo": cargo,
+                "build": build,
+                "cargoLockRefresh": self.fleet.cargo_lock_refresh,
+                "stack": pulumi.get_stack(),
+                "resourceName": f"{name}-{tag}",
+                "buildTimeout": self.fleet.build_timeout,
+                "lockTimeout": self.fleet.lock_timeout,
+                "operationTimeout": self.fleet.operation_timeout,
+            }
+            resource = self.made[key] = Build(f"{name}-{tag}", props, secret_source=secret)
+        args.build = build
+        args.artifact = resource.artifact
+
+
 def _worker_args(
     fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig, connection: pulumi.Output
 ) -> tuple[WorkerArgs, bool]:
@@ -156,9 +228,10 @@ class _PlannedHive:
     workers: list[tuple[WorkerConfig, WorkerArgs, bool]]
 
 
-def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _PlannedHive:
+def _plan_hive(
+    fleet: FleetConfig, hive: HiveConfig, connection: pulumi.Output, builds: Builds
+) -> _PlannedHive:
     """The inputs of a hive and its workers."""
-    connection = connection_for(fleet, hive, secrets)
     source, secret = _source_input(hive.install_method)
     args = HiveArgs(
         alias=hive.alias,
@@ -178,7 +251,10 @@ def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _Plann
         queen_url=hive.queen_url,
         **hive.preflight_settings(),
     )
+    builds.ship(args, build_place(fleet, hive), hive.install_method, secret)
     workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
+    for worker, wargs, wsecret in workers:
+        builds.ship(wargs, build_place(fleet, hive, worker), worker_source(hive, worker), wsecret)
     return _PlannedHive(hive, connection, args, secret, workers)
 
 
@@ -208,7 +284,9 @@ def declare_fleet(
 ) -> dict[str, dict[str, Any]]:
     """Declare every hive, worker and command; return what the stack exports per hive."""
     exports: dict[str, dict[str, Any]] = {}
-    planned = [_plan_hive(fleet, hive, secrets) for hive in fleet.hives]
+    connections = {hive.alias: connection_for(fleet, hive, secrets) for hive in fleet.hives}
+    builds = Builds(fleet, connections, {})
+    planned = [_plan_hive(fleet, hive, connections[hive.alias], builds) for hive in fleet.hives]
     kickoff = _kickoff(planned)
     after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
     for p in planned:

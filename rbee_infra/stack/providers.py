@@ -21,6 +21,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
 from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
@@ -109,6 +110,8 @@ class _InstallProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in plan.public_props(news).items() if k not in plan_keys()}
         inputs.pop("trustedHostKey", None)
+        if isinstance(inputs.get("artifact"), Unknown):
+            del inputs["artifact"]  # its Build runs first in this `up`: a new binary to come
         if _same_target(olds, inputs) and olds.get("trustedHostKey"):
             inputs["trustedHostKey"] = olds["trustedHostKey"]
         try:
