@@ -17,6 +17,7 @@ from rbee_infra.config.fleet import (
     HIVE_BINARY,
     FleetConfig,
     HiveConfig,
+    VerifyCheck,
     WorkerConfig,
     parse_fleet,
     plain_credentials,
@@ -125,6 +126,10 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
+def _verify_input(check: VerifyCheck | None) -> dict[str, Any] | None:
+    return check.model_dump(by_alias=True) if check is not None else None
+
+
 def _worker_args(
     fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig, connection: pulumi.Output
 ) -> tuple[WorkerArgs, bool]:
@@ -142,6 +147,7 @@ def _worker_args(
         lock_timeout=fleet.lock_timeout,
         operation_timeout=fleet.operation_timeout,
         worker_type=worker.type,
+        verify=_verify_input(worker.verify),
         **hive.preflight_settings(),
     )
     return args, wsecret
@@ -176,6 +182,7 @@ def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _Plann
         auto_start=hive.auto_start,
         hive_port=hive.hive_port,
         queen_url=hive.queen_url,
+        verify=_verify_input(hive.verify),
         **hive.preflight_settings(),
     )
     workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
@@ -227,6 +234,7 @@ def declare_fleet(
             workers[worker.type] = {
                 "path": resource.installPath,
                 "version": resource.version,
+                "verifiedBy": resource.verifiedBy,
                 "commit": resource.commit,
             }
         for command in commands:
@@ -238,6 +246,7 @@ def declare_fleet(
             "hive": {
                 "path": hive_resource.installPath,
                 "version": hive_resource.version,
+                "verifiedBy": hive_resource.verifiedBy,
                 "commit": hive_resource.commit,
                 "extras": hive_resource.extras,
                 "service": hive_resource.service,

@@ -79,6 +79,7 @@ def plan_keys() -> tuple[str, ...]:
         "releaseId",
         "commit",
         "version",
+        "verifiedBy",
         "sha256",
         "installPath",
         "extras",

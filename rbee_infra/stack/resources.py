@@ -19,6 +19,7 @@ _OUTPUTS = (
     "commit",
     "resolvedCommit",
     "version",
+    "verifiedBy",
     "sha256",
     "hostState",
     "trustedHostKey",
@@ -45,6 +46,8 @@ class InstallArgs:
     rustup_url: pulumi.Input[str] = "https://sh.rustup.rs"
     min_free_disk_mb: pulumi.Input[int] | None = None
     check_platform: pulumi.Input[bool] = True
+    # the binary's check when neither `--version` nor `--help` proves it runs (VerifyCheck)
+    verify: pulumi.Input[dict[str, Any]] | None = None
 
     def props(self, component: str, resource_name: str) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class InstallArgs:
             "rustupUrl": self.rustup_url,
             "minFreeDiskMb": self.min_free_disk_mb,
             "checkPlatform": self.check_platform,
+            "verify": self.verify,
             "reinstallTrigger": self.reinstall_trigger,
             "buildTimeout": self.build_timeout,
             "lockTimeout": self.lock_timeout,
@@ -109,6 +113,7 @@ class Hive(Resource):
     installPath: pulumi.Output[str]
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
+    verifiedBy: pulumi.Output[str]
     sha256: pulumi.Output[str]
     extras: pulumi.Output[list[str]]
     service: pulumi.Output[dict[str, Any]]
@@ -133,6 +138,7 @@ class Worker(Resource):
     installPath: pulumi.Output[str]
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
+    verifiedBy: pulumi.Output[str]
     sha256: pulumi.Output[str]
 
     def __init__(
