@@ -322,7 +322,7 @@ async def _start_hive(
         raise HostError(spec.label, "service", f"{failed}\n{outcome}")
     if not updating:
         await service.stop(link, purge=True)
-        await cleanup_install(link, spec, "delete", iid, [rid])
+        await cleanup_install(link, spec, "undo-create", iid, [rid])  # keeps the build cache
         raise HostError(spec.label, "service", f"{failed}\nnothing was installed")
     raise HostError(spec.label, "service", f"{failed}\nthere is no previous version to go back to")
 
