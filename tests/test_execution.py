@@ -175,15 +175,11 @@ def test_failed_verify_never_activates_and_keeps_the_build_cache(
     )
 
 
+CPU_WORKER = {"component": "worker", "workerType": "cpu", "binary": "llm-worker-rbee-cpu"}
+
+
 def worker_spec(**extra: Any) -> Any:
-    return spec(
-        component="worker",
-        workerType="cpu",
-        binary="llm-worker-rbee-cpu",
-        features=["cpu"],
-        resourceName="worker-gpu-host-cpu",
-        **extra,
-    )
+    return spec(**CPU_WORKER, features=["cpu"], resourceName="worker-gpu-host-cpu", **extra)
 
 
 def worker_probe() -> Result:
