@@ -69,13 +69,14 @@ def extra_names(paths: Iterable[str]) -> dict[str, list[str]]:
 
 
 def installed_view(
-    spec: InstallSpec, installed: InstalledBinary | None, checked: verify.Report | None
+    installed: InstalledBinary | None,
+    checked: verify.Report | None,
+    verdict: verify.Verdict | None,
 ) -> Installed | None:
     if installed is None or installed.kind == "missing":
         return None
     receipt = installed.receipt or {}
     version = checked.run(verify.VERSION) if checked is not None else None
-    verdict = _verdict(spec, checked)
     features = receipt.get("features")
     verified_by = receipt.get("verifiedBy")
     return Installed(
@@ -137,10 +138,7 @@ def _receipt_drift(spec: InstallSpec, receipt: dict[str, Any], commit: str | Non
     return drift
 
 
-def _version_drift(
-    spec: InstallSpec, checked: verify.Report | None, receipt: dict[str, Any] | None
-) -> list[str]:
-    verdict = _verdict(spec, checked)
+def _version_drift(verdict: verify.Verdict | None, receipt: dict[str, Any] | None) -> list[str]:
     if verdict is None:
         return []
     if not verdict.ok:
@@ -165,7 +163,8 @@ def assess(
     stack = spec.stack if stack_known or receipt is None else str(receipt.get("stack") or "")
     iid = plan.install_id(spec.model_copy(update={"stack": stack}))
     host_state = plan.host_state(installed, iid)
-    view = installed_view(spec, installed, checked)
+    verdict = _verdict(spec, checked)
+    view = installed_view(installed, checked, verdict)
     drift: list[str] = []
     if host_state == plan.NOT_INSTALLED:
         drift.append("not installed")
@@ -174,7 +173,7 @@ def assess(
     if receipt is not None and host_state in (plan.IN_SYNC,):
         drift.extend(_receipt_drift(spec, receipt, commit))
     if view is not None and installed is not None and installed.present:
-        drift.extend(_version_drift(spec, checked, receipt))
+        drift.extend(_version_drift(verdict, receipt))
     missing = view is None or not (installed is not None and installed.present)
     state = "error" if error else "missing" if missing else "drift" if drift else "in-sync"
     return ComponentStatus(
