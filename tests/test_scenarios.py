@@ -22,7 +22,7 @@ from tests.harness.assertions import (
     ssh,
 )
 from tests.harness.engine import Engine
-from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.fixture_repo import RbeeRepo, worker_usage
 from tests.harness.fleet import declare, hive_config, make_fleet
 from tests.harness.hosts import HostSet, mount_tmpfs, unmount_tmpfs
 from tests.harness.release_server import script_binary
@@ -226,6 +226,43 @@ def cargo_builds(host: Any) -> list[list[str]]:
     return builds
 
 
+def local_hive_and(
+    hosts1: HostSet, rbee_repo: RbeeRepo, tmp_path: Any, worker: dict[str, Any]
+) -> dict[str, Any]:
+    """Stack config: a hive uploaded as a local binary (a stand-in answering `--version`) and
+    `worker`, so the worker is the host's only build from git."""
+    hive_binary = tmp_path / "rbee-hive"
+    hive_binary.write_bytes(script_binary("rbee-hive 0.2.0"))
+    hive_binary.chmod(0o755)
+    config = make_fleet(hosts1, rbee_repo)
+    hive = hive_config(config, "host1")
+    hive["installMethod"] = {"local": {"path": str(hive_binary)}}
+    hive["workers"] = [worker]
+    return config
+
+
+def test_a_worker_that_fails_help_too_is_refused(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Any
+) -> None:
+    """A real-shaped worker has no --version; when its --help fails as well (the fixture's
+    bad-version branch), nothing proves it runs."""
+    (host,) = hosts1.hosts
+    source = {"git": {"repo": rbee_repo.url, "branch": "bad-version"}}
+    config = local_hive_and(hosts1, rbee_repo, tmp_path, {"type": "cpu", "installMethod": source})
+    result = engine.up(declare(config))
+    assert summary(result, "worker-host1-cpu")  # it failed
+    assert result.errors["worker-host1-cpu"].endswith(
+        "worker host1/cpu: verify failed: llm-worker-rbee-cpu --version exited 2 "
+        "(expected 'llm-worker-rbee-cpu' in the first line): error: unexpected argument "
+        "'--version' found\n"
+        + worker_usage("llm-worker-rbee-cpu")
+        + "\nFor more information, try '--help'.\n"
+        "llm-worker-rbee-cpu --help exited 3 (expected a usage line): help check failed\n"
+    )
+    assert recorded(engine) == ["hive-host1"]
+    assert ssh(hosts1, host, "test -e .local/share/rbee/workers/rbee-worker-cpu").returncode == 1
+
+
 def test_a_failed_verification_keeps_the_build_cache_and_the_next_up_compiles_nothing(
     hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Any
 ) -> None:
@@ -235,19 +272,13 @@ def test_a_failed_verification_keeps_the_build_cache_and_the_next_up_compiles_no
     (host,) = hosts1.hosts
     host.run("mkdir -p bin && cat > bin/cargo-logged && chmod 0755 bin/cargo-logged",
              input=LOGGING_CARGO)
-    hive_binary = tmp_path / "rbee-hive"
-    hive_binary.write_bytes(script_binary("rbee-hive 0.2.0"))
-    hive_binary.chmod(0o755)
-    config = make_fleet(hosts1, rbee_repo)
-    hive = hive_config(config, "host1")
-    hive["installMethod"] = {"local": {"path": str(hive_binary)}}
-    hive["cargo"] = "~/bin/cargo-logged"
     worker = {
         "type": "cpu",
         "installMethod": {"git": {"repo": rbee_repo.url, "tag": "v0.2.0"}},
         "verify": {"args": ["--help"], "expect": "Usage: nothing like this"},
     }
-    hive["workers"] = [worker]
+    config = local_hive_and(hosts1, rbee_repo, tmp_path, worker)
+    hive_config(config, "host1")["cargo"] = "~/bin/cargo-logged"
     result = engine.up(declare(config))
     assert summary(result, "worker-host1-cpu")  # it failed
     error = result.errors["worker-host1-cpu"]
