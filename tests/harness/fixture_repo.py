@@ -142,7 +142,7 @@ _HIVE_HELP_OK = """\
         let argv0 = std::env::args().next().unwrap_or_default();
         let path = std::path::Path::new(&argv0);
         let name = path.file_name().and_then(|f| f.to_str()).unwrap_or("rbee-hive");
-        println!("rbee hive daemon (fixture)\n\nUsage: {name} [OPTIONS]\n\nOptions:");
+        println!("rbee hive daemon (fixture)\\n\\nUsage: {name} [OPTIONS]\\n\\nOptions:");
         println!("  -p, --port <PORT>        HTTP port");
         println!("      --hive-id <HIVE_ID>  Hive ID");
         println!("      --queen-url <URL>    Queen URL");
@@ -234,7 +234,7 @@ __BROKEN__"""
 
 _WORKER_HELP_OK = """\
             println!(
-                "Fixture worker daemon shaped like rbee's (llm-worker-rbee {}, features={})\n\n{}\n\nOptions:",
+                "Fixture worker daemon shaped like rbee's (llm-worker-rbee {}, features={})\\n\\n{}\\n\\nOptions:",
                 env!("CARGO_PKG_VERSION"),
                 features(),
                 usage(&name)
