@@ -81,6 +81,8 @@ def test_controller_builds_once_and_every_host_receives_the_binary(
             assert gone.returncode == 1, f"{host.name} built something"
             hive, worker = receipt(hosts, host, "rbee-hive"), receipt(hosts, host, "rbee-worker-cpu")
             assert hive["builtOn"] == worker["builtOn"] == "this machine"
+            # the version read from the source where it was built, and the check it passed
+            assert worker["version"] == "llm-worker-rbee 0.1.0" and worker["verifiedBy"] == "--help"
             assert len(hive["buildKey"]) == 16 and hive["buildKey"] != worker["buildKey"]
         state = engine.state()
         (hive_build,) = [v for k, v in state.items() if k.startswith(HIVE_BUILD)]

@@ -41,6 +41,12 @@ _URL = re.compile(
 _HTTP_URL = re.compile(r"^(?i:https?)://[^\s'\"\\`$;&|<>(){}]+$")
 _HTTPS_URL = re.compile(r"^https://[^\s'\"\\`$;&|<>(){}]+$")
 _TRIGGER = re.compile(r"^[A-Za-z0-9_.:+=@/-]{0,128}$")
+# a verify override: arguments reach the binary as positional arguments, never as shell text;
+# the expected text is only compared here
+_VERIFY_ARG = re.compile(r"^[A-Za-z0-9_./:=+@,-]{1,64}$")
+_VERIFY_EXPECT = re.compile(
+    r"^[A-Za-z0-9_.,:;=+/@()\[\]<>#%'-][A-Za-z0-9 _.,:;=+/@()\[\]<>#%'-]{0,127}$"
+)
 
 KNOWN_WORKER_BINARIES = {
     "cpu": "llm-worker-rbee-cpu",
@@ -167,6 +173,26 @@ def _normalize_install_method(data: Any) -> Any:
     return data
 
 
+VerifyArg = Annotated[
+    str, _pattern(_VERIFY_ARG, "an argument of letters, digits and _ . / : = + @ , - (max 64)")
+]
+
+
+class VerifyCheck(Model):
+    """How to prove a binary runs when neither `--version` nor `--help` does: run it with
+    `args`; it must exit 0 and print `expect` (see `decide/verify`)."""
+
+    args: Annotated[list[VerifyArg], Field(min_length=1, max_length=8)]
+    expect: Annotated[
+        str,
+        _pattern(
+            _VERIFY_EXPECT,
+            "up to 128 characters of letters, digits, spaces and _ . , : ; = + / @ ( ) [ ] < > "
+            "# % ' -",
+        ),
+    ]
+
+
 class BuilderRef(Model):
     """`build: {builder: <alias>}`: built on that hive's host, shipped to the others."""
 
@@ -207,6 +233,7 @@ class WorkerConfig(Model):
     install_method: Source | None = None
     reinstall_trigger: Trigger = ""
     build: BuildPlace | None = None
+    verify: VerifyCheck | None = None  # default: `--version`, else `--help`
 
     @model_validator(mode="before")
     @classmethod
@@ -394,6 +421,7 @@ class HiveConfig(Model):
     prune_unmanaged: bool = False
     connection: HiveConnection | None = None
     build: BuildPlace | None = None
+    verify: VerifyCheck | None = None  # the hive binary's check (default: `--version`, `--help`)
 
     @model_validator(mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from rbee_infra.config.fleet import (
     ToolPath,
     Trigger,
     User,
+    VerifyCheck,
     WorkerType,
     problems_of,
 )
@@ -119,6 +120,7 @@ class Artifact(Model):
     commit: CommitId
     triple: Triple
     glibc: Glibc | None = None
+    package: BinaryName | None = None  # the cargo package that has the binary, and its version
     version: PackageVersion | None = None
 
 
@@ -143,6 +145,8 @@ class InstallSpec(Model):
     hive_port: Port = 8600
     queen_url: HttpUrl | None = None
     reinstall_trigger: Trigger = ""
+    # how the installed binary proves it runs (None: `--version`, else `--help`; see `verify`)
+    verify: VerifyCheck | None = None
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0

@@ -174,20 +174,3 @@ def phase_seconds(times: str) -> dict[str, float]:
         name: round(max(0.0, nxt - start), 3)
         for (name, start), (_, nxt) in itertools.pairwise(stamps)
     }
-
-
-Versions = dict[str, tuple[int | None, str]]  # stable path -> (exit status, output)
-
-
-def parse_versions(output: str) -> Versions:
-    versions: Versions = {}
-    for line in output.splitlines():
-        fields = line.split("\t")
-        if fields[0] == "version" and len(fields) >= 4:
-            status = int(fields[2]) if fields[2].isdigit() else None
-            try:
-                text = base64.b64decode(fields[3]).decode("utf-8", "replace")
-            except (binascii.Error, ValueError):
-                text = ""
-            versions[fields[1]] = (status, text.strip())
-    return versions

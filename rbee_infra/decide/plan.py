@@ -23,7 +23,7 @@ REPLACE_PATHS = (
 )
 # Input properties whose change needs a new build / binary.
 # Inputs the engine drops when unset: gone from the news means unset, not unchanged.
-OPTIONAL_INPUTS = ("queenUrl", "artifact")
+OPTIONAL_INPUTS = ("queenUrl", "verify", "artifact")
 REINSTALL_KEYS = (
     "source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit", "build",
     "artifact",
@@ -166,28 +166,33 @@ def receipt(
     version: str,
     sha256: str,
     installed_at: str,
+    verified_by: str,
+    version_line: str = "",
 ) -> str:
-    """The JSON left on the host; one line, keys sorted (REMOVE greps `"installId": "<id>"`)."""
-    return json.dumps(
-        {
-            "installId": iid,
-            "name": spec.install_name,
-            "component": spec.component,
-            "workerType": spec.worker_type,
-            "binary": spec.binary,
-            "source": source_display(spec),
-            "commit": commit,
-            "features": spec.features,
-            "releaseId": rid,
-            "version": version,
-            "sha256": sha256,
-            "installedAt": installed_at,
-            "stack": spec.stack,
-            "resource": spec.resource_name,
-            **_built_by(spec),
-        },
-        sort_keys=True,
-    )
+    """The JSON left on the host; one line, keys sorted (REMOVE greps `"installId": "<id>"`).
+    `verifiedBy` is the check the binary passed (see `verify`); `versionOutput` the line
+    `--version` answered, when it did."""
+    data = {
+        "installId": iid,
+        "name": spec.install_name,
+        "component": spec.component,
+        "workerType": spec.worker_type,
+        "binary": spec.binary,
+        "source": source_display(spec),
+        "commit": commit,
+        "features": spec.features,
+        "releaseId": rid,
+        "version": version,
+        "verifiedBy": verified_by,
+        "sha256": sha256,
+        "installedAt": installed_at,
+        "stack": spec.stack,
+        "resource": spec.resource_name,
+        **_built_by(spec),
+    }
+    if version_line:
+        data["versionOutput"] = version_line
+    return json.dumps(data, sort_keys=True)
 
 
 def _built_by(spec: InstallSpec) -> dict[str, Any]:
@@ -197,11 +202,6 @@ def _built_by(spec: InstallSpec) -> dict[str, Any]:
     if spec.build is None or spec.artifact is None:
         return {"builtOn": "host"}
     return {"builtOn": spec.build.label, "buildKey": spec.artifact.key}
-
-
-def version_matches(output: str, binary: str) -> bool:
-    lines = [line for line in output.splitlines() if line.strip()]
-    return bool(lines) and binary in lines[0]
 
 
 def resolve_summary(source: GitSource) -> str:

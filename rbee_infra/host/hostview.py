@@ -37,7 +37,7 @@ from rbee_infra.host.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.host.ssh import Result, Session, tail
 
 TTL_SECONDS = 300.0
-VERSION_SECONDS = 10  # bound on one binary's `--version`
+VERSION_SECONDS = 10  # bound on one run of a binary's check (`--version`, `--help`)
 END = "\n@@rbee-end\t"
 ERR = "\n@@rbee-stderr\n"
 
@@ -53,8 +53,9 @@ class Need:
     extras: bool = False
     ports: frozenset[int] = frozenset()
     facts: bool = False
-    # install names whose binaries answer `--version` (status only: preview runs nothing)
-    versions: frozenset[str] = frozenset()
+    # binaries whose checks to run (status only: preview runs nothing), as (install name,
+    # binary, the configured check's arguments or ()) (see `decide/verify`)
+    versions: frozenset[tuple[str, str, tuple[str, ...]]] = frozenset()
 
     def covers(self, other: Need) -> bool:
         return (
@@ -120,7 +121,7 @@ class HostView:
     listings: dict[str, Result] = field(default_factory=dict)  # repo -> RESOLVE's result
     scan: Result | None = None
     health: dict[int, Result] = field(default_factory=dict)
-    versions: Result | None = None
+    versions: dict[str, Result] = field(default_factory=dict)  # install name -> VERIFY's result
 
     def commit_for(self, spec: InstallSpec) -> str:
         """What `git.resolve_commit` answers, with the same errors."""
@@ -150,7 +151,8 @@ def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
 
 def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
     """The scripts a need runs, in order: PROBE (or INVENTORY without facts), then RESOLVE
-    per repo, EXTRAS_SCAN, HEALTH per port, VERSIONS."""
+    per repo, EXTRAS_SCAN, HEALTH per port, VERIFY per binary (no sha256: the inventory has
+    it)."""
     parts: list[tuple[str, list[str]]] = []
     items: list[str] = []
     for name in sorted(need.names):
@@ -165,9 +167,9 @@ def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
         parts.append((scripts.EXTRAS_SCAN, list(prune.SCAN_ARGS)))
     for port in sorted(need.ports):
         parts.append((scripts.HEALTH, [str(port), "0"]))
-    if need.versions:
-        paths = [layout.stable_path(name) for name in sorted(need.versions)]
-        parts.append((scripts.VERSIONS, [str(VERSION_SECONDS), *paths]))
+    for name, binary, args in sorted(need.versions):
+        path = layout.stable_path(name)
+        parts.append((scripts.VERIFY, [str(VERSION_SECONDS), path, binary, "0", "", *args]))
     return parts
 
 
@@ -229,7 +231,7 @@ def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) ->
     listings = {repo: rest.pop(0) for repo in need.repos()}
     scan = rest.pop(0) if need.extras else None
     health = {port: rest.pop(0) for port in sorted(need.ports)}
-    versions = rest.pop(0) if need.versions else None
+    versions = {name: rest.pop(0) for name, _, _ in sorted(need.versions)}
     facts = parse_probe(probe.stdout)
     return HostView(need, label, facts, host_key, listings, scan, health, versions)
 
@@ -239,7 +241,7 @@ async def probe_batch(session: Session, need: Need) -> HostView:
         session,
         batch_parts(need),
         phase="probe",
-        timeout=PROBE_TIMEOUT + 60 + VERSION_SECONDS * len(need.versions),
+        timeout=PROBE_TIMEOUT + 60 + 2 * VERSION_SECONDS * len(need.versions),
     )
     return to_view(need, session.label, session.server_host_key, results)
 

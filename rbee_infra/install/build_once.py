@@ -29,7 +29,7 @@ from rbee_infra.base.errors import HostError
 from rbee_infra.base.progress import report
 from rbee_infra.base.redact import redact_url
 from rbee_infra.config.spec import Artifact, BuildRequest, InstallSpec
-from rbee_infra.decide import plan
+from rbee_infra.decide import plan, verify
 from rbee_infra.decide.facts import parse_ls_remote
 from rbee_infra.host import controller
 from rbee_infra.host.remote import Link
@@ -119,19 +119,6 @@ async def lockfile(
                          cwd=checkout, timeout=req.build_timeout)
     return own.read_text(), "generated"
 
-
-def package_version(metadata: str, binary: str) -> str | None:
-    """The version of the package that has bin target `binary` (`cargo metadata` JSON)."""
-    try:
-        data = json.loads(metadata)
-    except ValueError:
-        return None
-    for package in data.get("packages", []):
-        for target in package.get("targets", []):
-            if target.get("name") == binary and "bin" in target.get("kind", []):
-                version = package.get("version")
-                return version if isinstance(version, str) else None
-    return None
 
 
 # -------------------------------------------------------------------- the commit
@@ -267,9 +254,10 @@ async def build(
         incoming.mkdir(parents=True, mode=0o700)
         shutil.copy2(built, incoming / req.binary)
         sha = transfer.sha256_file(incoming / req.binary)
+        package = verify.package_version(metadata.stdout, req.binary)
         artifact = Artifact(
             key=key, sha256=sha, commit=commit, triple=here.triple, glibc=here.glibc,
-            version=package_version(metadata.stdout, req.binary),
+            package=package[0] if package else None, version=package[1] if package else None,
         )
         (incoming / "build.json").write_text(json.dumps(
             {"artifact": artifact.model_dump(mode="json"), "lockOrigin": origin,

@@ -22,6 +22,7 @@ from rbee_infra.config.fleet import (
     GitSource,
     HiveConfig,
     Source,
+    VerifyCheck,
     WorkerConfig,
     build_place,
     parse_fleet,
@@ -148,6 +149,10 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
+def _verify_input(check: VerifyCheck | None) -> dict[str, Any] | None:
+    return check.model_dump(by_alias=True) if check is not None else None
+
+
 @dataclass
 class Builds:
     """The stack's Build resources (see `builds`), one per (where, source, binary, features,
@@ -214,6 +219,7 @@ def _worker_args(
         lock_timeout=fleet.lock_timeout,
         operation_timeout=fleet.operation_timeout,
         worker_type=worker.type,
+        verify=_verify_input(worker.verify),
         **hive.preflight_settings(),
     )
     return args, wsecret
@@ -249,6 +255,7 @@ def _plan_hive(
         auto_start=hive.auto_start,
         hive_port=hive.hive_port,
         queen_url=hive.queen_url,
+        verify=_verify_input(hive.verify),
         **hive.preflight_settings(),
     )
     builds.ship(args, build_place(fleet, hive), hive.install_method, secret)
@@ -305,6 +312,7 @@ def declare_fleet(
             workers[worker.type] = {
                 "path": resource.installPath,
                 "version": resource.version,
+                "verifiedBy": resource.verifiedBy,
                 "commit": resource.commit,
             }
         for command in commands:
@@ -316,6 +324,7 @@ def declare_fleet(
             "hive": {
                 "path": hive_resource.installPath,
                 "version": hive_resource.version,
+                "verifiedBy": hive_resource.verifiedBy,
                 "commit": hive_resource.commit,
                 "extras": hive_resource.extras,
                 "service": hive_resource.service,

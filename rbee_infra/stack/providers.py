@@ -80,6 +80,7 @@ def plan_keys() -> tuple[str, ...]:
         "releaseId",
         "commit",
         "version",
+        "verifiedBy",
         "sha256",
         "installPath",
         "extras",

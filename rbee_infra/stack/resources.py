@@ -20,6 +20,7 @@ _OUTPUTS = (
     "commit",
     "resolvedCommit",
     "version",
+    "verifiedBy",
     "sha256",
     "hostState",
     "trustedHostKey",
@@ -49,6 +50,8 @@ class InstallArgs:
     # built elsewhere and shipped (see `build_once`): where, and its Build's `artifact` output
     build: pulumi.Input[dict[str, Any]] | None = None
     artifact: pulumi.Input[dict[str, Any]] | None = None
+    # the binary's check when neither `--version` nor `--help` proves it runs (VerifyCheck)
+    verify: pulumi.Input[dict[str, Any]] | None = None
 
     def props(self, component: str, resource_name: str) -> dict[str, Any]:
         shipped = {"build": self.build, "artifact": self.artifact} if self.build else {}
@@ -65,6 +68,7 @@ class InstallArgs:
             "rustupUrl": self.rustup_url,
             "minFreeDiskMb": self.min_free_disk_mb,
             "checkPlatform": self.check_platform,
+            "verify": self.verify,
             "reinstallTrigger": self.reinstall_trigger,
             "buildTimeout": self.build_timeout,
             "lockTimeout": self.lock_timeout,
@@ -115,6 +119,7 @@ class Hive(Resource):
     installPath: pulumi.Output[str]
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
+    verifiedBy: pulumi.Output[str]
     sha256: pulumi.Output[str]
     extras: pulumi.Output[list[str]]
     service: pulumi.Output[dict[str, Any]]
@@ -139,6 +144,7 @@ class Worker(Resource):
     installPath: pulumi.Output[str]
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
+    verifiedBy: pulumi.Output[str]
     sha256: pulumi.Output[str]
 
     def __init__(

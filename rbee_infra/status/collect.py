@@ -1,7 +1,7 @@
 """`rbee-infra status`: what each host holds against what the config asks for. Read-only.
 
 One SSH connection per host, all hosts at once, each read with the batched probe `preview`
-uses (`host/hostview.py`): the configured binaries and receipts, their `--version`, the
+uses (`host/hostview.py`): the configured binaries and receipts, their checks, the
 extras, the service's health, the toolchain facts, and the commits of the desired git refs.
 `status/assess.py` judges what it found (pure); `status/render.py` prints it."""
 
@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rbee_infra.base import layout
 from rbee_infra.base.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
 from rbee_infra.config import sshconfig
 from rbee_infra.config.fleet import (
@@ -25,8 +24,7 @@ from rbee_infra.config.fleet import (
     worker_source,
 )
 from rbee_infra.config.spec import Connection, InstallSpec
-from rbee_infra.decide import preflight
-from rbee_infra.decide.facts import parse_versions
+from rbee_infra.decide import preflight, verify
 from rbee_infra.host import hostview
 from rbee_infra.host.remote import secrets_of
 from rbee_infra.host.ssh import close_jumps, connect, listed_in_known_hosts
@@ -120,6 +118,7 @@ def hive_specs(
             auto_start=hive.auto_start,
             hive_port=hive.hive_port,
             queen_url=hive.queen_url,
+            verify=hive.verify,
             **hive.preflight_settings(),
         )
     ]
@@ -138,6 +137,7 @@ def hive_specs(
                 stack=stack,
                 resource_name=f"worker-{hive.alias}-{worker.type}",
                 build_timeout=fleet.build_timeout,
+                verify=worker.verify,
                 **hive.preflight_settings(),
             )
         )
@@ -169,15 +169,17 @@ def local_keys(specs: list[InstallSpec]) -> tuple[dict[str, str], dict[str, str]
 
 def status_need(specs: list[InstallSpec], *, resolve: bool) -> hostview.Need:
     """What status reads of a hive's host, in the batched probe preview reads with: every
-    configured binary (and its `--version`), the commits of the git refs (with `resolve`),
-    the extras, the service's health, and the preflight facts."""
+    configured binary (and its check, `--version` or `--help`), the commits of the git refs
+    (with `resolve`), the extras, the service's health, and the preflight facts."""
     checks = hostview.need_of_all(specs)  # what the resources' checks read
     return dataclasses.replace(
         checks,
         refs=checks.refs if resolve else frozenset(),
         ports=frozenset({specs[0].hive_port}),  # status shows the service even when off
         facts=True,
-        versions=frozenset(s.install_name for s in specs),
+        versions=frozenset(
+            (s.install_name, s.binary, tuple(verify.verify_args(s.verify))) for s in specs
+        ),
     )
 
 
@@ -219,7 +221,7 @@ async def observe_hive(
         return unreachable_status(hive, specs, error, unreachable=unreachable)
     except HostError as error:
         return unreachable_status(hive, specs, error, unreachable=False)
-    versions = parse_versions(seen.versions.stdout if seen.versions else "")
+    checked = {name: verify.parse_report(r.stdout) for name, r in seen.versions.items()}
     running = seen.health_for(specs[0])
     commits, errors = local_keys(specs)
     if resolve:
@@ -233,7 +235,7 @@ async def observe_hive(
         assess(
             spec,
             facts.installed.get(spec.install_name),
-            versions.get(layout.stable_path(spec.install_name)),
+            checked.get(spec.install_name),
             commit=commits.get(spec.install_name),
             stack_known=stack_known,
             error=errors.get(spec.install_name),

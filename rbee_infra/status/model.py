@@ -42,10 +42,25 @@ class Installed(_Doc):
     kind: Literal["symlink", "file"]
     managed: bool = Field(description="a receipt written by rbee-infra is present")
     sha256: str | None
-    version_output: str | None = Field(description="first line of `<binary> --version`")
+    version_output: str | None = Field(
+        description="first line of `<binary> --version` (null: not run: the binary is missing, "
+        "or a configured check replaces it)"
+    )
     version_exit: int | None = Field(description="exit status of `--version` (null: not run)")
+    check: str | None = Field(
+        default=None,
+        description="the check the binary passes now: `--version`, `--help` or `configured: "
+        "<args>` (null: none passed, or none ran)",
+    )
+    verified_by: str | None = Field(
+        default=None, description="the check it passed when it was installed (the receipt's)"
+    )
     commit: str | None = None
-    version: str | None = Field(default=None, description="the version line the receipt records")
+    version: str | None = Field(
+        default=None,
+        description="the version the receipt records: a git build's package version (the "
+        "commit is `commit`), else the `--version` line, the release tag or the file's sha256",
+    )
     features: list[str] | None = None
     source: dict[str, Any] | None = None
     release_id: str | None = None

@@ -43,7 +43,8 @@ def _installed(component: ComponentStatus) -> str:
     i = component.installed
     if i is None:
         return "-"
-    version = i.version_output or i.version or ("hand-made binary" if not i.managed else "?")
+    answered = i.version_output if i.check == "--version" else None
+    version = i.version or answered or ("hand-made binary" if not i.managed else "?")
     commit = f" @ {i.commit[:12]}" if i.commit else ""
     return f"{version}{commit}{_features(i.features)}"
 

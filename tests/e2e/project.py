@@ -174,6 +174,13 @@ def version_of(host: Host, path: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else f"<exit {result.returncode}>"
 
 
+def worker_about_of(host: Host, path: str) -> str:
+    """The first line of a fixture worker's `--help` (it has no `--version`, like rbee's)."""
+    result = host.run(f'"$HOME/{path}" --help', check=False)
+    lines = result.stdout.splitlines()
+    return lines[0] if result.returncode == 0 and lines else f"<exit {result.returncode}>"
+
+
 def exists(host: Host, path: str) -> bool:
     return host.run(f'test -e "$HOME/{path}"', check=False).returncode == 0
 

@@ -46,6 +46,9 @@ echo "$got" > "$job/commit"
 phase build
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
 (cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
+# the package versions at this commit (the install records its binary's; best effort)
+(cd -- "$src/checkout" && "$cargo" metadata --no-deps --format-version 1 --offline) \
+  > "$job/metadata.json" 2> /dev/null || rm -f -- "$job/metadata.json"
 phase install
 { rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming"; } || finish $?
 { cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin"; } \
