@@ -113,7 +113,7 @@ def test_failed_build_cleans_up_and_reports_phase_exit_and_tail(
     assert (error.host, error.phase, error.exit_status) == ("hive gpu-host", "build", 101)
     assert str(error) == (
         "hive gpu-host: build failed (exit 101): cargo build --release --bin rbee-hive\n"
-        "   Compiling rbee-hive\nerror[E0425]: cannot find value"
+        "error[E0425]: cannot find value"
     )
     assert host.names()[-1] == "REMOVE"
     remove = host.args_of("REMOVE")

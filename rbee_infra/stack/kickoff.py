@@ -42,6 +42,7 @@ from rbee_infra.base.lazy import lazy
 from rbee_infra.base.progress import report
 from rbee_infra.base.redact import url_has_credentials
 from rbee_infra.config.fleet import GitSource
+from rbee_infra.stack.provider_server import quiet_expected_errors
 
 if TYPE_CHECKING:
     from rbee_infra.config.spec import InstallSpec
@@ -58,6 +59,8 @@ else:  # the program imports this module only to pickle the class: see `lazy`
     remote = lazy("rbee_infra.host.remote")
     scripts = lazy("rbee_infra.host.scripts")
     git = lazy("rbee_infra.install.git")
+
+quiet_expected_errors()  # in the provider server: expected errors as messages (`provider_server`)
 
 ADDED = ("pending", "started", "trustedHostKeys")  # what check/create add to the inputs
 

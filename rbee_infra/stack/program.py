@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.config import is_config_secret
 
-from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.errors import ConfigError, RbeeError
 from rbee_infra.base.redact import url_has_credentials
 from rbee_infra.config import sshconfig
 from rbee_infra.config.fleet import (
@@ -203,6 +203,21 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
     return BuildKickoff(KICKOFF_NAME, hosts)
 
 
+def _installed_first(hive: Hive, alias: str) -> pulumi.Output[Any]:
+    """`depends_on` for the hive's workers: the hive. When its install fails and the run goes
+    on (`up --continue-on-error`), the SDK fails a dependent's registration with its own
+    exception, which the program's runner prints as an unhandled one, traceback and all; here
+    the workers' registration fails with a message instead (pulumi.RunError), and, as before,
+    they are not installed."""
+
+    def failed(_: Exception) -> Any:
+        raise pulumi.RunError(
+            f"hive {alias} failed, so its workers were not installed (the error is above)"
+        )
+
+    return hive.urn.apply(lambda _: hive).recover(failed)
+
+
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -214,13 +229,14 @@ def declare_fleet(
     for p in planned:
         hive, connection = p.hive, p.connection
         hive_resource = Hive(f"hive-{hive.alias}", p.args, after_kickoff, secret_source=p.secret)
+        after_hive = _installed_first(hive_resource, hive.alias)
         workers: dict[str, Any] = {}
         worker_resources: dict[str, Worker] = {}
         for worker, args, wsecret in p.workers:
             resource = Worker(
                 f"worker-{hive.alias}-{worker.type}",
                 args,
-                pulumi.ResourceOptions(depends_on=[hive_resource]),
+                pulumi.ResourceOptions(depends_on=[after_hive]),
                 secret_source=wsecret,
             )
             worker_resources[worker.type] = resource
@@ -249,13 +265,19 @@ def declare_fleet(
 
 
 def main() -> None:
-    fleet, secrets = read_stack_config()
-    data = pulumi.Config("rbee").get_object("commands")
-    commands: list[CommandConfig] = []
-    if data is not None:
-        # pulumi_command and its models cost every start-up; only a stack with commands pays
-        from rbee_infra.stack.command import parse_commands
+    try:
+        fleet, secrets = read_stack_config()
+        data = pulumi.Config("rbee").get_object("commands")
+        commands: list[CommandConfig] = []
+        if data is not None:
+            # pulumi_command and its models cost every start-up; only a stack with commands pays
+            from rbee_infra.stack.command import parse_commands
 
-        commands = parse_commands(data, fleet)
-    for alias, value in declare_fleet(fleet, secrets, commands).items():
+            commands = parse_commands(data, fleet)
+        declared = declare_fleet(fleet, secrets, commands)
+    except RbeeError as error:
+        # an expected error (bad config) reads as its message; the SDK's runner shows any
+        # other exception with the program's traceback
+        raise pulumi.RunError(str(error)) from None
+    for alias, value in declared.items():
         pulumi.export(alias, value)
