@@ -117,7 +117,8 @@ def test_failed_build_cleans_up_and_reports_phase_exit_and_tail(
     )
     assert host.names()[-1] == "REMOVE"
     remove = host.args_of("REMOVE")
-    assert remove[3] == "abort-create" and remove[-1] == COMMIT[:12]
+    # the cleanup never waits for another resource's build (its build lock: "now")
+    assert remove[3] == "abort-create" and remove[11:] == ("now", COMMIT[:12])
 
 
 def test_failed_verify_never_activates(monkeypatch: pytest.MonkeyPatch) -> None:

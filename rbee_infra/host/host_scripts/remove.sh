@@ -1,14 +1,22 @@
 #!/bin/sh
 # args: lock, wait, holder, mode (delete | abort-create | abort-update), stable path, receipt
 # path, install id, releases dir of this name, source dir (may be empty), marker, jobs dir,
-# then release ids this resource made (removed unless the stable path points at them).
+# build lock wait (seconds, or "now"), then release ids this resource made (removed unless the
+# stable path points at them).
+# The build lock guards the shared checkout, which goes when its last user does. A cleanup after
+# a failure ("now": its own job has ended) never waits for another resource's build, which can
+# take minutes: while a build holds the lock the checkout is in use, and it stays.
 . lib/env.sh
 . lib/lock.sh
 . lib/build_lock.sh
-[ -z "$9" ] || rbee_build_lock "$1.build" "$2" "$3" || exit $?
+keep_src=0
+if [ -n "$9" ]; then
+  rbee_build_lock "$1.build" "${12}" "$3"; s=$?
+  if [ $s = 75 ] && [ "${12}" = now ]; then keep_src=1; elif [ $s != 0 ]; then exit $s; fi
+fi
 rbee_lock "$1" "$2" "$3" || exit $?
 mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
-marker=$1 jobs=$2; shift 2
+marker=$1 jobs=$2; shift 3
 owned=0
 if [ "$mode" = delete ]; then
   if [ -f "$receipt" ]; then
@@ -31,7 +39,7 @@ fi
 rm -rf -- "$jobs"
 if [ -n "$src" ]; then
   [ "$mode" = abort-update ] || rm -f -- "$marker"
-  if [ -z "$(ls -A -- "$src/users" 2>/dev/null)" ]; then rm -rf -- "$src" || exit 1; fi
+  if [ $keep_src = 0 ] && [ -z "$(ls -A -- "$src/users" 2>/dev/null)" ]; then rm -rf -- "$src" || exit 1; fi
 fi
 root=.local/share/rbee
 for d in "$reldir" "$root/releases" "$root/workers" "$root/receipts" "$root/build" "$root/jobs"; do
