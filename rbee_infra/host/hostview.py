@@ -31,8 +31,8 @@ from rbee_infra.base.redact import url_secrets
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import extras, plan
-from rbee_infra.decide.facts import HostFacts, parse_probe
-from rbee_infra.host import pool, prune, scripts, service
+from rbee_infra.decide.facts import BuildJob, HostFacts, parse_jobs, parse_probe
+from rbee_infra.host import jobs, pool, prune, scripts, service
 from rbee_infra.host.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.host.ssh import Result, Session, tail
 
@@ -55,6 +55,7 @@ class Need:
     facts: bool = False
     # install names whose binaries answer `--version` (status only: preview runs nothing)
     versions: frozenset[str] = frozenset()
+    jobs: bool = False  # the build jobs on the host (status only)
 
     def covers(self, other: Need) -> bool:
         return (
@@ -64,6 +65,7 @@ class Need:
             and (self.extras or not other.extras)
             and other.ports <= self.ports
             and other.versions <= self.versions
+            and (self.jobs or not other.jobs)
         )
 
     def repos(self) -> dict[str, list[str]]:
@@ -121,6 +123,14 @@ class HostView:
     scan: Result | None = None
     health: dict[int, Result] = field(default_factory=dict)
     versions: Result | None = None
+    jobs: Result | None = None
+
+    def build_jobs(self) -> list[BuildJob]:
+        """The build jobs on the host (with `need.jobs`)."""
+        if self.jobs is None:
+            return []
+        _check(self.jobs, self.label, "probe")
+        return parse_jobs(self.jobs.stdout)
 
     def commit_for(self, spec: InstallSpec) -> str:
         """What `git.resolve_commit` answers, with the same errors."""
@@ -150,7 +160,7 @@ def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
 
 def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
     """The scripts a need runs, in order: PROBE (or INVENTORY without facts), then RESOLVE
-    per repo, EXTRAS_SCAN, HEALTH per port, VERSIONS."""
+    per repo, EXTRAS_SCAN, HEALTH per port, VERSIONS, JOBS."""
     parts: list[tuple[str, list[str]]] = []
     items: list[str] = []
     for name in sorted(need.names):
@@ -168,6 +178,8 @@ def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
     if need.versions:
         paths = [layout.stable_path(name) for name in sorted(need.versions)]
         parts.append((scripts.VERSIONS, [str(VERSION_SECONDS), *paths]))
+    if need.jobs:
+        parts.append((scripts.JOBS, jobs.listing_args()))
     return parts
 
 
@@ -230,8 +242,9 @@ def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) ->
     scan = rest.pop(0) if need.extras else None
     health = {port: rest.pop(0) for port in sorted(need.ports)}
     versions = rest.pop(0) if need.versions else None
+    found = rest.pop(0) if need.jobs else None
     facts = parse_probe(probe.stdout)
-    return HostView(need, label, facts, host_key, listings, scan, health, versions)
+    return HostView(need, label, facts, host_key, listings, scan, health, versions, found)
 
 
 async def probe_batch(session: Session, need: Need) -> HostView:
