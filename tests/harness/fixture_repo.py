@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from .hosts import free_port
+from .hosts import Host, free_port
 
 WORKER_BINS = ("llm-worker-rbee-cpu", "llm-worker-rbee-cuda", "llm-worker-rbee-metal")
 FEATURES = ("cpu", "cuda", "metal")
@@ -261,6 +261,26 @@ fn main() {
     stamp("worker-build-script-ends");
 }
 """ + _STAMP
+
+
+# the hive build script's panic message, as cargo shows it
+BUILD_SCRIPT_PANIC = (
+    'Failed to build rbee-hive-sdk: Os { code: 2, kind: NotFound, message: "No such file or '
+    'directory" }'
+)
+
+
+def build_script_events(host: Host) -> dict[str, float]:
+    """What the `build-script` branch's build scripts stamped on `host`: event -> epoch."""
+    text = host.run("cat rbee-fixture-build.log 2>/dev/null || true").stdout
+    return {event: float(stamp) for event, stamp in (ln.split() for ln in text.splitlines())}
+
+
+def build_processes(host: Host) -> list[str]:
+    """The command lines of cargo (the real one or the stand-in) and of build scripts running
+    as `host`'s user."""
+    out = host.run('ps -u "$(id -u)" -o args= || true').stdout
+    return [ln for ln in out.splitlines() if "build-script-build" in ln or "cargo build" in ln]
 
 
 def build_script_files(*, worker_seconds: float = 0.0) -> dict[str, str]:
