@@ -2,7 +2,8 @@
 destroy`.
 
 Exit codes: 0 success (status: all in sync), 1 drift (status) or a failed Pulumi operation,
-2 a host unreachable or an error (status), or the Pulumi CLI missing, 3 bad configuration.
+2 a host unreachable or an error (status, builds), or the Pulumi CLI missing, 3 bad
+configuration, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ import yaml
 
 from rbee_infra import cli
 from rbee_infra.status.model import SCHEMA_FILE
-from tests.harness.engine import Engine
+from tests.harness._selfcheck_provider import FileProvider
+from tests.harness.engine import Decl, Engine
 from tests.harness.fixture_repo import (
     BUILD_SCRIPT_PANIC,
     RbeeRepo,
@@ -132,3 +133,26 @@ def test_a_failed_build_is_reported_at_once_and_the_build_left_running_is_shown_
     assert "worker host1/cpu: llm-worker-rbee-cpu stopped (exit 124) in phase " in stopped
     assert build_processes(host) == []
     assert "worker-build-script-ends" not in build_script_events(host)
+
+
+def test_in_the_provider_server_an_expected_error_is_its_message_and_a_bug_its_traceback(
+    hosts1: HostSet, rbee_repo: RbeeRepo, tmp_path: Path
+) -> None:
+    """One provider process (the SDK's server as a subprocess) serving rbee-infra's providers
+    and, beside them, a provider with a bug: the host that refuses connections is reported as
+    the message alone, the bug with its whole traceback."""
+    (host,) = hosts1.hosts
+    host.stop()
+    files = tmp_path / "files"
+    files.mkdir()
+    decls = declare(make_fleet(hosts1, rbee_repo, **{"rbee:connectTimeout": 3}))
+    # after the kick-off: rbee-infra's providers are loaded in the server by then
+    bug = {"dir": str(files), "name": "bug.txt", "content": "x", "fail_create": True}
+    decls.append(Decl("bug", FileProvider(), bug, depends_on=("build-kickoff",)))
+    with Engine(tmp_path / "state" / "stack.json") as engine:
+        result = engine.up(decls)
+    assert result.errors["hive-host1"] == (
+        f"hive host1: connect failed: Connection refused ({host.address}:{host.port})"
+    )
+    assert result.errors["bug"].startswith("Traceback (most recent call last):")
+    assert result.errors["bug"].endswith("RuntimeError: create refused for bug.txt\n")
