@@ -203,19 +203,31 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
     return BuildKickoff(KICKOFF_NAME, hosts)
 
 
-def _installed_first(hive: Hive, alias: str) -> pulumi.Output[Any]:
-    """`depends_on` for the hive's workers: the hive. When its install fails and the run goes
-    on (`up --continue-on-error`), the SDK fails a dependent's registration with its own
-    exception, which the program's runner prints as an unhandled one, traceback and all; here
-    the workers' registration fails with a message instead (pulumi.RunError), and, as before,
-    they are not installed."""
+def _installed_first(hive: Hive) -> pulumi.Output[Any]:
+    """`depends_on` for the hive's workers: the hive, so that they install after it. When the
+    hive's install fails and the run goes on (`up --continue-on-error`, `rbee-infra up`), the
+    SDK fails a dependent's registration with its own exception, which the program's runner
+    prints as an unhandled one, traceback and all. A hive that failed is therefore no
+    dependency: its workers install on their own (a worker's install does not need its
+    hive)."""
 
-    def failed(_: Exception) -> Any:
-        raise pulumi.RunError(
-            f"hive {alias} failed, so its workers were not installed (the error is above)"
-        )
+    async def installed() -> Hive | None:
+        try:
+            await hive.urn.future()
+        except Exception:  # the SDK's marker that the engine reported the hive failed
+            return None
+        return hive
 
-    return hive.urn.apply(lambda _: hive).recover(failed)
+    return pulumi.Output.from_input(installed())
+
+
+def _exported(resource: pulumi.CustomResource, **outputs: str) -> dict[str, pulumi.Output[Any]]:
+    """Stack outputs (export key -> the resource's output). A resource that failed under
+    `up --continue-on-error` exports null: its faulted outputs would otherwise fail the
+    stack's outputs, and the program, with the SDK's traceback."""
+    return {
+        key: getattr(resource, name).recover(lambda _: None) for key, name in outputs.items()
+    }
 
 
 def declare_fleet(
@@ -229,7 +241,7 @@ def declare_fleet(
     for p in planned:
         hive, connection = p.hive, p.connection
         hive_resource = Hive(f"hive-{hive.alias}", p.args, after_kickoff, secret_source=p.secret)
-        after_hive = _installed_first(hive_resource, hive.alias)
+        after_hive = _installed_first(hive_resource)
         workers: dict[str, Any] = {}
         worker_resources: dict[str, Worker] = {}
         for worker, args, wsecret in p.workers:
@@ -240,25 +252,23 @@ def declare_fleet(
                 secret_source=wsecret,
             )
             worker_resources[worker.type] = resource
-            workers[worker.type] = {
-                "path": resource.installPath,
-                "version": resource.version,
-                "commit": resource.commit,
-            }
+            workers[worker.type] = _exported(resource, path="installPath", version="version",
+                                             commit="commit")
         for command in commands:
             if command.hive == hive.alias:
                 from rbee_infra.stack.command import declare_command
 
                 declare_command(command, hive_resource, connection, worker_resources)
         exports[hive.alias] = {
-            "hive": {
-                "path": hive_resource.installPath,
-                "version": hive_resource.version,
-                "commit": hive_resource.commit,
-                "extras": hive_resource.extras,
-                "service": hive_resource.service,
-                "hostFacts": hive_resource.hostFacts,
-            },
+            "hive": _exported(
+                hive_resource,
+                path="installPath",
+                version="version",
+                commit="commit",
+                extras="extras",
+                service="service",
+                hostFacts="hostFacts",
+            ),
             "workers": workers,
         }
     return exports
