@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import pytest
 
+from rbee_infra.base.errors import HostError
+from rbee_infra.config.spec import InstallSpec, parse_spec
 from rbee_infra.decide.facts import BuildJob, duration, parse_jobs
 from rbee_infra.host import hostview, jobs
 from rbee_infra.host import scripts as host_scripts
+from rbee_infra.install import git
+from rbee_infra.stack import kickoff
 from rbee_infra.status.assess import builds_of
 from rbee_infra.status.collect import stoppable
 
@@ -74,3 +81,61 @@ def test_status_lists_them_running_first_and_reads_them_in_its_batch() -> None:
     assert hostview.batch_parts(need)[-1] == (host_scripts.JOBS, jobs.listing_args())
     assert jobs.listing_args(["J/a/1"]) == [".local/share/rbee/jobs", "J/a/1"]
     assert not hostview.Need(cargo="cargo").covers(need) and need.covers(hostview.Need("cargo"))
+
+
+def _spec(worker: str) -> InstallSpec:
+    return parse_spec({
+        "alias": "gpu-host", "component": "worker", "workerType": worker,
+        "binary": f"llm-worker-rbee-{worker}", "features": [worker],
+        "source": {"method": "git", "repo": "https://example.org/r.git", "tag": "v0.2.0"},
+        "connection": {"host": "10.0.0.5", "port": 22, "user": "vince", "knownHosts": "/k"},
+        "stack": "prod", "resourceName": f"worker-gpu-host-{worker}",
+    })
+
+
+def test_at_exit_the_provider_names_what_each_unclaimed_build_became(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kickoff.report_left_running, with what the hosts answered given: a build still
+    running is a warning with where, age and phase; one that finished is said; one whose host
+    could not be asked may still run; one taken up by its install, gone, failed or never
+    started is not mentioned."""
+    specs = {job: _spec(worker) for job, worker in (
+        ("J/run", "cpu"), ("J/built", "cuda"), ("J/unasked", "metal"), ("J/gone", "rocm"),
+        ("J/failed", "vulkan"), ("J/taken", "npu"), ("J/unstarted", "tpu"),
+    )}
+    loop = asyncio.new_event_loop()
+    started = {}
+    for job in specs:
+        started[job] = loop.create_future()
+        started[job].set_result("not started" if job == "J/unstarted" else "started")
+    monkeypatch.setattr(kickoff, "LAUNCHED", specs)
+    monkeypatch.setattr(git, "KICKED", {j: f for j, f in started.items() if j != "J/taken"})
+    listed = {j.job: j for j in parse_jobs(LISTING)}
+
+    async def find(left: dict[str, InstallSpec], **_: object) -> dict[str, object]:
+        assert set(left) == set(specs) - {"J/taken", "J/unstarted"}
+        return {
+            "J/run": dataclasses.replace(listed["J/a/1"], job="J/run"),
+            "J/built": dataclasses.replace(listed["J/b/2"], job="J/built"),
+            "J/unasked": HostError("worker gpu-host/metal", "connect", "timed out"),
+            "J/gone": None,
+            "J/failed": dataclasses.replace(listed["J/c/4"], job="J/failed"),
+        }
+
+    said: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(jobs, "find", find)
+    monkeypatch.setattr(kickoff, "warn", lambda label, text: said.append(("warn", label, text)))
+    monkeypatch.setattr(kickoff, "report", lambda label, text: said.append(("info", label, text)))
+    kickoff.report_left_running()
+    loop.close()
+    stop = "`rbee-infra builds --stop` stops it"
+    assert said == [
+        ("warn", "worker gpu-host/cpu", "build of llm-worker-rbee-cpu still running on "
+         "vince@10.0.0.5:22 (for 2m 05s, phase build): no install took it up, it goes on and "
+         f"the next `up` adopts it; {stop}"),
+        ("info", "worker gpu-host/cuda", "build of llm-worker-rbee-cuda on vince@10.0.0.5:22 "
+         "finished; the next `up` installs it"),
+        ("warn", "worker gpu-host/metal", "the build of llm-worker-rbee-metal started ahead on "
+         f"vince@10.0.0.5:22 may still be running (no install took it up; job J/unasked); {stop}"),
+    ]
