@@ -444,7 +444,7 @@ def remove(shell: str, home: Path, mode: str, src: str = SRC, rid: str = "r1") -
         shell, "REMOVE", f"{ROOT}/.lock", "5", "test", mode,
         f"{ROOT}/workers/rbee-worker-cpu", f"{ROOT}/receipts/rbee-worker-cpu.json", "me",
         f"{ROOT}/releases/rbee-worker-cpu", src, f"{src}/users/me" if src else "",
-        f"{ROOT}/jobs/me", rid, cwd=home,
+        f"{ROOT}/jobs/me", "5" if mode == "delete" else "now", rid, cwd=home,
     )
     assert out.returncode == 0, out.stderr
 

@@ -31,8 +31,8 @@ from rbee_infra.base.redact import url_secrets
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import extras, plan
-from rbee_infra.decide.facts import HostFacts, parse_probe
-from rbee_infra.host import pool, prune, scripts, service
+from rbee_infra.decide.facts import BuildJob, HostFacts, parse_jobs, parse_probe
+from rbee_infra.host import jobs, pool, prune, scripts, service
 from rbee_infra.host.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.host.ssh import Result, Session, tail
 
@@ -56,6 +56,7 @@ class Need:
     # binaries whose checks to run (status only: preview runs nothing), as (install name,
     # binary, the configured check's arguments or ()) (see `decide/verify`)
     versions: frozenset[tuple[str, str, tuple[str, ...]]] = frozenset()
+    jobs: bool = False  # the build jobs on the host (status only)
 
     def covers(self, other: Need) -> bool:
         return (
@@ -65,6 +66,7 @@ class Need:
             and (self.extras or not other.extras)
             and other.ports <= self.ports
             and other.versions <= self.versions
+            and (self.jobs or not other.jobs)
         )
 
     def repos(self) -> dict[str, list[str]]:
@@ -122,6 +124,14 @@ class HostView:
     scan: Result | None = None
     health: dict[int, Result] = field(default_factory=dict)
     versions: dict[str, Result] = field(default_factory=dict)  # install name -> VERIFY's result
+    jobs: Result | None = None
+
+    def build_jobs(self) -> list[BuildJob]:
+        """The build jobs on the host (with `need.jobs`)."""
+        if self.jobs is None:
+            return []
+        _check(self.jobs, self.label, "probe")
+        return parse_jobs(self.jobs.stdout)
 
     def commit_for(self, spec: InstallSpec) -> str:
         """What `git.resolve_commit` answers, with the same errors."""
@@ -152,7 +162,7 @@ def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
 def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
     """The scripts a need runs, in order: PROBE (or INVENTORY without facts), then RESOLVE
     per repo, EXTRAS_SCAN, HEALTH per port, VERIFY per binary (no sha256: the inventory has
-    it)."""
+    it), JOBS."""
     parts: list[tuple[str, list[str]]] = []
     items: list[str] = []
     for name in sorted(need.names):
@@ -170,6 +180,8 @@ def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
     for name, binary, args in sorted(need.versions):
         path = layout.stable_path(name)
         parts.append((scripts.VERIFY, [str(VERSION_SECONDS), path, binary, "0", "", *args]))
+    if need.jobs:
+        parts.append((scripts.JOBS, jobs.listing_args()))
     return parts
 
 
@@ -232,8 +244,9 @@ def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) ->
     scan = rest.pop(0) if need.extras else None
     health = {port: rest.pop(0) for port in sorted(need.ports)}
     versions = {name: rest.pop(0) for name, _, _ in sorted(need.versions)}
+    found = rest.pop(0) if need.jobs else None
     facts = parse_probe(probe.stdout)
-    return HostView(need, label, facts, host_key, listings, scan, health, versions)
+    return HostView(need, label, facts, host_key, listings, scan, health, versions, found)
 
 
 async def probe_batch(session: Session, need: Need) -> HostView:

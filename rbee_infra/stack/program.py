@@ -11,7 +11,7 @@ import pulumi
 from pulumi.runtime.config import is_config_secret
 
 from rbee_infra.base import layout
-from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.errors import ConfigError, RbeeError
 from rbee_infra.base.redact import url_has_credentials
 from rbee_infra.config import sshconfig
 from rbee_infra.config.fleet import (
@@ -286,6 +286,33 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
     return BuildKickoff(KICKOFF_NAME, hosts)
 
 
+def _installed_first(hive: Hive) -> pulumi.Output[Any]:
+    """`depends_on` for the hive's workers: the hive, so that they install after it. When the
+    hive's install fails and the run goes on (`up --continue-on-error`, `rbee-infra up`), the
+    SDK fails a dependent's registration with its own exception, which the program's runner
+    prints as an unhandled one, traceback and all. A hive that failed is therefore no
+    dependency: its workers install on their own (a worker's install does not need its
+    hive)."""
+
+    async def installed() -> Hive | None:
+        try:
+            await hive.urn.future()
+        except Exception:  # the SDK's marker that the engine reported the hive failed
+            return None
+        return hive
+
+    return pulumi.Output.from_input(installed())
+
+
+def _exported(resource: pulumi.CustomResource, **outputs: str) -> dict[str, pulumi.Output[Any]]:
+    """Stack outputs (export key -> the resource's output). A resource that failed under
+    `up --continue-on-error` exports null: its faulted outputs would otherwise fail the
+    stack's outputs, and the program, with the SDK's traceback."""
+    return {
+        key: getattr(resource, name).recover(lambda _: None) for key, name in outputs.items()
+    }
+
+
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -299,50 +326,54 @@ def declare_fleet(
     for p in planned:
         hive, connection = p.hive, p.connection
         hive_resource = Hive(f"hive-{hive.alias}", p.args, after_kickoff, secret_source=p.secret)
+        after_hive = _installed_first(hive_resource)
         workers: dict[str, Any] = {}
         worker_resources: dict[str, Worker] = {}
         for worker, args, wsecret in p.workers:
             resource = Worker(
                 f"worker-{hive.alias}-{worker.type}",
                 args,
-                pulumi.ResourceOptions(depends_on=[hive_resource]),
+                pulumi.ResourceOptions(depends_on=[after_hive]),
                 secret_source=wsecret,
             )
             worker_resources[worker.type] = resource
-            workers[worker.type] = {
-                "path": resource.installPath,
-                "version": resource.version,
-                "verifiedBy": resource.verifiedBy,
-                "commit": resource.commit,
-            }
+            workers[worker.type] = _exported(resource, path="installPath", version="version",
+                                             verifiedBy="verifiedBy", commit="commit")
         for command in commands:
             if command.hive == hive.alias:
                 from rbee_infra.stack.command import declare_command
 
                 declare_command(command, hive_resource, connection, worker_resources)
         exports[hive.alias] = {
-            "hive": {
-                "path": hive_resource.installPath,
-                "version": hive_resource.version,
-                "verifiedBy": hive_resource.verifiedBy,
-                "commit": hive_resource.commit,
-                "extras": hive_resource.extras,
-                "service": hive_resource.service,
-                "hostFacts": hive_resource.hostFacts,
-            },
+            "hive": _exported(
+                hive_resource,
+                path="installPath",
+                version="version",
+                verifiedBy="verifiedBy",
+                commit="commit",
+                extras="extras",
+                service="service",
+                hostFacts="hostFacts",
+            ),
             "workers": workers,
         }
     return exports
 
 
 def main() -> None:
-    fleet, secrets = read_stack_config()
-    data = pulumi.Config("rbee").get_object("commands")
-    commands: list[CommandConfig] = []
-    if data is not None:
-        # pulumi_command and its models cost every start-up; only a stack with commands pays
-        from rbee_infra.stack.command import parse_commands
+    try:
+        fleet, secrets = read_stack_config()
+        data = pulumi.Config("rbee").get_object("commands")
+        commands: list[CommandConfig] = []
+        if data is not None:
+            # pulumi_command and its models cost every start-up; only a stack with commands pays
+            from rbee_infra.stack.command import parse_commands
 
-        commands = parse_commands(data, fleet)
-    for alias, value in declare_fleet(fleet, secrets, commands).items():
+            commands = parse_commands(data, fleet)
+        declared = declare_fleet(fleet, secrets, commands)
+    except RbeeError as error:
+        # an expected error (bad config) reads as its message; the SDK's runner shows any
+        # other exception with the program's traceback
+        raise pulumi.RunError(str(error)) from None
+    for alias, value in declared.items():
         pulumi.export(alias, value)

@@ -26,6 +26,7 @@ from pulumi.output import Unknown
 from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
 from rbee_infra.base.progress import report
+from rbee_infra.stack.provider_server import quiet_expected_errors
 
 if TYPE_CHECKING:
     from rbee_infra.config.spec import InstallSpec
@@ -39,6 +40,10 @@ else:  # the program imports this module only to pickle the classes: see `lazy`
     pool = lazy("rbee_infra.host.pool")
     preflight = lazy("rbee_infra.decide.preflight")
     prune = lazy("rbee_infra.host.prune")
+
+# the provider server imports this module when it loads a provider: from then on it reports
+# an expected error as its message (see `provider_server`)
+quiet_expected_errors()
 
 
 def parse_spec(data: dict[str, Any]) -> InstallSpec:

@@ -16,9 +16,10 @@ from rbee_infra.config.fleet import (
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import plan, verify
 from rbee_infra.decide.extras import SHOWN_PREFIX
-from rbee_infra.decide.facts import HostFacts, InstalledBinary
+from rbee_infra.decide.facts import BuildJob, HostFacts, InstalledBinary
 from rbee_infra.host import service
 from rbee_infra.status.model import (
+    Build,
     ComponentStatus,
     Desired,
     Extra,
@@ -237,6 +238,25 @@ def extras_of(paths: dict[str, list[str]], facts: HostFacts) -> list[Extra]:
             )
         )
     return out
+
+
+def builds_of(found: list[BuildJob]) -> list[Build]:
+    """The host's build jobs as status shows them, running ones first."""
+    order = {"running": 0, "built": 1, "failed": 2, "lost": 3}
+    return [
+        Build(
+            resource=job.label,
+            stack=job.stack or None,
+            binary=job.binary,
+            state=job.state,
+            phase=job.phase or None,
+            age_seconds=job.age,
+            exit_status=job.exit_status,
+            job=SHOWN_PREFIX + job.job,
+            summary=job.summary(),
+        )
+        for job in sorted(found, key=lambda j: (order[j.state], j.job))
+    ]
 
 
 def hive_state(components: list[ComponentStatus], extras: list[Extra]) -> str:

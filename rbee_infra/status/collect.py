@@ -25,12 +25,14 @@ from rbee_infra.config.fleet import (
 )
 from rbee_infra.config.spec import Connection, InstallSpec
 from rbee_infra.decide import preflight, verify
-from rbee_infra.host import hostview
+from rbee_infra.decide.facts import BuildJob
+from rbee_infra.host import hostview, jobs
 from rbee_infra.host.remote import secrets_of
 from rbee_infra.host.ssh import close_jumps, connect, listed_in_known_hosts
 from rbee_infra.install import local
 from rbee_infra.status.assess import (
     assess,
+    builds_of,
     extra_names,
     extras_of,
     hive_state,
@@ -180,6 +182,7 @@ def status_need(specs: list[InstallSpec], *, resolve: bool) -> hostview.Need:
         versions=frozenset(
             (s.install_name, s.binary, tuple(verify.verify_args(s.verify))) for s in specs
         ),
+        jobs=True,
     )
 
 
@@ -257,6 +260,7 @@ async def observe_hive(
         extras=extra_list,
         service=view,
         facts=HostFactsView.model_validate(preflight.host_facts_output(facts)),
+        builds=builds_of(seen.build_jobs()),
     )
 
 
@@ -280,3 +284,68 @@ async def collect(
     finally:
         await close_jumps()
     return StatusReport(config=source, summary=summarize(statuses), hives=statuses)
+
+
+# --- build jobs (`rbee-infra builds`) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostBuilds:
+    """One host's build jobs (hives on the same host and user share them)."""
+
+    aliases: list[str]
+    where: str  # user@host:port
+    jobs: list[BuildJob] = field(default_factory=list)  # what is on the host now
+    stopped: list[BuildJob] = field(default_factory=list)
+    error: str | None = None
+
+
+def stoppable(job: BuildJob, stack: str | None) -> bool:
+    """A running job of `stack` (any stack's when None; a job that does not say whose it is
+    counts as this stack's)."""
+    return job.state == "running" and (stack is None or not job.stack or job.stack == stack)
+
+
+async def builds(
+    fleet: FleetConfig,
+    *,
+    creds: Credentials,
+    aliases: list[str] | None = None,
+    stop: bool = False,
+    stack: str | None = None,
+) -> list[HostBuilds]:
+    """The build jobs on every (selected) hive's host, all hosts at once; with `stop`, the
+    running ones of `stack` are stopped first (see `stoppable`). Never trusts a host on first
+    use (as status)."""
+    targets: dict[tuple[str, str, int], tuple[list[str], HiveConfig, Connection]] = {}
+    for hive in fleet.hives:
+        if aliases and hive.alias not in aliases:
+            continue
+        c = connection_for(fleet, hive, creds)
+        entry = targets.setdefault((c.user, c.host, c.port), ([], hive, c))
+        entry[0].append(hive.alias)
+
+    async def one(names: list[str], c: Connection) -> HostBuilds:
+        where = f"{c.user}@{c.host}:{c.port}"
+        label = f"hive {names[0]}"
+        refused = no_host_key(c, label)
+        if refused is not None:
+            return HostBuilds(names, where, error=str(refused))
+        stopped: list[BuildJob] = []
+        try:
+            async with connect(c, label) as session:
+                found = await jobs.list_jobs(session)
+                for job in found:
+                    if stop and stoppable(job, stack):
+                        await jobs.stop(session, job)
+                        stopped.append(job)
+                if stopped:
+                    found = await jobs.list_jobs(session)
+        except HostError as error:
+            return HostBuilds(names, where, stopped=stopped, error=str(error))
+        return HostBuilds(names, where, found, stopped)
+
+    try:
+        return list(await asyncio.gather(*(one(n, c) for n, _, c in targets.values())))
+    finally:
+        await close_jumps()

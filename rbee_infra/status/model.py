@@ -129,6 +129,25 @@ class HostFactsView(_Doc):
     service_manager: Literal["systemd", "pidfile"]
 
 
+class Build(_Doc):
+    """A build job on the host (`~/.local/share/rbee/jobs/...`). Builds run detached: one that
+    an `up` started ahead and did not install (the update failed or was cancelled first) goes
+    on, and the next `up` adopts it; `rbee-infra builds --stop` stops it."""
+
+    resource: str = Field(description="whose build: `hive gpu-host`, `worker gpu-host/cpu`")
+    stack: str | None = Field(description="the stack whose run started it")
+    binary: str
+    state: Literal["running", "built", "failed", "lost"] = Field(
+        description="running; built (not installed yet: the next `up` installs it); failed; "
+        "lost (neither running nor ended: killed, or the host rebooted)"
+    )
+    phase: str | None = Field(description="lock, clone, build or install")
+    age_seconds: int | None = Field(description="since it started, by the host's clock")
+    exit_status: int | None
+    job: str = Field(description="its directory (~ is the SSH user's home)")
+    summary: str = Field(description="one line for people")
+
+
 class HiveStatus(_Doc):
     alias: str
     host: str
@@ -141,6 +160,9 @@ class HiveStatus(_Doc):
     extras: list[Extra]
     service: ServiceStatus | None = None
     facts: HostFactsView | None = None
+    builds: list[Build] = Field(
+        default_factory=list, description="the build jobs on the host (see Build)"
+    )
 
 
 class ConfigSource(_Doc):

@@ -121,6 +121,12 @@ def host_lines(report: StatusReport) -> list[str]:
     return lines
 
 
+def build_lines(report: StatusReport) -> list[str]:
+    """Per hive, its host's build jobs (a running one goes on after a failed or cancelled
+    `up`: `rbee-infra builds --stop` stops it)."""
+    return [f"hive {hive.alias}: build {b.summary}" for hive in report.hives for b in hive.builds]
+
+
 def summary_line(report: StatusReport) -> str:
     s = report.summary
     return (
@@ -133,7 +139,7 @@ def render(report: StatusReport, file: TextIO | None = None) -> None:
     stream = file or sys.stdout
     console = Console(file=stream, highlight=False, width=None if stream.isatty() else 120)
     console.print(table(report))
-    for line in host_lines(report):
+    for line in host_lines(report) + build_lines(report):
         console.print(Text(line), soft_wrap=True)
     for line in problems(report):
         console.print(Text(line), soft_wrap=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from .hosts import free_port
+from .hosts import Host, free_port
 
 WORKER_BINS = ("llm-worker-rbee-cpu", "llm-worker-rbee-cuda", "llm-worker-rbee-metal")
 FEATURES = ("cpu", "cuda", "metal")
@@ -266,6 +266,107 @@ _WORKER_BIN_MAIN = """fn main() -> std::process::ExitCode {{
 """
 
 
+# `build-script` (see `RbeeRepo.build_script_branch`): rbee's hive has a build script that
+# builds its web UI with pnpm (rbee's bin/20_rbee_hive/build.rs); on a host without Node tools
+# it panics after printing its rerun directives, and cargo reports "failed to run custom build
+# command". Here pnpm is looked up on an empty PATH, so no host's pnpm is ever found. Each
+# build script appends `<event> <epoch seconds>` to ~/rbee-fixture-build.log.
+_STAMP = r"""
+fn stamp(event: &str) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".to_string());
+    if let Ok(mut log) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{home}/rbee-fixture-build.log"))
+    {
+        let _ = writeln!(log, "{event} {now:.3}");
+    }
+}
+"""
+
+_HIVE_BUILD_RS = r"""use std::process::Command;
+
+fn main() {
+    for n in 0..40 {
+        println!("cargo:rerun-if-changed=ui/packages/rbee-hive-sdk/src/part{n}.ts");
+    }
+    for var in ["PNPM_HOME", "NODE_ENV", "npm_config_user_agent", "RBEE_SKIP_UI", "CI",
+                "VITE_API_URL", "VITE_QUEEN_URL", "RBEE_UI_DIST", "NODE_OPTIONS", "PATH"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    println!("cargo:warning=building the rbee-hive UI with pnpm");
+    stamp("hive-build-script-panics");
+    Command::new("pnpm")
+        .args(["--filter", "@rbee/rbee-hive-sdk", "build"])
+        .env("PATH", "/nonexistent")
+        .status()
+        .expect("Failed to build rbee-hive-sdk");
+}
+""" + _STAMP
+
+# a worker build script that keeps both cores busy for __SECONDS__ s (a long compile)
+_WORKER_BUILD_RS = r"""use std::time::{Duration, Instant};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    stamp("worker-build-script-starts");
+    let end = Instant::now() + Duration::from_secs_f64(__SECONDS__);
+    let burners: Vec<_> = (0..2u64)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                let mut x = seed;
+                while Instant::now() < end {
+                    for _ in 0..100_000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    }
+                }
+                x
+            })
+        })
+        .collect();
+    let sum = burners.into_iter().map(|b| b.join().unwrap_or(0)).fold(0, u64::wrapping_add);
+    println!("cargo:rustc-env=RBEE_FIXTURE_BURN={sum}");
+    stamp("worker-build-script-ends");
+}
+""" + _STAMP
+
+
+# the hive build script's panic message, as cargo shows it
+BUILD_SCRIPT_PANIC = (
+    'Failed to build rbee-hive-sdk: Os { code: 2, kind: NotFound, message: "No such file or '
+    'directory" }'
+)
+
+
+def build_script_events(host: Host) -> dict[str, float]:
+    """What the `build-script` branch's build scripts stamped on `host`: event -> epoch."""
+    text = host.run("cat rbee-fixture-build.log 2>/dev/null || true").stdout
+    return {event: float(stamp) for event, stamp in (ln.split() for ln in text.splitlines())}
+
+
+def build_processes(host: Host) -> list[str]:
+    """The command lines of cargo (the real one or the stand-in) and of build scripts running
+    as `host`'s user."""
+    out = host.run('ps -u "$(id -u)" -o args= || true').stdout
+    return [ln for ln in out.splitlines() if "build-script-build" in ln or "cargo build" in ln]
+
+
+def build_script_files(*, worker_seconds: float = 0.0) -> dict[str, str]:
+    """The `build-script` variant: the hive's build script fails like rbee's without pnpm,
+    the worker's build script burns both cores for `worker_seconds` first."""
+    return {
+        "bin/rbee-hive/build.rs": _HIVE_BUILD_RS,
+        "bin/llm-worker-rbee/build.rs": _WORKER_BUILD_RS.replace(
+            "__SECONDS__", f"{float(worker_seconds)!r}"
+        ),
+    }
+
+
 # `unhealthy`: it listens, but /health says it is not ready
 _UNHEALTHY = '("503 Service Unavailable", "starting: no worker yet")'
 
@@ -468,6 +569,20 @@ class RbeeRepo:
             **variant,
         )
         return self.commit(branch, files, f"{branch}: version {version}")
+
+    def build_script_branch(self, branch: str, *, worker_seconds: float = 0.0) -> str:
+        """A branch (from main, version 0.2.0) whose hive's build script panics as rbee's does
+        without pnpm, and whose workers' build script keeps both cores busy for
+        `worker_seconds` (see `build_script_files`); returns its commit."""
+        files = {
+            **workspace_files(
+                "0.2.0",
+                worker_default_features=self.worker_default_features,
+                worker_required_features=self.worker_required_features,
+            ),
+            **build_script_files(worker_seconds=worker_seconds),
+        }
+        return self.commit(branch, files, f"{branch}: the hive's build script fails")
 
     def tag(self, name: str, ref: str) -> str:
         with self._lock:
