@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from rbee_infra import cli
 from rbee_infra.base import layout
 from tests.harness.assertions import assert_hive_installed, ssh
 from tests.harness.engine import Engine
@@ -23,6 +25,7 @@ from tests.harness.hosts import HostSet
 
 pytestmark = pytest.mark.hosts
 
+ROOT = Path(__file__).resolve().parents[1]
 HIVE_BUILD = "build-controller-rbee-hive"
 CPU_BUILD = "build-controller-llm-worker-rbee-cpu-cpu"
 
@@ -56,8 +59,21 @@ def receipt(hosts: HostSet, host: Any, name: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def status_json(tmp_path: Path, config: dict[str, Any], capsys: Any) -> dict[str, Any]:
+    project = tmp_path / "project"
+    (project / "stacks").mkdir(parents=True, exist_ok=True)
+    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (project / "stacks" / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+    capsys.readouterr()
+    code = cli.main(["status", "--project-dir", str(project), "--stack", "test", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
 def test_controller_builds_once_and_every_host_receives_the_binary(
-    hosts: HostSet, rbee_repo: RbeeRepo, tmp_path: Path, counted: tuple[dict[str, str], Path]
+    hosts: HostSet, rbee_repo: RbeeRepo, tmp_path: Path, counted: tuple[dict[str, str], Path],
+    capsys: Any,
 ) -> None:
     env, log = counted
     first, second, third = hosts.hosts
@@ -92,6 +108,14 @@ def test_controller_builds_once_and_every_host_receives_the_binary(
         assert hive_build.outputs["lockOrigin"] == cpu_build.outputs["lockOrigin"] == "generated"
         lock = _lock(hive_build.outputs["cargoLock"])
         assert "[[package]]" in lock and lock == _lock(cpu_build.outputs["cargoLock"])
+
+        # status shows where each install was built and from which build
+        report = status_json(tmp_path, config, capsys)
+        for hive in report["hives"]:
+            for component in hive["components"]:
+                assert component["state"] == "in-sync", component
+                built = component["installed"]
+                assert built["builtOn"] == "this machine" and len(built["buildKey"]) == 16
 
         # a second `up` changes nothing and builds nothing
         again = engine.preview(declare(config))

@@ -58,11 +58,14 @@ def pick_commit(source: GitSource, refs: dict[str, str]) -> str | None:
     return refs.get(names[0]) if names else None
 
 
-def release_id(spec: InstallSpec, version_key: str) -> str:
+def release_id(spec: InstallSpec, version_key: str, build_key: str | None = None) -> str:
+    """The release dir's name. A binary shipped from a build elsewhere (`build_key`, by default
+    the spec's artifact's) never shares the dir of one built on this host."""
     rid = layout.release_id(version_key, spec.features)
-    if spec.artifact is not None and version_key == spec.artifact.commit:
-        # shipped from a build elsewhere: never the dir of a binary built on this host
-        rid += "-b" + spec.artifact.key[:8]
+    if build_key is None and spec.artifact is not None and version_key == spec.artifact.commit:
+        build_key = spec.artifact.key
+    if build_key:
+        rid += "-b" + build_key[:8]
     if spec.reinstall_trigger:
         rid += "-r" + layout.short_hash(spec.reinstall_trigger, length=6)
     return rid

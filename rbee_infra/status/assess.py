@@ -69,6 +69,10 @@ def extra_names(paths: Iterable[str]) -> dict[str, list[str]]:
 # --- the assessment (pure) ---------------------------------------------------------------
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def installed_view(
     installed: InstalledBinary | None,
     checked: verify.Report | None,
@@ -88,6 +92,8 @@ def installed_view(
         version_exit=version.exit_status if version is not None else None,
         check=verdict.passed if verdict is not None else None,
         verified_by=verified_by if isinstance(verified_by, str) else None,
+        built_on=_text(receipt.get("builtOn")),
+        build_key=_text(receipt.get("buildKey")),
         commit=receipt.get("commit"),
         version=receipt.get("version"),
         features=list(features) if isinstance(features, list) else None,
@@ -133,7 +139,7 @@ def _receipt_drift(spec: InstallSpec, receipt: dict[str, Any], commit: str | Non
         installed = receipt.get("binary")
         drift.append(f"binary changed: config wants {spec.binary}, installed {installed}")
     elif receipt.get("commit") and receipt.get("releaseId") != plan.release_id(
-        spec, str(receipt["commit"])
+        spec, str(receipt["commit"]), _text(receipt.get("buildKey"))
     ):
         drift.append("reinstall trigger changed")
     return drift

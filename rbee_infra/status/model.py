@@ -55,6 +55,15 @@ class Installed(_Doc):
     verified_by: str | None = Field(
         default=None, description="the check it passed when it was installed (the receipt's)"
     )
+    built_on: str | None = Field(
+        default=None,
+        description="where a git install was built: `host` (on this host), `this machine` (the "
+        "operator's, `build: controller`) or `builder <alias>` (null: not a git install, or "
+        "installed before this was recorded)",
+    )
+    build_key: str | None = Field(
+        default=None, description="the cache key of a build shipped from elsewhere"
+    )
     commit: str | None = None
     version: str | None = Field(
         default=None,

@@ -46,7 +46,8 @@ def _installed(component: ComponentStatus) -> str:
     answered = i.version_output if i.check == "--version" else None
     version = i.version or answered or ("hand-made binary" if not i.managed else "?")
     commit = f" @ {i.commit[:12]}" if i.commit else ""
-    return f"{version}{commit}{_features(i.features)}"
+    built = f", built on {i.built_on} ({i.build_key})" if i.build_key else ""
+    return f"{version}{commit}{_features(i.features)}{built}"
 
 
 def _state(state: str) -> Text:
