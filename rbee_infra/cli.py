@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     _host_options(builds)
     builds.add_argument("--stop", action="store_true", help="stop the running builds")
 
+    prune = commands.add_parser(
+        "prune-builds",
+        parents=[common],
+        help="remove builds kept in this machine's build cache (rbee:build: controller)",
+        description="`destroy` never removes the build cache (builds are kept under their "
+        "cache key so that a re-run or a new host does not rebuild). This removes the cached "
+        "builds, and the repositories' checkouts and cargo target dirs, not built or used for "
+        "--older-than days (default 0: all of them), and says how much space it freed.",
+    )
+    prune.add_argument("--older-than", type=float, default=0.0, metavar="DAYS")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go")
+
     imp = commands.add_parser(
         "import",
         parents=[common, stack],
@@ -355,6 +367,18 @@ def cmd_builds(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
     return EXIT_ERROR if any(host.error for host in found) else EXIT_OK
 
 
+def cmd_prune_builds(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
+    from rbee_infra.install import build_once
+
+    gone = build_once.prune(args.older_than, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for cached in gone:
+        print(f"{verb} {cached.what}: {cached.size / 1e6:.1f} MB, {cached.age_days:.1f} days old")
+    total = sum(c.size for c in gone)
+    print(f"{verb} {len(gone)} cached item(s), {total / 1e6:.1f} MB", flush=True)
+    return EXIT_OK
+
+
 def _pinned_keys(args: argparse.Namespace, environ: Any, cwd: Path, stack: str) -> dict[str, str]:
     """The host keys the stack's state pinned (read-only, from its backend)."""
     from rbee_infra.stack import automation
@@ -489,6 +513,7 @@ def _cancelling_with_pulumi() -> Iterator[list[bool]]:
 COMMANDS = {
     "status": cmd_status,
     "builds": cmd_builds,
+    "prune-builds": cmd_prune_builds,
     "import": cmd_import,
     "export": cmd_export,
     "preview": cmd_operation,

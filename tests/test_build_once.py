@@ -183,3 +183,33 @@ def test_the_cache_key_names_commit_binary_features_triple_and_lock() -> None:
     }
     assert base not in others and len(others) == 5
     assert os.path.basename(base) == base
+
+
+def test_destroy_keeps_the_build_cache_and_prune_builds_removes_it(
+    hosts1: HostSet, rbee_repo: RbeeRepo, tmp_path: Path, counted: tuple[dict[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch, capsys: Any,
+) -> None:
+    env, log = counted
+    (host,) = hosts1.hosts
+    config = make_fleet(hosts1, rbee_repo, workers_per_hive=1, **{"rbee:build": "controller"})
+    cache = Path(env["RBEE_INFRA_CACHE"])
+    with Engine(tmp_path / "state.json", env=env) as engine:
+        assert engine.up(declare(config)).ok
+        assert engine.destroy().ok
+        assert ssh(hosts1, host, f"test -e {layout.ROOT}").returncode == 1  # the host is clean
+        kept = sorted(p.parent.name for p in (cache / "artifacts").glob("*/build.json"))
+        assert len(kept) == 2  # destroy left both builds in the cache
+        # a new stack on the same machine reuses them: nothing is compiled again
+        assert engine.up(declare(config)).ok
+        assert len(builds(log)) == 2
+        assert engine.destroy().ok
+
+    monkeypatch.setenv("RBEE_INFRA_CACHE", str(cache))
+    assert cli.main(["prune-builds", "--older-than", "1", "--dry-run"]) == 0
+    assert "would remove 0 cached item(s)" in capsys.readouterr().out
+    assert cli.main(["prune-builds"]) == 0
+    out = capsys.readouterr().out
+    for key in kept:
+        assert f"removed build {key}" in out
+    assert "removed checkout and target dir" in out
+    assert list((cache / "artifacts").iterdir()) == [] and list((cache / "src").iterdir()) == []

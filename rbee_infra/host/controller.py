@@ -159,6 +159,7 @@ async def repo_lock(repo: str, *, label: str, timeout: float) -> AsyncIterator[P
     """The repository's cache dir, held against other runs on this machine."""
     folder = _private_dir(source_dir(repo))
     handle = open(folder / ".lock", "a+")  # noqa: SIM115 - closed below
+    os.utime(folder / ".lock")  # when this repository's cache was last used (prune-builds)
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
