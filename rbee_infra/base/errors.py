@@ -11,6 +11,7 @@ PHASES = (
     "lock",
     "resolve",
     "clone",
+    "deps",
     "build",
     "download",
     "upload",

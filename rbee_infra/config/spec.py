@@ -158,6 +158,10 @@ class InstallSpec(Model):
     # the extras (see `extras`)
     managed_workers: list[WorkerType] = Field(default_factory=list)
     prune_unmanaged: bool = False
+    # how the build job prepares a build whose script runs more than cargo; not a config
+    # field: the install sets it from the tree's `buildneeds.BuildNeeds.build_mode` ("" none,
+    # "path": the user's tool prefixes on PATH, "pnpm"/"npm": and the workspace install first)
+    build_mode: Literal["", "path", "pnpm", "npm"] = ""
     # hostKeyPolicy "tofu": the key seen on first use, recorded by `check` and pinned after.
     trusted_host_key: Annotated[str, Field(max_length=16384)] | None = None
     # a git source built elsewhere (`build: controller` or a builder) and shipped here: where,

@@ -58,6 +58,15 @@ class HostFacts:
     free_kib: dict[str, int] = field(default_factory=dict)  # "data", "bin"
     systemd_user: bool = False
     glibc: str = ""  # `getconf GNU_LIBC_VERSION`'s version ("" without glibc)
+    # the tools a build script may run (see `buildneeds`); their paths are in `tools`
+    node_version: str = ""  # `node --version`
+    pnpm_version: str = ""  # `pnpm --version` (~/.local/bin/pnpm first)
+    wasm_pack_version: str = ""  # `wasm-pack --version` (~/.cargo/bin/wasm-pack last)
+    rustup_cargo: bool = False  # the configured cargo is rustup's proxy
+    rust_sysroot: str = ""  # `rustc --print sysroot` of the configured cargo's rustc
+    sysroot_targets: tuple[str, ...] = ()  # targets with a standard library in that sysroot
+    # rustup's toolchains (~/.rustup/toolchains/<name>) -> their installed targets
+    rustup_toolchains: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def os(self) -> str:
@@ -84,6 +93,10 @@ _TEXT_FACTS = {
     "homecargo": "home_cargo",
     "nvcc": "nvcc_version",
     "glibc": "glibc",
+    "node": "node_version",
+    "pnpm": "pnpm_version",
+    "wasmpack": "wasm_pack_version",
+    "sysroot": "rust_sysroot",
 }
 
 
@@ -92,7 +105,8 @@ def parse_probe(output: str) -> HostFacts:
     tools: dict[str, str] = {}
     gpus: list[str] = []
     free: dict[str, int] = {}
-    systemd = False
+    systemd = rustup_cargo = False
+    targets: dict[str, list[str]] = {}
     installed: dict[str, InstalledBinary] = {}
     for line in output.splitlines():
         fields = line.split("\t")
@@ -108,6 +122,10 @@ def parse_probe(output: str) -> HostFacts:
             free[fields[1]] = int(fields[2].strip())
         elif key == "systemd" and len(fields) > 1:
             systemd = fields[1] == "yes"
+        elif key == "rustupcargo" and len(fields) > 1:
+            rustup_cargo = fields[1] == "yes"
+        elif key == "target" and len(fields) >= 3 and fields[1] and fields[2]:
+            targets.setdefault(fields[1], []).append(fields[2])
         elif key == "item" and len(fields) >= 6:
             name, kind, link, sha, rec = fields[1:6]
             installed[name] = InstalledBinary(
@@ -123,6 +141,9 @@ def parse_probe(output: str) -> HostFacts:
         gpus=tuple(gpus),
         free_kib=free,
         systemd_user=systemd,
+        rustup_cargo=rustup_cargo,
+        sysroot_targets=tuple(targets.pop("-", [])),
+        rustup_toolchains={name: tuple(ts) for name, ts in targets.items()},
         **text,
     )
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import buildneeds
+from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts
 
 # What a build (checkout + cargo target dir) or a downloaded binary needs under
@@ -171,8 +173,22 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
-def preflight_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
-    """Everything the host lacks for this install; empty when it can go ahead."""
+def build_problems(spec: InstallSpec, facts: HostFacts, needs: BuildNeeds | None) -> list[str]:
+    """What the host lacks for what the tree's build needs besides cargo (see `buildneeds`);
+    with ensureToolchain only what it cannot install. None for a build made elsewhere."""
+    if needs is None or not builds_here(spec):
+        return []
+    user = _user(spec, facts)
+    if not spec.ensure_toolchain:
+        return buildneeds.needs_problems(needs, facts, user)
+    return [m.message for m in buildneeds.missing(needs, facts, user) if not m.installable]
+
+
+def preflight_problems(
+    spec: InstallSpec, facts: HostFacts, needs: BuildNeeds | None = None
+) -> list[str]:
+    """Everything the host lacks for this install; empty when it can go ahead. `needs`: what
+    the tree at the commit to build needs besides cargo (None: cargo alone is checked)."""
     user = _user(spec, facts)
     problems: list[str] = []
     if builds_here(spec) and "git" not in facts.tools:
@@ -185,6 +201,7 @@ def preflight_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
             "`brew install flock` on macOS)"
         )
     problems += _cargo_problems(spec, facts)
+    problems += build_problems(spec, facts, needs)
     problems += _platform_problems(spec, facts)
     problems += shipped_problems(spec, facts)
     problems += _disk_problems(spec, facts)

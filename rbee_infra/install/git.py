@@ -9,7 +9,7 @@ from rbee_infra.base.errors import CommandError, PhaseTimeout
 from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
-from rbee_infra.decide import plan
+from rbee_infra.decide import buildneeds, plan
 from rbee_infra.decide.facts import parse_fields, phase_seconds
 from rbee_infra.decide.failure import useful_tail
 from rbee_infra.host import hostview, scripts
@@ -90,6 +90,7 @@ async def build(
             code = None if status == "lost" else int(status) if status.isdigit() else None
             what = {
                 "clone": f"git fetch of {source.ref_kind} {source.ref!r}",
+                "deps": f"{buildneeds.install_command(spec.build_mode)} in the checkout",
                 "build": f"cargo build --release --bin {spec.binary}",
                 "lock": "could not take the host lock",
                 "install": "could not stage the built binary",
@@ -132,6 +133,7 @@ def start_args(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> list[st
         ",".join(spec.features),
         stage,
         "1" if fresh else "0",
+        spec.build_mode,
     ]
 
 

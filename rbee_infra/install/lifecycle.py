@@ -13,6 +13,7 @@ from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource, ReleaseSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import extras, plan, preflight, verify
+from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts, InstalledBinary
 from rbee_infra.host import hostview, scripts, service
 from rbee_infra.host.remote import (
@@ -71,11 +72,12 @@ async def observe(spec: InstallSpec) -> Observed:
     )
 
 
-async def preflight_problems(spec: InstallSpec) -> list[str]:
+async def preflight_problems(spec: InstallSpec, needs: BuildNeeds | None = None) -> list[str]:
     """What the host lacks for this install (read-only). Shares the host's view: after the
-    build kick-off planned this host, its facts are already read."""
+    build kick-off planned this host, its facts are already read. `needs`: what the tree to
+    build needs besides cargo (`buildneeds`), when it was read."""
     seen = await hostview.view(spec, hostview.facts_only(hostview.need_of(spec)))
-    return preflight.preflight_problems(spec, seen.facts)
+    return preflight.preflight_problems(spec, seen.facts, needs)
 
 
 @dataclass(frozen=True)
@@ -190,27 +192,47 @@ def _stager(spec: InstallSpec) -> Stager:
 
 
 async def _preflight(
-    link: Link, spec: InstallSpec, facts: HostFacts, iid: str, abort: str
+    link: Link,
+    spec: InstallSpec,
+    facts: HostFacts,
+    iid: str,
+    abort: str,
+    needs: BuildNeeds | None = None,
 ) -> InstallSpec:
     """Refuse a host that lacks something, before anything on it changes; with
-    ensureToolchain, install Rust first. Returns the spec to stage with (its cargo)."""
-    problems = preflight.preflight_problems(spec, facts)
+    ensureToolchain, install Rust first, then what the build script runs (`needs`). Returns
+    the spec to stage with (its cargo and build mode)."""
+    problems = preflight.preflight_problems(spec, facts, needs)
     if problems:
         raise HostError(spec.label, "preflight", preflight.describe(problems))
-    if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
-        if preflight.needs_toolchain(spec, facts):
-            try:
+    build_spec = spec
+    try:
+        if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
+            if preflight.needs_toolchain(spec, facts):
                 await toolchain.install_rust(link, spec)
-            except HostError:
-                await cleanup_install(link, spec, abort, iid, [])  # the lock file it made
-                raise
-        return spec.model_copy(update={"cargo": preflight.HOME_CARGO})
-    return spec
+            build_spec = spec.model_copy(update={"cargo": preflight.HOME_CARGO})
+            if needs is not None:  # the new toolchain's targets, read now
+                assert link.session is not None
+                facts = await probe(link.session, build_spec)
+                problems = preflight.preflight_problems(build_spec, facts, needs)
+                if problems:
+                    raise HostError(spec.label, "preflight", preflight.describe(problems))
+        if needs is not None and preflight.builds_here(spec):
+            if spec.ensure_toolchain:
+                await toolchain.ensure_build_needs(link, build_spec, needs, facts)
+            build_spec = build_spec.model_copy(update={"build_mode": needs.build_mode})
+    except HostError:
+        await cleanup_install(link, spec, abort, iid, [])  # the lock file it made
+        raise
+    return build_spec
 
 
-async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> Installed:
+async def install(
+    spec: InstallSpec, *, updating: bool, fresh: bool = False, needs: BuildNeeds | None = None
+) -> Installed:
     """Preflight, build (or rejoin a build), verify, then switch the stable path atomically;
-    a hive with autoStart is then restarted on the new binary.
+    a hive with autoStart is then restarted on the new binary. `needs`: what the tree at the
+    commit to build needs besides cargo (`buildneeds.tree_needs`); None checks cargo alone.
 
     A failure leaves the host as it was: the previous binary stays active (and running), and a
     failed create removes everything it made.
@@ -222,7 +244,7 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
         # what this resource's check just read, if still valid
         seen = hostview.memoized(spec, facts=True)
         facts = seen.facts if seen is not None else await probe(link.session, spec)
-        build_spec = await _preflight(link, spec, facts, iid, abort)
+        build_spec = await _preflight(link, spec, facts, iid, abort, needs)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
         rid, commit = staged.release_id, staged.version_key

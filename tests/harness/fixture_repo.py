@@ -696,3 +696,103 @@ def make_rbee_repo(
         repo.remove()
         raise
     return repo
+
+
+# --------------------------------------------------------------------------- web UI variant
+
+# rbee's hive has a build script that builds its web UI with pnpm and wasm-pack (Node.js, pnpm,
+# the pnpm workspace's install, wasm-pack and the wasm32 target), a rust-toolchain.toml with
+# targets, and no Cargo.lock. This variant has the same shape, dependency-free: `pnpm build`
+# in bin/rbee-hive/ui runs `wasm-pack build`, and the UI's workspace dependency is only there
+# once `pnpm install` ran in the root (the build script refuses to go on without it).
+WEB_UI_PNPM = "9.15.0"
+
+_WEB_UI_BUILD_RS = r"""// Builds the hive's web UI before the hive (as rbee's bin/20_rbee_hive/build.rs does).
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=ui/package.json");
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let ui = Path::new(&manifest_dir).join("ui");
+    if !ui.join("node_modules").exists() {
+        panic!("the UI's dependencies are not installed: run 'pnpm install' in the workspace root");
+    }
+    let status = Command::new("pnpm")
+        .args(["build"])
+        .current_dir(&ui)
+        .status()
+        .expect("Failed to build the hive UI");
+    if !status.success() {
+        panic!("UI build failed! Run 'cd bin/rbee-hive/ui && pnpm build' to debug.");
+    }
+    if !ui.join("pkg").exists() {
+        panic!("UI output not found at {:?} after build", ui.join("pkg"));
+    }
+}
+"""
+
+_WEB_UI_FILES = {
+    ".gitignore": "/target\nCargo.lock\nnode_modules\n/bin/rbee-hive/ui/pkg\n",
+    "rust-toolchain.toml": (
+        '[toolchain]\nchannel = "stable"\ncomponents = ["rustfmt", "clippy"]\n'
+        'targets = ["wasm32-wasip1", "wasm32-wasip1-threads"]\n'
+    ),
+    "package.json": (
+        '{\n  "name": "rbee-fixture",\n  "private": true,\n'
+        f'  "packageManager": "pnpm@{WEB_UI_PNPM}",\n'
+        '  "engines": {\n    "node": ">=18"\n  }\n}\n'
+    ),
+    "pnpm-workspace.yaml": "packages:\n  - bin/rbee-hive/ui\n  - bin/rbee-hive/ui/sdk\n",
+    # written by pnpm 9.15.0 for this workspace
+    "pnpm-lock.yaml": """\
+lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .: {}
+
+  bin/rbee-hive/ui:
+    dependencies:
+      '@rbee/fixture-hive-sdk':
+        specifier: workspace:*
+        version: link:sdk
+
+  bin/rbee-hive/ui/sdk: {}
+""",
+    "bin/rbee-hive/build.rs": _WEB_UI_BUILD_RS,
+    "bin/rbee-hive/ui/package.json": """\
+{
+  "name": "@rbee/fixture-hive-ui",
+  "private": true,
+  "scripts": {
+    "build": "wasm-pack build --target bundler --out-dir pkg"
+  },
+  "dependencies": {
+    "@rbee/fixture-hive-sdk": "workspace:*"
+  }
+}
+""",
+    "bin/rbee-hive/ui/sdk/package.json": (
+        '{\n  "name": "@rbee/fixture-hive-sdk",\n  "version": "0.1.0",\n  "private": true\n}\n'
+    ),
+}
+
+
+def web_ui_files(version: str, **variant: bool) -> dict[str, str]:
+    """The workspace at `version` with the web UI build of rbee's hive (see above)."""
+    return {**workspace_files(version, **variant), **_WEB_UI_FILES}
+
+
+def add_web_ui_branch(repo: RbeeRepo, branch: str = "web-ui", version: str = "0.3.0") -> str:
+    """Commit the web UI variant on `branch` (from main); returns its commit."""
+    files = web_ui_files(
+        version,
+        worker_default_features=repo.worker_default_features,
+        worker_required_features=repo.worker_required_features,
+    )
+    return repo.commit(branch, files, f"{branch}: the hive builds a web UI (pnpm, wasm-pack)")

@@ -1,13 +1,15 @@
 #!/bin/sh
 # The detached build job (started by start_job.sh). args: job dir, lock, lock wait, holder,
 # source dir, marker, repo, ref to fetch, expected commit (may be empty), cargo, binary,
-# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first)
+# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first), build
+# mode (see `buildneeds`: "" | path | pnpm | npm; set: ~/.local/bin first and ~/.cargo/bin last
+# on PATH for the build script's tools; pnpm/npm: the workspace install runs first, phase deps)
 . lib/env.sh
 . lib/lock.sh
 . lib/build_lock.sh
 . lib/git_creds.sh
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
-cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
+cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5 mode=${6:-}
 RBEE_GIT_CREDENTIALS=
 # start_job.sh put them there; git runs in the checkout, so the path is made absolute
 if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *) RBEE_GIT_CREDENTIALS=$HOME/$job/cred;; esac; fi
@@ -44,6 +46,14 @@ rm -f -- "$job/cred"; RBEE_GIT_CREDENTIALS=
 git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
 rm -f -- "$src/checkout/.git/FETCH_HEAD"  # it records the URL, which may carry a token
 echo "$got" > "$job/commit"
+if [ -n "$mode" ]; then
+  case $cargo in */*) ;; *) cargo=$(command -v "$cargo") || finish 127;; esac
+  PATH=$HOME/.local/bin:$PATH:$HOME/.cargo/bin; export PATH
+fi
+case $mode in
+  pnpm) phase deps; (cd -- "$src/checkout" && pnpm install --frozen-lockfile) || finish $?;;
+  npm) phase deps; (cd -- "$src/checkout" && npm ci) || finish $?;;
+esac
 phase build
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
 (cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
