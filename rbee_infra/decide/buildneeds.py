@@ -107,6 +107,10 @@ class _Reader:
     want: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
     def text(self, path: str) -> str | None:
         """The file's text; None when the tree has no such file or it is not read yet."""
         if path not in self.listing:
@@ -124,7 +128,7 @@ class _Reader:
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
-            self.problems.append(f"{path} is not valid TOML ({error})")
+            self.problem(f"{path} is not valid TOML ({error})")
             return None
 
     def json(self, path: str) -> dict[str, Any] | None:
@@ -134,10 +138,10 @@ class _Reader:
         try:
             value = json.loads(text)
         except ValueError as error:
-            self.problems.append(f"{path} is not valid JSON ({error})")
+            self.problem(f"{path} is not valid JSON ({error})")
             return None
         if not isinstance(value, dict):
-            self.problems.append(f"{path} is not a JSON object")
+            self.problem(f"{path} is not a JSON object")
             return None
         return value
 
@@ -225,7 +229,7 @@ def _find_crate(
         if reader.want:
             return None  # read these first
     if not reader.problems:
-        reader.problems.append(
+        reader.problem(
             f"no crate of the workspace defines a binary named {binary!r} "
             "(no [[bin]] of that name, no package of that name with src/main.rs, "
             f"no src/bin/{binary}.rs)"
@@ -280,12 +284,12 @@ def _toolchain(reader: _Reader) -> tuple[str, str, tuple[str, ...]]:
             table = _table(data.get("toolchain"))
             channel, targets = table.get("channel", ""), table.get("targets", [])
         if not isinstance(channel, str) or (channel and not _NAME.match(channel)):
-            reader.problems.append(f"{name}: channel {str(channel)[:60]!r} is not a toolchain name")
+            reader.problem(f"{name}: channel {str(channel)[:60]!r} is not a toolchain name")
             channel = ""
         ok = isinstance(targets, list) and all(isinstance(t, str) and _NAME.match(t)
                                                for t in targets)
         if not ok:
-            reader.problems.append(f"{name}: targets must be a list of target names")
+            reader.problem(f"{name}: targets must be a list of target names")
             targets = []
         return name, channel, tuple(targets)
     return "", "", ()
@@ -317,7 +321,7 @@ def _analyse(listing: Iterable[str], files: Mapping[str, str], binary: str
     base = BuildNeeds(binary=binary, toolchain_file=toolchain_file, channel=channel,
                       toolchain_targets=toolchain_targets, cargo_lock=cargo_lock)
     if "Cargo.toml" not in reader.listing:
-        reader.problems.append("the tree has no Cargo.toml at its root")
+        reader.problem("the tree has no Cargo.toml at its root")
     if root is None:
         # the likely crates' manifests come in the same round as the root's
         for d in _crate_dirs(sorted(reader.listing)):
@@ -362,7 +366,7 @@ def _needs(base: BuildNeeds, root_package: dict[str, Any], runs: list[str], read
         engines = _table(root_package.get("engines")).get("node", "")
         node = engines.strip() if isinstance(engines, str) else ""
         if node and parse_range(node) is None:
-            reader.problems.append(
+            reader.problem(
                 f"package.json: engines.node {node[:60]!r} is not a version range"
             )
     pnpm: str | None = None
@@ -372,7 +376,7 @@ def _needs(base: BuildNeeds, root_package: dict[str, Any], runs: list[str], read
         if isinstance(manager, str) and manager.startswith("pnpm@"):
             pnpm = manager[len("pnpm@") :].split("+")[0]
             if not _NAME.match(pnpm):
-                reader.problems.append(f"package.json: packageManager {manager[:60]!r} is not "
+                reader.problem(f"package.json: packageManager {manager[:60]!r} is not "
                                        "pnpm@<version>")
                 pnpm = ""
     npm = "npm" in runs or "npx" in runs
