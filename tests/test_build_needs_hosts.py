@@ -238,3 +238,36 @@ def test_the_fixture_reads_like_rbee(fresh_rbee_repo: RbeeRepo) -> None:
         "stable", ("wasm32-wasip1", "wasm32-wasip1-threads"), False
     )
     assert Path(fresh_rbee_repo.path).exists() and needs.version == "0.3.0"
+
+
+def test_ensure_toolchain_uses_corepack_where_npm_is_missing(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo
+) -> None:
+    """corepack downloads pnpm with its own client: where that reaches the registry, pnpm
+    9.15.0 answers from ~/.local/bin; where it does not, the error names corepack's command.
+    Either way nothing half-installed stays."""
+    (host,) = hosts1.hosts
+    if host.run("command -v corepack", check=False).returncode != 0:
+        pytest.skip("this machine has no corepack")
+    needs = web_ui(fresh_rbee_repo)
+    build_tools.give_wasm_pack(host)
+    spec = hive_spec(
+        hosts1, host, fresh_rbee_repo, cargo=build_tools.give_wasm_toolchain(host),
+        ensureToolchain=True,
+    )
+    with host_without(host, "npm"):
+        assert asyncio.run(lifecycle.preflight_problems(spec, needs)) == []
+        try:
+            install(spec, needs)
+        except HostError as error:
+            assert str(error).startswith(
+                "hive h1: toolchain failed: could not install pnpm 9.15.0: `corepack install -g "
+                "pnpm@9.15.0` failed (exit "
+            )
+            assert not (host.home / ".local/bin/pnpm").exists()
+            nothing_built(host)
+        else:
+            assert host.run(".local/bin/pnpm --version").stdout.strip() == "9.15.0"
+            assert "corepack" in host.run("readlink .local/bin/pnpm").stdout
+            assert installs.version(host, installs.HIVE_STABLE) == "rbee-hive 0.3.0"
+    assert list((host.home / ".local/lib").glob(".rbee-pnpm.*")) == []
