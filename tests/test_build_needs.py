@@ -189,6 +189,9 @@ def test_a_build_script_of_its_own_name_and_a_toml_legacy_toolchain_file() -> No
     assert (needs.channel, needs.toolchain_targets) == ("nightly-2024-01-01", ("wasm32-wasip1",))
 
 
+HIVE_CRATE = {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": ""}
+
+
 @pytest.mark.parametrize(
     ("files", "problem"),
     [
@@ -200,32 +203,32 @@ def test_a_build_script_of_its_own_name_and_a_toml_legacy_toolchain_file() -> No
             "no package of that name with src/main.rs, no src/bin/hive.rs)",
         ),
         (
-            {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+            {**HIVE_CRATE,
              "rust-toolchain.toml": '[toolchain]\nchannel = "stable; rm -rf /"\n'},
             "rust-toolchain.toml: channel 'stable; rm -rf /' is not a toolchain name",
         ),
         (
-            {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+            {**HIVE_CRATE,
              "rust-toolchain.toml": '[toolchain]\ntargets = "wasm32"\n'},
             "rust-toolchain.toml: targets must be a list of target names",
         ),
         (
-            {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+            {**HIVE_CRATE,
              "build.rs": 'Command::new("pnpm")', "package.json": "[1]"},
             "package.json is not a JSON object",
         ),
         (
-            {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+            {**HIVE_CRATE,
              "build.rs": 'Command::new("pnpm")', "package.json": "{"},
             "package.json is not valid JSON (",
         ),
         (
-            {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+            {**HIVE_CRATE,
              "build.rs": 'Command::new("node")', "package.json": '{"engines": {"node": "newest"}}'},
             "package.json: engines.node 'newest' is not a version range",
         ),
         (
-            {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+            {**HIVE_CRATE,
              "build.rs": 'Command::new("pnpm")', "package.json": '{"packageManager": "pnpm@$(x)"}'},
             "package.json: packageManager 'pnpm@$(x)' is not pnpm@<version>",
         ),

@@ -47,6 +47,16 @@ def hive_spec(hosts: HostSet, host: Host, repo: RbeeRepo, **extra: Any) -> Insta
     )
 
 
+def equipped(hosts: HostSet, host: Host, repo: RbeeRepo, *, pnpm: bool, **extra: Any
+             ) -> InstallSpec:  # fmt: skip
+    """The hive's spec on a host given the stand-ins (pnpm only with `pnpm`) and the toolchain
+    with the wasm32 standard library."""
+    if pnpm:
+        build_tools.give_pnpm(host)
+    build_tools.give_wasm_pack(host)
+    return hive_spec(hosts, host, repo, cargo=build_tools.give_wasm_toolchain(host), **extra)
+
+
 def web_ui(repo: RbeeRepo) -> BuildNeeds:
     add_web_ui_branch(repo)
     needs, _, _ = build_tools.tree_needs_of(repo.path, "web-ui", "rbee-hive")
@@ -106,10 +116,7 @@ def test_a_host_with_the_tools_runs_the_workspace_install_then_cargo(
 ) -> None:
     (host,) = hosts1.hosts
     needs = web_ui(fresh_rbee_repo)
-    build_tools.give_pnpm(host)
-    build_tools.give_wasm_pack(host)
-    cargo = build_tools.give_wasm_toolchain(host)
-    spec = hive_spec(hosts1, host, fresh_rbee_repo, cargo=cargo)
+    spec = equipped(hosts1, host, fresh_rbee_repo, pnpm=True)
     assert asyncio.run(lifecycle.preflight_problems(spec, needs)) == []
 
     done = install(spec, needs)
@@ -146,9 +153,7 @@ def test_the_build_job_names_a_failed_workspace_install(
     fresh_rbee_repo.commit("web-ui", {"pnpm-workspace.yaml": workspace,
                                       "docs/package.json": '{"name": "docs"}\n'}, "docs")
     needs, _, _ = build_tools.tree_needs_of(fresh_rbee_repo.path, "web-ui", "rbee-hive")
-    build_tools.give_pnpm(host)
-    build_tools.give_wasm_pack(host)
-    spec = hive_spec(hosts1, host, fresh_rbee_repo, cargo=build_tools.give_wasm_toolchain(host))
+    spec = equipped(hosts1, host, fresh_rbee_repo, pnpm=True)
     error = refused(spec, needs)
     assert error.startswith(
         "hive h1: deps failed (exit 1): pnpm install --frozen-lockfile in the checkout\n"
@@ -166,11 +171,7 @@ def test_ensure_toolchain_installs_pnpm_from_npm_into_the_user_prefix(
 ) -> None:
     (host,) = hosts1.hosts
     needs = web_ui(fresh_rbee_repo)
-    build_tools.give_wasm_pack(host)
-    spec = hive_spec(
-        hosts1, host, fresh_rbee_repo, cargo=build_tools.give_wasm_toolchain(host),
-        ensureToolchain=True,
-    )
+    spec = equipped(hosts1, host, fresh_rbee_repo, pnpm=False, ensureToolchain=True)
     assert asyncio.run(lifecycle.preflight_problems(spec, needs)) == []  # it can install pnpm
 
     install(spec, needs)
@@ -211,11 +212,7 @@ def test_ensure_toolchain_that_cannot_install_fails_the_host_naming_the_step(
     (host.home / ".npmrc").write_text(
         f"registry=http://127.0.0.1:{free_port()}/\nfetch-retries=0\n"
     )
-    build_tools.give_wasm_pack(host)
-    spec = hive_spec(
-        hosts1, host, fresh_rbee_repo, cargo=build_tools.give_wasm_toolchain(host),
-        ensureToolchain=True,
-    )
+    spec = equipped(hosts1, host, fresh_rbee_repo, pnpm=False, ensureToolchain=True)
     error = refused(spec, needs)
     assert error.startswith(
         "hive h1: toolchain failed: could not install pnpm 9.15.0: `npm install -g --prefix "
@@ -250,11 +247,7 @@ def test_ensure_toolchain_uses_corepack_where_npm_is_missing(
     if host.run("command -v corepack", check=False).returncode != 0:
         pytest.skip("this machine has no corepack")
     needs = web_ui(fresh_rbee_repo)
-    build_tools.give_wasm_pack(host)
-    spec = hive_spec(
-        hosts1, host, fresh_rbee_repo, cargo=build_tools.give_wasm_toolchain(host),
-        ensureToolchain=True,
-    )
+    spec = equipped(hosts1, host, fresh_rbee_repo, pnpm=False, ensureToolchain=True)
     with host_without(host, "npm"):
         assert asyncio.run(lifecycle.preflight_problems(spec, needs)) == []
         try:

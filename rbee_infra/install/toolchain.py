@@ -17,25 +17,32 @@ from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts
 from rbee_infra.host import scripts
 from rbee_infra.host.remote import Link, holder
+from rbee_infra.host.ssh import Result
 from rbee_infra.install.transfer import markers
 
 MANUAL = "install Rust manually (https://rustup.rs) or give the host internet access"
+
+
+async def _locked(link: Link, spec: InstallSpec, script: str, *args: str) -> Result:
+    """An install script that takes the host lock first (phase toolchain; never raises on
+    its exit status)."""
+    return await link.run(
+        script,
+        layout.LOCK_FILE,
+        str(int(spec.lock_timeout)),
+        holder(spec),
+        *args,
+        phase="toolchain",
+        check=False,
+        timeout=spec.build_timeout + spec.lock_timeout,
+    )
 
 
 async def install_rust(link: Link, spec: InstallSpec) -> str:
     """Run rustup-init on the host; return the new `cargo --version`."""
     url = redact_url(spec.rustup_url)
     report(spec.label, f"cargo not found; installing Rust with rustup from {url}")
-    result = await link.run(
-        scripts.INSTALL_RUST,
-        layout.LOCK_FILE,
-        str(int(spec.lock_timeout)),
-        holder(spec),
-        spec.rustup_url,
-        phase="toolchain",
-        check=False,
-        timeout=spec.build_timeout + spec.lock_timeout,
-    )
+    result = await _locked(link, spec, scripts.INSTALL_RUST, spec.rustup_url)
     if result.exit_status == 0:
         lines = result.stdout.strip().splitlines()
         version = lines[-1] if lines else ""
@@ -101,16 +108,7 @@ async def ensure_build_needs(
     for step in buildneeds.ensure_steps(needs, facts, user):
         args, command, what = step_command(step, spec, facts)
         report(spec.label, f"{what} missing; installing it: {command}")
-        result = await link.run(
-            scripts.INSTALL_TOOL,
-            layout.LOCK_FILE,
-            str(int(spec.lock_timeout)),
-            holder(spec),
-            *args,
-            phase="toolchain",
-            check=False,
-            timeout=spec.build_timeout + spec.lock_timeout,
-        )
+        result = await _locked(link, spec, scripts.INSTALL_TOOL, *args)
         if result.exit_status != 0:
             raise HostError(
                 spec.label,
