@@ -264,3 +264,25 @@ def test_ensure_toolchain_uses_corepack_where_npm_is_missing(
             assert "corepack" in host.run("readlink .local/bin/pnpm").stdout
             assert installs.version(host, installs.HIVE_STABLE) == "rbee-hive 0.3.0"
     assert list((host.home / ".local/lib").glob(".rbee-pnpm.*")) == []
+
+
+def test_after_choosing_rustups_cargo_its_targets_are_checked_before_anything_installs(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo
+) -> None:
+    """ensureToolchain builds with ~/.cargo/bin/cargo when cargo is not on PATH: that
+    toolchain's targets are read then, and one it cannot add refuses the host before pnpm or
+    wasm-pack are installed."""
+    (host,) = hosts1.hosts
+    needs = web_ui(fresh_rbee_repo)
+    host.run("mkdir -p .cargo/bin && ln -s /usr/bin/cargo .cargo/bin/cargo && "
+             "ln -s /usr/bin/rustc .cargo/bin/rustc")
+    spec = hive_spec(hosts1, host, fresh_rbee_repo, ensureToolchain=True)
+    with host_without(host, "cargo", "rustc"):
+        assert asyncio.run(lifecycle.preflight_problems(spec, needs)) == []  # no rustc to ask
+        error = refused(spec, needs)
+    assert error.startswith(
+        "hive h1: preflight failed: Rust target wasm32-unknown-unknown has no standard library "
+        "in /usr ("
+    )
+    assert not (host.home / ".local/bin/pnpm").exists()
+    nothing_built(host)
