@@ -519,7 +519,13 @@ def test_the_real_probe_finds_user_prefix_tools_rustup_and_its_targets() -> None
     a cargo that is rustup's proxy, and a rustup toolchain with the wasm32 std."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        _exe(home / ".local/bin/pnpm", "#!/bin/sh\necho 9.15.0\n")
+        # npm's layout: the version is read from pnpm's package.json, pnpm is not started
+        _exe(home / ".local/lib/node_modules/pnpm/bin/pnpm.cjs", "#!/bin/sh\necho 1.0.0\n")
+        (home / ".local/lib/node_modules/pnpm/package.json").write_text(
+            '{\n  "name": "pnpm",\n  "version": "9.15.0",\n  "engines": {"node": ">=18"}\n}\n'
+        )
+        (home / ".local/bin").mkdir(parents=True)
+        (home / ".local/bin/pnpm").symlink_to("../lib/node_modules/pnpm/bin/pnpm.cjs")
         _exe(home / ".cargo/bin/wasm-pack", "#!/bin/sh\necho wasm-pack 0.13.1\n")
         tc = home / f".rustup/toolchains/{STABLE}"
         _exe(home / ".cargo/bin/rustup",

@@ -176,6 +176,9 @@ def test_ensure_toolchain_installs_pnpm_from_npm_into_the_user_prefix(
 
     install(spec, needs)
     assert host.run(".local/bin/pnpm --version").stdout.strip() == "9.15.0"
+    # the probe finds it there now (its version read from its package.json)
+    plain = spec.model_copy(update={"ensure_toolchain": False})
+    assert asyncio.run(lifecycle.preflight_problems(plain, needs)) == []
     assert host.run("readlink .local/bin/pnpm").stdout.strip() == (
         "../lib/node_modules/pnpm/bin/pnpm.cjs"
     )

@@ -26,13 +26,26 @@ rbee_targets() {
     _t=${_d%/lib}; printf 'target\t%s\t%s\n' "$2" "${_t##*/}"
   done
 }
+# pnpm's version: an npm-installed pnpm's package.json says it (starting pnpm takes ~1 s);
+# another (corepack's shim, a standalone binary) is asked
+rbee_pnpm_version() {
+  _l=$(readlink -f -- "$1" 2>/dev/null) || _l=
+  case $_l in
+    */node_modules/pnpm/bin/pnpm.cjs)
+      while IFS= read -r _line; do
+        case $_line in *'"version":'*) _v=${_line#*'"version":'}; _v=${_v#*'"'}; printf '%s' "${_v%%'"'*}"; return 0;; esac
+      done < "${_l%/bin/pnpm.cjs}/package.json";;
+  esac
+  rbee_first "$1" --version
+}
 # node and pnpm: ~/.local/bin (npm's user prefix) first, as the build job's PATH has it;
 # wasm-pack: on PATH, else ~/.cargo/bin (where `cargo install` puts it)
 rbee_build_tools() {
   for _n in node pnpm; do
     if [ -x ".local/bin/$_n" ]; then _p=$HOME/.local/bin/$_n; else _p=$(command -v "$_n" 2>/dev/null) || _p=; fi
     printf 'tool\t%s\t%s\n' "$_n" "$_p"
-    [ -z "$_p" ] || printf '%s\t%s\n' "$_n" "$(rbee_first "$_p" --version)"
+    if [ "$_n" = pnpm ] && [ -n "$_p" ]; then printf 'pnpm\t%s\n' "$(rbee_pnpm_version "$_p")"
+    elif [ -n "$_p" ]; then printf '%s\t%s\n' "$_n" "$(rbee_first "$_p" --version)"; fi
   done
   for _n in npm corepack yarn; do printf 'tool\t%s\t%s\n' "$_n" "$(command -v "$_n" 2>/dev/null)"; done
   _p=$(command -v wasm-pack 2>/dev/null) || _p=
