@@ -289,3 +289,24 @@ def test_after_choosing_rustups_cargo_its_targets_are_checked_before_anything_in
     )
     assert not (host.home / ".local/bin/pnpm").exists()
     nothing_built(host)
+
+
+def test_ensure_toolchain_names_a_failed_wasm_pack_install(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo
+) -> None:
+    """`cargo install wasm-pack --locked` that cannot reach crates.io (cargo told to stay
+    offline stands in for a host without internet) fails the host naming it; no wasm-pack
+    is left and nothing was built."""
+    (host,) = hosts1.hosts
+    needs = web_ui(fresh_rbee_repo)
+    spec = equipped(hosts1, host, fresh_rbee_repo, pnpm=True, ensureToolchain=True)
+    host.run("rm .cargo/bin/wasm-pack && printf '[net]\\noffline = true\\n' > .cargo/config.toml")
+    error = refused(spec, needs)
+    assert error.startswith(
+        "hive h1: toolchain failed: could not install wasm-pack: `~/rust-wasm/bin/cargo install "
+        "wasm-pack --locked` failed (exit 101): error: "
+    )
+    assert "could not find `wasm-pack` in registry `crates-io`" in error
+    assert not (host.home / ".cargo/bin/wasm-pack").exists()
+    assert build_tools.calls(host) == []
+    assert installs.leftovers(host) == [".local/bin/pnpm"]  # the stand-in: nothing of rbee's
