@@ -163,7 +163,10 @@ def test_the_build_job_names_a_failed_workspace_install(
         "pnpm-lock.yaml is not up to date with docs/package.json"
     ) in error
     assert [c.split(" ")[0] for c in build_tools.calls(host)] == ["pnpm"]  # cargo never ran
-    assert installs.leftovers(host) == [".local/bin/pnpm"]  # the stand-in: nothing of rbee's
+    # nothing installed but the stand-in; the build cache stays, with no cargo target dir
+    assert installs.leftovers(host, but_the_build_cache=True) == [".local/bin/pnpm"]
+    (build,) = (host.home / f"{installs.RBEE_ROOT}/build").iterdir()
+    assert (build / "checkout").is_dir() and not (build / "target").exists()
 
 
 def test_ensure_toolchain_installs_pnpm_from_npm_into_the_user_prefix(
