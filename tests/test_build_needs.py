@@ -23,14 +23,12 @@ from rbee_infra.decide.facts import HostFacts, parse_probe
 from rbee_infra.host import scripts
 from rbee_infra.host.ssh import script_command
 from rbee_infra.install import toolchain
+from tests.harness.real_tree import SHARED, find_tarball
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parent.parent
-REAL_TREE = Path(
-    os.environ.get("RBEE_REAL_TREE")
-    or ROOT.parent / "shared" / "real-rbee" / "llama-orch-6ca9100.tar.gz"
-)
+# where rbee's source tarball is (the project's `../shared/real-rbee` unless this says)
+REAL_TREE_DIR = Path(os.environ.get("RBEE_REAL_TREE_DIR") or SHARED)
 
 
 # --------------------------------------------------------------------------- rbee's real tree
@@ -38,12 +36,12 @@ REAL_TREE = Path(
 
 @pytest.fixture(scope="module")
 def real_tree() -> Iterator[tuple[list[str], tarfile.TarFile]]:
-    if not REAL_TREE.exists():
-        why = f"rbee's source tarball is not at {REAL_TREE} (set RBEE_REAL_TREE)"
+    tarball, why = find_tarball(REAL_TREE_DIR)
+    if tarball is None:
         if os.environ.get("RBEE_REQUIRE_E2E") == "1":
             pytest.fail(why)
-        pytest.skip(why)
-    with tarfile.open(REAL_TREE) as tar:
+        pytest.skip(f"{why}; set RBEE_REAL_TREE_DIR to its folder")
+    with tarfile.open(tarball) as tar:
         listing = [m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()]
         yield listing, tar
 
