@@ -187,7 +187,11 @@ def test_a_build_script_of_its_own_name_and_a_toml_legacy_toolchain_file() -> No
     assert (needs.channel, needs.toolchain_targets) == ("nightly-2024-01-01", ("wasm32-wasip1",))
 
 
-HIVE_CRATE = {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": ""}
+def hive(path: str, text: str, problem: str, runs: str = "pnpm") -> tuple[dict[str, str], str]:
+    """A crate `hive` whose build script runs `runs`, with `path` holding `text`."""
+    files = {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": "",
+             "build.rs": f'Command::new("{runs}")', path: text}
+    return files, problem
 
 
 @pytest.mark.parametrize(
@@ -200,36 +204,16 @@ HIVE_CRATE = {"Cargo.toml": '[package]\nname = "hive"\n', "src/main.rs": ""}
             "no crate of the workspace defines a binary named 'hive' (no [[bin]] of that name, "
             "no package of that name with src/main.rs, no src/bin/hive.rs)",
         ),
-        (
-            {**HIVE_CRATE,
-             "rust-toolchain.toml": '[toolchain]\nchannel = "stable; rm -rf /"\n'},
-            "rust-toolchain.toml: channel 'stable; rm -rf /' is not a toolchain name",
-        ),
-        (
-            {**HIVE_CRATE,
-             "rust-toolchain.toml": '[toolchain]\ntargets = "wasm32"\n'},
-            "rust-toolchain.toml: targets must be a list of target names",
-        ),
-        (
-            {**HIVE_CRATE,
-             "build.rs": 'Command::new("pnpm")', "package.json": "[1]"},
-            "package.json is not a JSON object",
-        ),
-        (
-            {**HIVE_CRATE,
-             "build.rs": 'Command::new("pnpm")', "package.json": "{"},
-            "package.json is not valid JSON (",
-        ),
-        (
-            {**HIVE_CRATE,
-             "build.rs": 'Command::new("node")', "package.json": '{"engines": {"node": "newest"}}'},
-            "package.json: engines.node 'newest' is not a version range",
-        ),
-        (
-            {**HIVE_CRATE,
-             "build.rs": 'Command::new("pnpm")', "package.json": '{"packageManager": "pnpm@$(x)"}'},
-            "package.json: packageManager 'pnpm@$(x)' is not pnpm@<version>",
-        ),
+        hive("rust-toolchain.toml", '[toolchain]\nchannel = "stable; rm -rf /"\n',
+             "rust-toolchain.toml: channel 'stable; rm -rf /' is not a toolchain name"),
+        hive("rust-toolchain.toml", '[toolchain]\ntargets = "wasm32"\n',
+             "rust-toolchain.toml: targets must be a list of target names"),
+        hive("package.json", "[1]", "package.json is not a JSON object"),
+        hive("package.json", "{", "package.json is not valid JSON ("),
+        hive("package.json", '{"engines": {"node": "newest"}}',
+             "package.json: engines.node 'newest' is not a version range", runs="node"),
+        hive("package.json", '{"packageManager": "pnpm@$(x)"}',
+             "package.json: packageManager 'pnpm@$(x)' is not pnpm@<version>"),
     ],
 )
 def test_what_cannot_be_read_is_a_problem_not_a_crash(files: dict[str, str], problem: str) -> None:
