@@ -25,7 +25,7 @@ from rbee_infra.host.remote import (
     probe,
     remove_install,
 )
-from rbee_infra.install import Staged, build_once, git, local, release, toolchain
+from rbee_infra.install import Staged, build_once, git, local, release, source, toolchain
 
 VERIFY_RUN_SECONDS = 20  # bound on one run of the binary (`--version`, `--help`)
 VERIFY_TIMEOUT = 60.0
@@ -227,6 +227,16 @@ async def _preflight(
     return build_spec
 
 
+async def _commit_to_build(link: Link, spec: InstallSpec) -> str:
+    """The commit a build on this host will build: what the check just read, else the host's
+    own answer (the same the build job then fetches)."""
+    seen = hostview.memoized(spec)
+    if seen is not None:
+        return seen.commit_for(spec)
+    assert link.session is not None
+    return await git.resolve_commit(link.session, spec)
+
+
 async def install(
     spec: InstallSpec, *, updating: bool, fresh: bool = False, needs: BuildNeeds | None = None
 ) -> Installed:
@@ -244,6 +254,8 @@ async def install(
         # what this resource's check just read, if still valid
         seen = hostview.memoized(spec, facts=True)
         facts = seen.facts if seen is not None else await probe(link.session, spec)
+        if needs is None and preflight.builds_here(spec):
+            needs = await source.needs_for(spec, await _commit_to_build(link, spec))
         build_spec = await _preflight(link, spec, facts, iid, abort, needs)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
