@@ -33,7 +33,7 @@ def _serve_and_interrupt(tmp_path: Path, *, use_rbee_infra: bool) -> tuple[int, 
     from tests.harness.startup import _hive_check_request
 
     marker = tmp_path / f"marker-{use_rbee_infra}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-u", "-c", _SERVER, str(marker)], stdout=subprocess.PIPE,
