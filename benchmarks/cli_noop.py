@@ -92,8 +92,7 @@ def floor_project(base: Path, like: Project) -> Floor:
     env = {**like.env, "PULUMI_BACKEND_URL": (base / "state").as_uri(),
            "PULUMI_HOME": str(base / "pulumi-home")}  # fmt: skip
     floor = Floor(path, env)
-    # one config value: the project's language host hands a program without any config a null
-    # PULUMI_CONFIG, which the SDK's runner cannot read
+    # one config value: an rbee-infra stack always has config, so the floor's has too
     for args in (("stack", "init", "--secrets-provider", "passphrase"),
                  ("config", "set", "floor:empty", "yes"), ("up", "--yes", "--skip-preview")):
         done = floor.run(*args)

@@ -72,6 +72,9 @@ def test_only_the_provider_server_is_touched() -> None:
     assert not server.in_provider_server(main)
     main.__spec__ = types.SimpleNamespace(name="pulumi.dynamic.__main__")  # type: ignore[assignment]
     assert server.in_provider_server(main)
+    warm = types.ModuleType("__main__")
+    warm.DYNAMIC_PROVIDER_SERVER = True  # type: ignore[attr-defined]
+    assert server.in_provider_server(warm)
 
 
 @pytest.mark.unit

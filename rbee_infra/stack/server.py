@@ -26,6 +26,10 @@ _installed = False
 
 
 def in_provider_server(main: ModuleType | None) -> bool:
+    """`python -m pulumi.dynamic`, or the server the language host starts ahead
+    (tools/pulumi/pulumi-dynamic-warm.py, which marks itself)."""
+    if getattr(main, "DYNAMIC_PROVIDER_SERVER", False) is True:
+        return True
     spec = getattr(main, "__spec__", None)
     return getattr(spec, "name", None) == SERVER_MAIN
 
