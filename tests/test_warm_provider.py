@@ -163,3 +163,14 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+def test_a_socket_another_user_could_have_placed_is_not_used(
+    warm: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    server, path = warm
+    path.parent.chmod(0o755)  # the hand-over carries the passphrase: a private directory only
+    launcher, port = _launch(tmp_path, ROOT)
+    assert _probe(port)["pid"] == launcher.pid  # started its own
+    assert path.exists() and server.poll() is None  # the waiting one was not touched
+    assert _interrupt(launcher) == 0

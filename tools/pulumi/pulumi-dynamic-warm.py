@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -48,11 +49,25 @@ def _read_exactly(conn, size, first=b""):
     return data
 
 
+def _private(path):
+    """Whether the socket's directory is this user's alone: the hand-over carries the whole
+    environment (the passphrase, credentials), so it goes to no socket another user could have
+    put there."""
+    folder = os.lstat(os.path.dirname(path))
+    return (
+        stat.S_ISDIR(folder.st_mode)
+        and folder.st_uid == os.getuid()
+        and not folder.st_mode & 0o077
+    )
+
+
 def attach(path, python, args):
     """The launcher's side: hand this process's streams to the warm server and stand in for it
     until it exits; without one, start the provider server here."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        if not _private(path):
+            raise PermissionError(f"{os.path.dirname(path)} is not private to this user")
         conn.connect(path)
         payload = json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": args})
         data = payload.encode()
