@@ -99,3 +99,33 @@ def test_the_conditions_are_read_from_proc() -> None:
     files = {"/proc/loadavg": "3.25 2.18 1.48 1/200 99\n", "/proc/uptime": "1759.20 1733.63\n"}
     assert conditions.now(files.__getitem__) == (3.25, 1759.2)
     assert conditions.fresh_memory_rate(4) > 0
+
+
+@pytest.mark.unit
+def test_benchmark_5_compares_only_what_it_may() -> None:
+    from benchmarks import cli_noop
+
+    def row(hosts: int, up: float, load: float, pyinfra: float | None) -> dict[str, object]:
+        found = {op: _series([up], load, 3600) for op in ("up", "preview", "up_with_preview")}
+        found |= {f"floor_{op}": _series([1.0], load, 3600) for op in ("up", "preview")}
+        if pyinfra is not None:
+            found["pyinfra"] = _series([pyinfra], load, 3600)
+        return {"hosts": hosts, "series": found, "pyinfra_changed": 0}
+
+    rows = [row(1, 1.2, 2.0, 1.0), row(16, 2.0, 2.0, 2.5), row(64, 5.0, 2.0, None)]
+    phases = {"floor preview": {"seconds": 1.0, "phases": {"CLI start": 0.2}, "check_s": 0.0,
+                                "diff_s": 0.0}}  # fmt: skip
+    report = cli_noop._report(rows, phases, [1, 16, 64], 1, 900.0)
+    targets = {t["what"]: t for t in report["targets"]}
+    assert targets["up at 16 hosts: pyinfra takes 1.25x its time"]["met"] is True
+    # pyinfra's line through 1 and 16 hosts (0.9 s + 0.1 s per host) at 64 hosts: 7.3 s
+    assert targets["up at 64 hosts against pyinfra's line (7.30 s): 1.46x its time"]["met"]
+    scale = cli_noop._report(rows[1:], phases, [16, 64], 1, 900.0)
+    alone = [t for t in scale["targets"] if "64 hosts" in t["what"]]
+    assert alone[0]["met"] is None and "fewer than 2 sizes" in alone[0]["not_compared"]
+    # a series under another load is not set against the others
+    rows[1]["series"]["pyinfra"] = _series([2.5], 6.0, 3600)  # type: ignore[index]
+    report = cli_noop._report(rows[:2], phases, [1, 16], 1, 900.0)
+    refused = [t for t in report["targets"] if t["met"] is None]
+    assert refused and refused[0]["not_compared"] == "the load differed (2.0 against 6.0)"
+    assert not report["met"]
