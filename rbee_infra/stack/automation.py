@@ -7,7 +7,7 @@ must be set, as the Pulumi CLI requires without a terminal; an empty passphrase 
 when set on purpose (`PULUMI_CONFIG_PASSPHRASE=`).
 
 The CLI runs directly, as an operator would run it (`pulumi up --yes --skip-preview --stack S`),
-not through the Automation API, which wraps every operation in four more CLI processes (`pulumi
+not through the Automation API, which wraps every operation in five more CLI processes (`pulumi
 version`, `stack select`, `stack output` before and after, `stack history`), two of which derive
 the passphrase key again. The stack is created only when it does not exist yet (on a file
 backend, its state file says so without a process). The program and the dynamic provider run on
