@@ -93,7 +93,8 @@ class CommandError(HostError):
 
 
 class VerifyError(HostError):
-    """The freshly built binary did not answer `--version` as expected."""
+    """The freshly built binary passed no check: `--version`, `--help`, or the configured one
+    (see `decide/verify`)."""
 
     def __init__(self, host: str, message: str) -> None:
         super().__init__(host, "verify", message)

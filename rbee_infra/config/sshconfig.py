@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.quiet import import_asyncssh
 from rbee_infra.config.fleet import FleetConfig, HiveConfig, JumpHop, parse_proxy_jump
 
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
@@ -38,7 +39,7 @@ def config_path(fleet: FleetConfig) -> str | None:
 
 def _lookup(path: str, host: str) -> dict[str, Any]:
     """asyncssh's reading of the file for `host` (empty when nothing matches)."""
-    from asyncssh.config import SSHClientConfig
+    SSHClientConfig = import_asyncssh("asyncssh.config").SSHClientConfig
 
     expanded = os.path.expanduser(path)
     if not os.path.isfile(expanded):

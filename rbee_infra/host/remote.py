@@ -111,8 +111,16 @@ def holder(spec: InstallSpec) -> str:
 
 
 async def remove_install(
-    link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
+    link: Link,
+    spec: InstallSpec,
+    mode: str,
+    iid: str,
+    release_ids: list[str],
+    *,
+    wait_for_builds: bool = True,
 ) -> None:
+    """REMOVE. Without `wait_for_builds` it never waits for another resource's build (the
+    shared checkout then stays, in use): for a cleanup, whose own job has ended."""
     name = spec.install_name
     src = layout.source_dir(spec.source.repo) if isinstance(spec.source, GitSource) else ""
     await link.run(
@@ -128,6 +136,7 @@ async def remove_install(
         src,
         f"{src}/users/{iid}" if src else "",
         f"{layout.JOBS_DIR}/{iid}",
+        str(int(spec.lock_timeout)) if wait_for_builds else "now",
         *release_ids,
         phase="remove",
         timeout=spec.lock_timeout + 60,
@@ -137,8 +146,9 @@ async def remove_install(
 async def cleanup_install(
     link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
 ) -> None:
-    """Best-effort undo after a failure; it never hides the failure that made it necessary."""
+    """Best-effort undo after a failure; it never hides the failure that made it necessary,
+    nor delays it behind another resource's build (see REMOVE)."""
     try:
-        await remove_install(link, spec, mode, iid, release_ids)
+        await remove_install(link, spec, mode, iid, release_ids, wait_for_builds=False)
     except HostError as error:
         report(spec.label, f"could not clean up after the failure: {error}")

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rbee_infra.base import layout
-from rbee_infra.base.errors import CommandError, HostError, VerifyError
+from rbee_infra.base.errors import CommandError, HostError, PhaseTimeout, VerifyError
 from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource, ReleaseSource
 from rbee_infra.config.spec import InstallSpec
-from rbee_infra.decide import extras, plan, preflight
+from rbee_infra.decide import extras, plan, preflight, verify
 from rbee_infra.decide.facts import HostFacts, InstalledBinary
 from rbee_infra.host import hostview, scripts, service
 from rbee_infra.host.remote import (
@@ -24,9 +24,9 @@ from rbee_infra.host.remote import (
     probe,
     remove_install,
 )
-from rbee_infra.host.ssh import tail
-from rbee_infra.install import Staged, git, local, release, toolchain
+from rbee_infra.install import Staged, build_once, git, local, release, toolchain
 
+VERIFY_RUN_SECONDS = 20  # bound on one run of the binary (`--version`, `--help`)
 VERIFY_TIMEOUT = 60.0
 
 
@@ -53,7 +53,10 @@ async def observe(spec: InstallSpec) -> Observed:
     running: str | None = None
     seen = await hostview.view(spec)  # one round trip, shared by the host's resources
     if isinstance(spec.source, GitSource):
-        commit = seen.commit_for(spec)
+        # shipped from a build elsewhere: the commit its Build resolved (None until it ran)
+        commit = spec.artifact.commit if spec.artifact else None
+        if spec.build is None:
+            commit = seen.commit_for(spec)
     if spec.component == "hive":
         found = extras.shown(seen.extras_for(spec))
         if spec.auto_start:
@@ -82,6 +85,7 @@ class Installed:
     commit: str
     version: str
     sha256: str
+    verified_by: str
     install_path: str
     phase_seconds: dict[str, float]
     facts: HostFacts | None = None
@@ -95,6 +99,7 @@ class Installed:
             "resolvedCommit": self.commit,
             "version": self.version,
             "sha256": self.sha256,
+            "verifiedBy": self.verified_by,
             "installPath": self.install_path,
             "hostState": plan.IN_SYNC,
             "phaseSeconds": self.phase_seconds,
@@ -114,23 +119,50 @@ def service_outputs(spec: InstallSpec, state: service.ServiceState | None) -> di
     return outs
 
 
-async def _verify(link: Link, spec: InstallSpec, iid: str, rid: str, abort: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Verified:
+    """What verification found: the version to record, the binary's sha256, the check it
+    passed (`--version`, `--help`, `configured: ...`) and `--version`'s line if it answered."""
+
+    version: str
+    sha256: str
+    verified_by: str
+    version_line: str
+
+
+async def _verify(
+    link: Link, spec: InstallSpec, iid: str, staged: Staged, abort: str
+) -> Verified:
+    """Run the binary in its release dir (see `decide/verify`); a binary that proves nothing
+    is removed with its release dir, and only that (the build cache stays)."""
+    rid = staged.release_id
     path = f"{layout.release_dir(spec.install_name, rid)}/{spec.binary}"
-    result = await link.run(
-        scripts.VERIFY, path, phase="verify", check=False, timeout=VERIFY_TIMEOUT
-    )
-    lines = result.stdout.splitlines()
-    sha = next((ln.split("\t", 1)[1] for ln in lines if ln.startswith("@@sha256\t")), "")
-    output = "\n".join(ln for ln in lines if not ln.startswith("@@sha256\t"))
-    if result.exit_status != 0 or not plan.version_matches(output, spec.binary) or not sha:
-        await cleanup_install(link, spec, abort, iid, [rid])
-        expected = f"expected {spec.binary!r} in the first line"
-        raise VerifyError(
-            spec.label,
-            f"{spec.binary} --version exited {result.exit_status} ({expected}): "
-            f"{tail(output, 5) or '<no output>'}",
+    metadata = f"{staged.job_dir}/metadata.json" if staged.job_dir else ""
+    try:
+        result = await link.run(
+            scripts.VERIFY,
+            str(VERIFY_RUN_SECONDS),
+            path,
+            spec.binary,
+            "1",
+            metadata,
+            *verify.verify_args(spec.verify),
+            phase="verify",
+            check=False,
+            timeout=VERIFY_TIMEOUT,
         )
-    return output.splitlines()[0].strip(), sha
+    except PhaseTimeout:
+        await cleanup_install(link, spec, abort, iid, [rid])
+        raise
+    found = verify.parse_report(result.stdout)
+    verdict = verify.judge(spec.binary, found, spec.verify)
+    if not verdict.ok or not found.sha256:
+        await cleanup_install(link, spec, abort, iid, [rid])
+        why = verdict.describe() if not verdict.ok else f"could not read the sha256 of {path}"
+        raise VerifyError(spec.label, why)
+    version = verify.installed_version(spec, verdict, staged.version_key, found.metadata)
+    assert verdict.passed is not None
+    return Verified(version, found.sha256, verdict.passed, verdict.version_line)
 
 
 async def _activate(
@@ -149,6 +181,8 @@ STAGERS: dict[str, Stager] = {"git": git.stage, "release": release.stage, "local
 
 
 def _stager(spec: InstallSpec) -> Stager:
+    if spec.build is not None:
+        return build_once.stage  # a git source built elsewhere: shipped, not built here
     stager = STAGERS.get(spec.source.method)
     if stager is None:
         raise HostError(spec.label, "install", f"install method {spec.source.method!r} is unknown")
@@ -192,7 +226,8 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
         rid, commit = staged.release_id, staged.version_key
-        version, sha = await _verify(link, spec, iid, rid, abort)
+        checked = await _verify(link, spec, iid, staged, abort)
+        version, sha = checked.version, checked.sha256
         previous = current.release_id if current and _owned(current, iid) else None
         keep = [rid] + ([previous] if previous and previous != rid else [])
         name = spec.install_name
@@ -216,12 +251,16 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
                 version=version,
                 sha256=sha,
                 installed_at=now(),
+                verified_by=checked.verified_by,
+                version_line=checked.version_line,
             ),
             f"{layout.RELEASES_DIR}/{name}",
             staged.job_dir or f"{layout.JOBS_DIR}/{iid}/none",
             *keep,
         )
-        report(spec.label, f"installed {version} ({commit[:12]})")
+        report(
+            spec.label, f"installed {version} ({commit[:12]}), verified by {checked.verified_by}"
+        )
         running = None
         if spec.component == "hive" and spec.auto_start:
             restore = current if previous and previous != rid and current else None
@@ -232,6 +271,7 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             commit=commit,
             version=version,
             sha256=sha,
+            verified_by=checked.verified_by,
             install_path=f"{facts.home}/{layout.stable_path(name)}",
             phase_seconds=staged.phase_seconds,
             facts=facts,
@@ -287,7 +327,7 @@ async def _start_hive(
         raise HostError(spec.label, "service", f"{failed}\n{outcome}")
     if not updating:
         await service.stop(link, purge=True)
-        await cleanup_install(link, spec, "delete", iid, [rid])
+        await cleanup_install(link, spec, "undo-create", iid, [rid])  # keeps the build cache
         raise HostError(spec.label, "service", f"{failed}\nnothing was installed")
     raise HostError(spec.label, "service", f"{failed}\nthere is no previous version to go back to")
 

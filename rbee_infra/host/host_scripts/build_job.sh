@@ -15,6 +15,7 @@ if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *)
 # shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
+printf '%s\n%s\n' "$holder" "$bin" > "$job/about"  # whose build this is (jobs.sh)
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
 phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
 phase lock
@@ -46,6 +47,9 @@ echo "$got" > "$job/commit"
 phase build
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
 (cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
+# the package versions at this commit (the install records its binary's; best effort)
+(cd -- "$src/checkout" && "$cargo" metadata --no-deps --format-version 1 --offline) \
+  > "$job/metadata.json" 2> /dev/null || rm -f -- "$job/metadata.json"
 phase install
 { rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming"; } || finish $?
 { cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin"; } \

@@ -11,6 +11,7 @@ case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; esac
 printf 'user\t%s\n' "$(id -un 2>/dev/null)"
 printf 'uname\t%s\n' "$(uname -sm 2>/dev/null)"
 printf 'os\t%s\n' "$(rbee_os 2>/dev/null)"
+printf 'glibc\t%s\n' "$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')"
 for t in git flock curl wget tar nvidia-smi setsid; do printf 'tool\t%s\t%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done
 nvcc=$(command -v nvcc 2>/dev/null) || nvcc=
 [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
