@@ -1,5 +1,6 @@
 """The dynamic-provider server's process ends without Python's teardown once the engine
-interrupts it (`rbee_infra.stack.server`), and only that process."""
+interrupts it (`rbee_infra.stack.provider_server.exit_without_teardown`), and only that
+process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra.stack import server
+from rbee_infra.stack import provider_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,20 +67,14 @@ def test_the_provider_server_exits_without_its_teardown(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_only_the_provider_server_is_touched() -> None:
-    # this process (pytest, under coverage or not) is not the server: nothing is installed
-    assert not server.install()
-    main = types.ModuleType("__main__")
-    assert not server.in_provider_server(main)
-    main.__spec__ = types.SimpleNamespace(name="pulumi.dynamic.__main__")  # type: ignore[assignment]
-    assert server.in_provider_server(main)
-    warm = types.ModuleType("__main__")
-    warm.DYNAMIC_PROVIDER_SERVER = True  # type: ignore[attr-defined]
-    assert server.in_provider_server(warm)
+    # this process (pytest, under coverage or not) runs no provider server: nothing is installed
+    assert provider_server.server_module() is None
+    assert not provider_server.exit_without_teardown()
 
 
 @pytest.mark.unit
 def test_a_server_that_died_of_an_exception_still_exits_1() -> None:
-    assert server.exit_code(types.ModuleType("sys")) == 0
+    assert provider_server.exit_code(types.ModuleType("sys")) == 0
     died = types.ModuleType("sys")
     died.last_value = RuntimeError("boom")  # type: ignore[attr-defined]
-    assert server.exit_code(died) == 1
+    assert provider_server.exit_code(died) == 1

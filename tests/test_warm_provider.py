@@ -45,7 +45,7 @@ def warm(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     path = _socket(tmp_path)
     Path(f"{path}.pending").touch(mode=0o600)
     server = subprocess.Popen(
-        [sys.executable, "-u", str(WARM), "serve", str(path), "rbee_infra.stack.providers"],
+        [sys.executable, "-u", str(WARM), "serve", str(path), "rbee_infra.config.spec"],
         env=_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -174,3 +174,22 @@ def test_a_socket_another_user_could_have_placed_is_not_used(
     assert _probe(port)["pid"] == launcher.pid  # started its own
     assert path.exists() and server.poll() is None  # the waiting one was not touched
     assert _interrupt(launcher) == 0
+
+
+def test_the_projects_preload_imports_and_leaves_the_stack_to_the_server() -> None:
+    """Pulumi.yaml's providerPreload: every module imports, and none imports rbee_infra.stack,
+    whose import sets up the running provider server (error messages, the fast exit): in the
+    server started ahead it must come after the hand-over, with the first call."""
+    import yaml
+
+    settings = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    modules = settings["runtime"]["options"]["providerPreload"]
+    assert "asyncssh" in modules and "rbee_infra.install.lifecycle" in modules
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('rbee_infra.stack'))))"
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=_env(ROOT),
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"

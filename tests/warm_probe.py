@@ -16,7 +16,7 @@ class ProcessProbe(ResourceProvider):
             "pid": os.getpid(),
             "cwd": os.getcwd(),
             "marker": os.environ.get("WARM_PROBE", ""),
-            # the server started ahead imported rbee_infra's providers before any call
-            "preloaded": "rbee_infra.stack.providers" in sys.modules,
+            # the server started ahead imported rbee_infra's spec models before any call
+            "preloaded": "rbee_infra.config.spec" in sys.modules,
         }
         return CheckResult({**news, **seen}, [])

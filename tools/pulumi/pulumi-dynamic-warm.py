@@ -28,9 +28,6 @@ import struct
 import sys
 import threading
 
-# rbee_infra.stack.server (and any module that cares) reads this from `__main__` to know it
-# runs in a provider server although `__main__` is not `pulumi.dynamic.__main__`
-DYNAMIC_PROVIDER_SERVER = True
 _HEADER = struct.Struct("!I")
 STOP = b"stop"
 
