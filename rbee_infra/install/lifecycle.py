@@ -204,7 +204,7 @@ async def _preflight(
     the spec to stage with (its cargo and build mode)."""
     problems = preflight.preflight_problems(spec, facts, needs)
     if problems:
-        raise HostError(spec.label, "preflight", preflight.describe(problems))
+        raise HostError(spec.label, "preflight", preflight.describe(problems, spec))
     build_spec = spec
     try:
         if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
@@ -216,7 +216,7 @@ async def _preflight(
                 facts = await probe(link.session, build_spec)
                 problems = preflight.preflight_problems(build_spec, facts, needs)
                 if problems:
-                    raise HostError(spec.label, "preflight", preflight.describe(problems))
+                    raise HostError(spec.label, "preflight", preflight.describe(problems, spec))
         if needs is not None and preflight.builds_here(spec):
             if spec.ensure_toolchain:
                 await toolchain.ensure_build_needs(link, build_spec, needs, facts)
@@ -227,14 +227,11 @@ async def _preflight(
     return build_spec
 
 
-async def _commit_to_build(link: Link, spec: InstallSpec) -> str:
-    """The commit a build on this host will build: what the check just read, else the host's
-    own answer (the same the build job then fetches)."""
+def _commit_to_build(spec: InstallSpec) -> str | None:
+    """The commit a build on this host will build, as the check just read it (the engine
+    checks every resource it creates or updates first); None without that reading."""
     seen = hostview.memoized(spec)
-    if seen is not None:
-        return seen.commit_for(spec)
-    assert link.session is not None
-    return await git.resolve_commit(link.session, spec)
+    return seen.commit_for(spec) if seen is not None else None
 
 
 async def install(
@@ -255,7 +252,7 @@ async def install(
         seen = hostview.memoized(spec, facts=True)
         facts = seen.facts if seen is not None else await probe(link.session, spec)
         if needs is None and preflight.builds_here(spec):
-            needs = await source.needs_for(spec, await _commit_to_build(link, spec))
+            needs = await source.needs_for(spec, _commit_to_build(spec))
         build_spec = await _preflight(link, spec, facts, iid, abort, needs)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
