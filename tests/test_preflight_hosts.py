@@ -115,3 +115,22 @@ def test_ensure_toolchain_without_internet_is_one_clear_error(
     assert error.endswith("; install Rust manually (https://rustup.rs) or give the host internet access")
     assert not (host.home / ".cargo").exists() and not (host.home / ".rustup").exists()
     assert installs.leftovers(host) == [] and engine.state() == {}
+
+
+def test_a_cargo_given_by_path_builds_with_the_rustc_beside_it(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    """A host whose PATH finds another toolchain's rustc first (rustup's, say) and a hive whose
+    `cargo` is a path: the build uses the rustc beside that cargo, the one preflight asked (mixed
+    toolchains refuse each other's crates: "compiled by an incompatible version of rustc")."""
+    from tests.harness.host_tools import host_without
+
+    (host,) = hosts1.hosts
+    cargo = host.run("command -v cargo").stdout.strip()
+    with host_without(host, "rustc") as tools:
+        other = tools / "rustc"
+        other.write_text("#!/bin/sh\necho 'not the rustc beside cargo' >&2\nexit 1\n")
+        other.chmod(0o755)
+        decl = installs.hive(hosts1, host, git(rbee_repo, tag="v0.1.0"), cargo=cargo)
+        installs.ok(engine.up([decl]))
+    assert installs.version(host, installs.HIVE_STABLE) == "rbee-hive 0.1.0"

@@ -16,6 +16,9 @@ if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *)
 # cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
 # shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
+# a cargo given by path builds with the rustc beside it (the one preflight asked), never with
+# another toolchain's rustc that PATH finds first: mixed, they refuse each other's crates
+case $cargo in */*) if [ -x "${cargo%/*}/rustc" ]; then RUSTC=${cargo%/*}/rustc; export RUSTC; fi;; esac
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
 printf '%s\n%s\n' "$holder" "$bin" > "$job/about"  # whose build this is (jobs.sh)
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
