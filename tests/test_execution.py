@@ -91,10 +91,10 @@ def test_install_runs_probe_resolve_build_verify_activate(monkeypatch: pytest.Mo
 def test_update_keeps_the_previous_release_for_rollback(monkeypatch: pytest.MonkeyPatch) -> None:
     s = spec()
     mine = {"installId": plan.install_id(s), "sha256": "a" * 64}
-    host = happy_host(PROBE=probe_reply(mine, "../share/rbee/releases/rbee-hive/old1/rbee-hive"))
+    host = happy_host(PROBE=probe_reply(mine, "../share/rbee/releases/rbee-hive/fedcba987654/rbee-hive"))
     patch_transport(monkeypatch, host)
     asyncio.run(lifecycle.install(s, updating=True))
-    assert host.args_of("ACTIVATE")[9:] == (COMMIT[:12], "old1")
+    assert host.args_of("ACTIVATE")[9:] == (COMMIT[:12], "fedcba987654")
 
 
 def test_failed_build_cleans_up_and_reports_phase_exit_and_tail(

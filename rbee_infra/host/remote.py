@@ -113,7 +113,13 @@ def holder(spec: InstallSpec) -> str:
 async def remove_install(
     link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
 ) -> None:
+    """Remove what this resource installed (REMOVE's modes). `release_ids` may come from state
+    or from the host: one that is not a release id never reaches the host."""
     name = spec.install_name
+    for rid in release_ids:
+        if not layout.is_release_id(rid):
+            report(spec.label, f"not removing release {str(rid)[:80]!r}: not a release id")
+    release_ids = [rid for rid in release_ids if layout.is_release_id(rid)]
     src = layout.source_dir(spec.source.repo) if isinstance(spec.source, GitSource) else ""
     await link.run(
         scripts.REMOVE,

@@ -1,11 +1,14 @@
 #!/bin/sh
 # The detached build job (started by start_job.sh). args: job dir, lock, lock wait, holder,
 # source dir, marker, repo, ref to fetch, expected commit (may be empty), cargo, binary,
-# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first)
+# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first).
+# When the fetched ref is not the expected commit, it fails in phase clone with exit 3 and
+# the commit it fetched in "$job/commit".
 . lib/env.sh
 . lib/lock.sh
 . lib/build_lock.sh
 . lib/git_creds.sh
+. lib/release_id.sh
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
 RBEE_GIT_CREDENTIALS=
@@ -17,6 +20,7 @@ case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$ca
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
 phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
+rbee_release_dir "$stage" || finish 2
 phase lock
 rbee_build_lock "$lock.build" "$wait" "$holder" || finish $?
 # a run holding the host lock keeps builds out too; the build itself does not keep it
@@ -29,15 +33,20 @@ if [ ! -d "$src/checkout/.git" ]; then
   rm -rf -- "$src/checkout"
   git init -q -- "$src/checkout" || finish $?
 fi
-if [ -n "$commit" ] && git -C "$src/checkout" cat-file -e "$commit^{commit}" 2>/dev/null; then
+if [ -n "$commit" ] && git -C "$src/checkout" cat-file -e -- "$commit^{commit}" 2>/dev/null; then
   got=$commit  # already here (a sibling's build fetched it): no fetch
 else
+  # only the ref is ever fetched (a configured rev is its own ref), never a commit id the
+  # ref does not name now: what is built is what the host's own fetch of the ref says
   rbee_git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$ref" || finish $?
-  got=$(git -C "$src/checkout" rev-parse "FETCH_HEAD^{commit}") || finish $?
-  if [ -n "$commit" ] && [ "$got" != "$commit" ]; then
-    rbee_git -C "$src/checkout" fetch -q --depth 1 --no-tags -- "$repo" "$commit" || finish $?
-    got=$commit
-  fi
+  got=$(git -C "$src/checkout" rev-parse --verify -q "FETCH_HEAD^{commit}") || finish $?
+  case $got in
+    "$commit"*) ;;
+    *) rm -f -- "$job/cred" "$src/checkout/.git/FETCH_HEAD"
+       echo "$got" > "$job/commit"
+       echo "$ref moved: expected $commit, fetched $got" >&2
+       finish 3;;
+  esac
 fi
 rm -f -- "$job/cred"; RBEE_GIT_CREDENTIALS=
 git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?

@@ -1,0 +1,187 @@
+"""Findings of the third security review, each proved on real sshd hosts where a host is involved.
+
+Test names carry the finding's number (`test_r3_<n>_...`); each failed before its fix.
+docs/security.md lists them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rbee_infra.base import layout
+from rbee_infra.base.errors import HostError
+from rbee_infra.config.spec import parse_spec
+from rbee_infra.decide import plan
+from rbee_infra.decide.facts import InstalledBinary
+from rbee_infra.host import scripts
+from rbee_infra.host.ssh import script_command
+from tests.harness import installs
+from tests.harness.engine import Engine
+from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.fleet import declare, make_fleet
+from tests.harness.host_tools import host_with_scripts
+from tests.harness.hosts import Host, HostSet
+from tests.harness.installs import version
+
+hosts_needed = pytest.mark.hosts
+unit = pytest.mark.unit
+
+HIVE = ".local/bin/rbee-hive"
+BAIT = ".local/share/pki/keep"  # what a forged release id `../../../pki` would reach
+
+# A host whose `git ls-remote` lies about what refs/heads/main means (a compromised host, or a
+# man in the middle on its way to the git server): it answers the text in ~/.forge (every time)
+# or ~/.forge-once (once); every other git call is the real git.
+LYING_GIT = """#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = ls-remote ]; then
+    if [ -f "$HOME/.forge" ]; then forged=$(cat "$HOME/.forge")
+    elif [ -f "$HOME/.forge-once" ]; then forged=$(cat "$HOME/.forge-once"); rm -f "$HOME/.forge-once"
+    else exec /usr/bin/git "$@"; fi
+    printf '%s\\trefs/heads/main\\n' "$forged"
+    exit 0
+  fi
+done
+exec /usr/bin/git "$@"
+"""
+
+
+def _bait(*hosts: Host) -> None:
+    for host in hosts:
+        host.run(f"mkdir -p {BAIT} && echo mine > {BAIT}/file")
+
+
+def _bait_intact(host: Host) -> bool:
+    return host.run(f"cat {BAIT}/file", check=False).stdout == "mine\n"
+
+
+def _built_anything(host: Host) -> list[str]:
+    """Every rbee-hive binary cargo left on the host (nothing when no build ran)."""
+    found = host.run("find . -type f -name rbee-hive 2>/dev/null || true").stdout
+    return sorted(found.split())
+
+
+# --- 1. one host's git ls-remote decided what every host built ----------------------------
+
+
+@unit
+def test_r3_1_only_a_full_commit_id_is_taken_from_a_listing() -> None:
+    spec = parse_spec({
+        "alias": "gpu", "component": "hive", "binary": "rbee-hive",
+        "source": {"method": "git", "repo": "https://example.org/r.git", "branch": "main"},
+        "connection": {"host": "10.0.0.5", "user": "rbee"},
+    })
+    good = "0123456789abcdef0123456789abcdef01234567"
+    assert plan.commit_in_listing(spec, f"{good}\trefs/heads/main\n") == good
+    for forged in ("../../../pki", good[:12], good.upper(), good + "0", f"{good[:39]}/"):
+        with pytest.raises(HostError) as caught:
+            plan.commit_in_listing(spec, f"{forged}\trefs/heads/main\n")
+        assert "which is not a commit id (40 hex digits); refusing it" in str(caught.value)
+        assert caught.value.phase == "resolve"
+
+
+@unit
+def test_r3_1_a_release_id_is_checked_wherever_it_becomes_a_path() -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    made = [layout.release_id(commit, []), layout.release_id(commit, ["cpu", "cuda"]),
+            layout.release_id("abcdef1", ["x_y-z"]) + "-r" + "0a1b2c"]
+    assert all(layout.is_release_id(rid) for rid in made)
+    for bad in ("../../../pki", "..", ".", "", "-rf", "0123456789ab/x", "0123456789ab-../x", None):
+        assert not layout.is_release_id(bad)
+    with pytest.raises(ValueError, match="not a release id"):
+        layout.release_dir("rbee-hive", "../../../pki")
+    # a link on the host that points out of the releases dir names no release
+    link = "../share/rbee/releases/rbee-hive/../../../pki/rbee-hive"
+    assert InstalledBinary("rbee-hive", "symlink", link, "f" * 64, None).release_id is None
+    link = f"../share/rbee/releases/rbee-hive/{made[0]}/rbee-hive"
+    assert InstalledBinary("rbee-hive", "symlink", link, "f" * 64, None).release_id == made[0]
+
+
+@hosts_needed
+@pytest.mark.parametrize("forged", ["../../../pki", "old commit"])
+def test_r3_1_a_forged_listing_on_one_host_builds_nothing_and_touches_nothing_outside_rbee(
+    hosts: HostSet, rbee_repo: RbeeRepo, engine: Engine, forged: str
+) -> None:
+    host1, host2 = hosts[0], hosts[1]
+    old = rbee_repo.commit_of("v0.1.0")
+    forged = old if forged == "old commit" else forged
+    _bait(host1, host2)
+    host1.run(f"printf '%s' '{forged}' > .forge")
+    config = make_fleet(hosts, rbee_repo, hives=2, ref={"branch": "main"})
+    with host_with_scripts(host1, {"git": LYING_GIT}):
+        result = engine.up(declare(config))
+
+    # the second host resolved main for itself and built what main is
+    assert "hive-host2" not in result.errors, result.errors
+    assert version(host2, HIVE) == "rbee-hive 0.2.0"
+    # the lying host built nothing and says why
+    error = result.errors["hive-host1"]
+    if forged == old:
+        assert "branch 'main' moved" in error, error
+        assert f"expected {old}" in error, error
+    else:
+        assert "is not a commit id" in error and "'../../../pki'" in error, error
+    assert _built_anything(host1) == []
+    assert host1.run(f"test -e {HIVE}", check=False).returncode != 0
+    # and nothing outside rbee's directories was touched, on either host
+    assert _bait_intact(host1) and _bait_intact(host2)
+
+
+@hosts_needed
+def test_r3_1_a_ref_that_moved_after_it_was_resolved_is_resolved_again_on_its_host(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    """The check saw one commit, the host's fetch of the ref another (a push in between): the
+    build refuses the commit it did not fetch, the install asks the host once more and builds
+    what the ref means now, and says so."""
+    (host,) = hosts1.hosts
+    old, new = rbee_repo.commit_of("v0.1.0"), rbee_repo.commit_of("main")
+    host.run(f"printf '%s' '{old}' > .forge-once")  # the check's ls-remote sees the old one
+    config = make_fleet(hosts1, rbee_repo, ref={"branch": "main"})
+    with host_with_scripts(host, {"git": LYING_GIT}):
+        result = engine.up(declare(config))
+    assert result.ok, result.errors
+    assert version(host, HIVE) == "rbee-hive 0.2.0"
+    assert engine.state()["hive-host1"].outputs["commit"] == new
+    log = engine.provider_log_path.read_text()
+    assert f"branch 'main' moved from {old[:12]} to {new[:12]}" in log, log[-3000:]
+
+
+@hosts_needed
+def test_r3_1_a_release_id_from_state_never_names_a_path(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    _bait(host)
+    source = {"method": "git", "repo": rbee_repo.url, "tag": "v0.1.0"}
+    assert engine.up([installs.hive(hosts1, host, source)]).ok
+    # the state names another "release", and the host no longer shows the install as ours
+    raw = json.loads(engine.state_path.read_text())
+    for item in raw["resources"]:
+        if item["name"] == "hive-h1":
+            item["outputs"]["releaseId"] = "../../../pki"
+    engine.state_path.write_text(json.dumps(raw))
+    host.run(f"rm -f {HIVE} .local/share/rbee/receipts/rbee-hive.json")
+    assert engine.destroy().ok
+    assert _bait_intact(host)
+    assert "not removing release '../../../pki': not a release id" in (
+        engine.provider_log_path.read_text()
+    )
+
+
+@hosts_needed
+def test_r3_1_remove_refuses_a_release_id_that_is_not_one(hosts1: HostSet) -> None:
+    """Belt and braces on the host: a release id that would leave the releases dir is refused."""
+    (host,) = hosts1.hosts
+    _bait(host)
+    reldir = ".local/share/rbee/releases/rbee-hive"
+    host.run(f"mkdir -p {reldir}")
+    args = [".local/share/rbee/.lock", "5", "test", "abort-create", HIVE,
+            ".local/share/rbee/receipts/rbee-hive.json", "id", reldir, "", "", "jobs/x",
+            "../../../pki"]
+    result = host.run(script_command(scripts.REMOVE, *args), check=False)
+    assert result.returncode == 2
+    assert "not a release id: ../../../pki" in result.stderr
+    assert _bait_intact(host)
