@@ -7,7 +7,9 @@ docs/security.md lists them.
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pulumi
 import pytest
 
 from rbee_infra.base import layout
@@ -17,6 +19,7 @@ from rbee_infra.decide import plan
 from rbee_infra.decide.facts import InstalledBinary
 from rbee_infra.host import scripts
 from rbee_infra.host.ssh import script_command
+from rbee_infra.stack.program import HOST_KEYS, declare_fleet, read_stack_config
 from tests.harness import installs
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
@@ -24,6 +27,7 @@ from tests.harness.fleet import declare, make_fleet
 from tests.harness.host_tools import host_with_scripts
 from tests.harness.hosts import Host, HostSet
 from tests.harness.installs import version
+from tests.program_mocks import install_mocks, unwrap
 
 hosts_needed = pytest.mark.hosts
 unit = pytest.mark.unit
@@ -185,3 +189,60 @@ def test_r3_1_remove_refuses_a_release_id_that_is_not_one(hosts1: HostSet) -> No
     assert result.returncode == 2
     assert "not a release id: ../../../pki" in result.stderr
     assert _bait_intact(host)
+
+
+# --- 2. a targeted `up` trusted a changed key on first use --------------------------------
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBd2qK9HtO4Je0vvVYkP7mJ7f8c5Gf3W3xk0u2r0u3Ve"
+
+
+def _tofu_fleet() -> dict[str, Any]:
+    repo = {"git": {"repo": "https://example.org/r.git", "tag": "v1"}}
+    return {
+        "rbee:hives": [
+            {"alias": "gpu", "hostname": "GPU.example.org", "sshUser": "a", "sshPort": 2222,
+             "installMethod": repo, "workers": [{"type": "cpu"}, {"type": "cuda"}]},
+            {"alias": "gpu-b", "hostname": "gpu.example.org", "sshUser": "b", "sshPort": 2222,
+             "installMethod": repo},
+            {"alias": "other", "hostname": "10.0.0.7", "sshUser": "a", "installMethod": repo},
+        ],
+        "rbee:sshPrivateKeyPath": "~/.ssh/id_ed25519",
+        "rbee:hostKeyPolicy": "tofu",
+    }
+
+
+def _run(config: dict[str, Any], stack_outputs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    recorder = install_mocks(config, stack_outputs=stack_outputs)
+    exported: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        exports = declare_fleet(*read_stack_config())
+        keys = exports.get(HOST_KEYS, {})
+        return pulumi.Output.all(*keys.values()).apply(
+            lambda values: exported.update(zip(keys, values, strict=True))
+        )
+
+    program()
+    return recorder, exported
+
+
+@unit
+def test_r3_2_every_resource_of_a_host_gets_the_key_the_stack_pinned_for_it() -> None:
+    recorder, exported = _run(_tofu_fleet(), {HOST_KEYS: {"gpu.example.org:2222": KEY}})
+    # one host key per (host, port), whoever logs in: both accounts of the host get it
+    for name in ("hive-gpu", "worker-gpu-cpu", "worker-gpu-cuda", "hive-gpu-b"):
+        assert recorder.by_name(name).inputs["trustedHostKey"] == KEY, name
+    assert recorder.by_name("hive-other").inputs.get("trustedHostKey") is None
+    hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    assert [h.get("trustedHostKey") for h in hosts] == [KEY, KEY, None]
+    # and the stack exports the pins its resources hold, for the next run to read back
+    assert exported == {"gpu.example.org:2222": KEY, "10.0.0.7:22": None}
+
+
+@unit
+def test_r3_2_without_tofu_the_program_reads_no_pins() -> None:
+    config = {**_tofu_fleet(), "rbee:hostKeyPolicy": "strict"}
+    recorder, exported = _run(config, {HOST_KEYS: {"gpu.example.org:2222": KEY}})
+    assert exported == {}
+    assert recorder.by_name("hive-gpu").inputs.get("trustedHostKey") is None

@@ -87,6 +87,8 @@ def hosts_of(props: dict[str, Any]) -> tuple[Hosts, list[tuple[str, str]]]:
             data = {**item, "alias": alias, "connection": host.get("connection")}
             if isinstance(alias, str) and trusted.get(alias):
                 data["trustedHostKey"] = trusted[alias]
+            elif isinstance(host.get("trustedHostKey"), str) and host["trustedHostKey"]:
+                data["trustedHostKey"] = host["trustedHostKey"]  # the stack's, from its state
             try:
                 specs.append(parse_spec(data))
             except ConfigError as error:

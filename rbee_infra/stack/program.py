@@ -35,6 +35,10 @@ from rbee_infra.stack.resources import (
 if TYPE_CHECKING:
     from rbee_infra.stack.command import CommandConfig
 
+# The stack output that carries, under hostKeyPolicy "tofu", the key pinned for each host
+# ("host:port" -> key). Not a valid alias, so it never collides with a hive's own output.
+HOST_KEYS = "rbee:hostKeys"
+
 @dataclass(frozen=True)
 class Secrets:
     """Secret config values, kept as Outputs so they stay secret in state."""
@@ -77,9 +81,11 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
     return fleet, Secrets(private_key=key, private_key_password=password)
 
 
-def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pulumi.Output:
+def connection_for(
+    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
+) -> pulumi.Output:
     plain: dict[str, Any] = {
-        **sshconfig.connection_fields(fleet, hive),
+        **(fields if fields is not None else sshconfig.connection_fields(fleet, hive)),
         "hostKeyPolicy": fleet.host_key_policy,
         "connectTimeout": fleet.connect_timeout,
     }
@@ -126,7 +132,11 @@ def _source_input(source: Any) -> tuple[Any, bool]:
 
 
 def _worker_args(
-    fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig, connection: pulumi.Output
+    fleet: FleetConfig,
+    hive: HiveConfig,
+    worker: WorkerConfig,
+    connection: pulumi.Output,
+    pin: pulumi.Output | None,
 ) -> tuple[WorkerArgs, bool]:
     """A worker's inputs, and whether its source is secret."""
     wsource, wsecret = _source_input(worker_source(hive, worker))
@@ -142,6 +152,7 @@ def _worker_args(
         lock_timeout=fleet.lock_timeout,
         operation_timeout=fleet.operation_timeout,
         worker_type=worker.type,
+        trusted_host_key=pin,
         **hive.preflight_settings(),
     )
     return args, wsecret
@@ -154,11 +165,29 @@ class _PlannedHive:
     args: HiveArgs
     secret: bool
     workers: list[tuple[WorkerConfig, WorkerArgs, bool]]
+    target: str  # "host:port", as SSH knows the host (its host key is the same for any user)
+    pin: pulumi.Output | None  # the key the stack pinned for the host before (tofu)
 
 
-def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _PlannedHive:
+def pinned_in_state() -> pulumi.Output:
+    """The host keys this stack pinned in earlier runs ("host:port" -> key): its own last
+    `HOST_KEYS` output, read back through a reference to the stack itself. Every resource of
+    a host gets the host's pin from here, so the pin holds for any resource the engine steps,
+    even when it skips the other resources' checks (`pulumi up --target`)."""
+    me = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    )
+    return me.get_output(HOST_KEYS).apply(lambda keys: keys if isinstance(keys, dict) else {})
+
+
+def _plan_hive(
+    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, pinned: pulumi.Output | None
+) -> _PlannedHive:
     """The inputs of a hive and its workers."""
-    connection = connection_for(fleet, hive, secrets)
+    fields = sshconfig.connection_fields(fleet, hive)
+    connection = connection_for(fleet, hive, secrets, fields)
+    target = f"{str(fields['host']).lower()}:{fields['port']}"
+    pin = None if pinned is None else pinned.apply(lambda keys: keys.get(target))
     source, secret = _source_input(hive.install_method)
     args = HiveArgs(
         alias=hive.alias,
@@ -176,10 +205,11 @@ def _plan_hive(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> _Plann
         auto_start=hive.auto_start,
         hive_port=hive.hive_port,
         queen_url=hive.queen_url,
+        trusted_host_key=pin,
         **hive.preflight_settings(),
     )
-    workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
-    return _PlannedHive(hive, connection, args, secret, workers)
+    workers = [(w, *_worker_args(fleet, hive, w, connection, pin)) for w in hive.workers]
+    return _PlannedHive(hive, connection, args, secret, workers, target, pin)
 
 
 def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
@@ -196,7 +226,10 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
             build_props(args, "worker", f"worker-{hive.alias}-{w.type}")
             for w, args, _ in p.workers
         ]
-        hosts.append({"alias": hive.alias, "connection": p.connection, "installs": installs})
+        host = {"alias": hive.alias, "connection": p.connection, "installs": installs}
+        if p.pin is not None:
+            host["trustedHostKey"] = p.pin
+        hosts.append(host)
         secret = secret or p.secret or any(s for _, _, s in p.workers)
     if not hosts:
         return None
@@ -206,10 +239,13 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
-    """Declare every hive, worker and command; return what the stack exports per hive."""
+    """Declare every hive, worker and command; return what the stack exports per hive (and,
+    under hostKeyPolicy "tofu", the host keys the stack pinned, as `HOST_KEYS`)."""
     exports: dict[str, dict[str, Any]] = {}
-    planned = [_plan_hive(fleet, hive, secrets) for hive in fleet.hives]
+    pinned = pinned_in_state() if fleet.host_key_policy == "tofu" and fleet.hives else None
+    planned = [_plan_hive(fleet, hive, secrets, pinned) for hive in fleet.hives]
     kickoff = _kickoff(planned)
+    keys: dict[str, list[Any]] = {}
     after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
     for p in planned:
         hive, connection = p.hive, p.connection
@@ -229,6 +265,16 @@ def declare_fleet(
                 "version": resource.version,
                 "commit": resource.commit,
             }
+        keys.setdefault(p.target, []).extend(
+            [hive_resource.trustedHostKey]  # type: ignore[attr-defined]
+            + [w.trustedHostKey for w in worker_resources.values()]  # type: ignore[attr-defined]
+        )
+        if kickoff is not None:
+            keys[p.target].append(
+                kickoff.trustedHostKeys.apply(  # type: ignore[attr-defined]
+                    lambda found, alias=hive.alias: (found or {}).get(alias)
+                )
+            )
         for command in commands:
             if command.hive == hive.alias:
                 from rbee_infra.stack.command import declare_command
@@ -244,6 +290,11 @@ def declare_fleet(
                 "hostFacts": hive_resource.hostFacts,
             },
             "workers": workers,
+        }
+    if pinned is not None:
+        exports[HOST_KEYS] = {
+            target: pulumi.Output.all(*found).apply(lambda keys: next(filter(None, keys), None))
+            for target, found in keys.items()
         }
     return exports
 

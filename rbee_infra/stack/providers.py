@@ -108,14 +108,22 @@ class _InstallProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in plan.public_props(news).items() if k not in plan_keys()}
-        inputs.pop("trustedHostKey", None)
+        # the key the stack pinned for this host before, from its state (see `program`)
+        stacks = inputs.pop("trustedHostKey", None)
+        stacks = stacks if isinstance(stacks, str) and stacks else None
         if _same_target(olds, inputs) and olds.get("trustedHostKey"):
             inputs["trustedHostKey"] = olds["trustedHostKey"]
+        elif stacks:
+            inputs["trustedHostKey"] = stacks
         try:
             spec = parse_spec(inputs)
         except ConfigError as error:
             return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
         try:  # one pin per host for the whole stack (see `pins`)
+            c = spec.connection
+            tofu = c.host_key_policy == "tofu" and not c.host_key
+            if tofu and stacks and stacks != spec.trusted_host_key:
+                pins.record(c, stacks, spec.label)  # its own pin differs: `adopt` refuses
             if known := pins.adopt(spec, spec.label):
                 inputs["trustedHostKey"] = known
                 spec = parse_spec(inputs)
