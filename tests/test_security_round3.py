@@ -246,3 +246,30 @@ def test_r3_2_without_tofu_the_program_reads_no_pins() -> None:
     recorder, exported = _run(config, {HOST_KEYS: {"gpu.example.org:2222": KEY}})
     assert exported == {}
     assert recorder.by_name("hive-gpu").inputs.get("trustedHostKey") is None
+
+
+# --- 3. destroy deleted a hand-made binary that replaced the managed link -------------------
+
+
+@hosts_needed
+def test_r3_3_destroy_never_removes_a_binary_that_replaced_our_link(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    source = {"method": "git", "repo": rbee_repo.url, "tag": "v0.1.0"}
+
+    def hand_made(text: str) -> None:
+        host.run(f"rm -f {HIVE} && printf '#!/bin/sh\\necho {text}\\n' > {HIVE} && chmod +x {HIVE}")
+
+    assert engine.up([installs.hive(hosts1, host, source)]).ok
+    hand_made("mine-A")  # someone puts their own binary where our link was
+    assert engine.destroy().ok
+    assert version(host, HIVE) == "mine-A"  # not ours: left where it is
+
+    # with a saved one to put back, the newer one is set aside, never lost
+    assert engine.up([installs.hive(hosts1, host, source)]).ok
+    assert version(host, f"{HIVE}.pre-rbee-infra") == "mine-A"
+    hand_made("mine-B")
+    assert engine.destroy().ok
+    assert version(host, HIVE) == "mine-A"
+    assert version(host, f"{HIVE}.pre-rbee-infra.1") == "mine-B"

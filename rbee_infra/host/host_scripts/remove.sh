@@ -6,6 +6,7 @@
 . lib/lock.sh
 . lib/build_lock.sh
 . lib/release_id.sh
+. lib/set_aside.sh
 [ -z "$9" ] || rbee_build_lock "$1.build" "$2" "$3" || exit $?
 rbee_lock "$1" "$2" "$3" || exit $?
 mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
@@ -20,9 +21,15 @@ if [ "$mode" = delete ]; then
   fi
 fi
 if [ $owned = 1 ]; then
-  rm -f -- "$stable" "$receipt" || exit 1
+  case "$(readlink -- "$stable" 2>/dev/null)" in
+    *"/releases/${reldir##*/}/"*) rm -f -- "$stable" || exit 1;;
+    # not our link (a binary of the user's replaced it): never removed, set aside like the
+    # first one (which goes back below, so a lone one stays where it is)
+    *) if [ -e "$stable" ] || [ -L "$stable" ]; then rbee_set_aside "$stable" || exit 1; fi;;
+  esac
+  rm -f -- "$receipt" || exit 1
   rm -rf -- "$reldir" || exit 1
-  if [ -e "$stable.pre-rbee-infra" ]; then mv -f -- "$stable.pre-rbee-infra" "$stable"; fi
+  rbee_put_back "$stable"
 else
   current=$(readlink -- "$stable" 2>/dev/null || true)
   for rid in "$@"; do
