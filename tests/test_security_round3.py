@@ -7,11 +7,14 @@ docs/security.md lists them.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
+from rbee_infra import cli
 from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.config.spec import parse_spec
@@ -273,3 +276,41 @@ def test_r3_3_destroy_never_removes_a_binary_that_replaced_our_link(
     assert engine.destroy().ok
     assert version(host, HIVE) == "mine-A"
     assert version(host, f"{HIVE}.pre-rbee-infra.1") == "mine-B"
+
+
+# --- 4. import wrote git tokens from a hives.conf in plain text -----------------------------
+
+TOKEN = "ghp_ImportT0ken0123456789abcdefABCDEF"
+CONF_WITH_TOKEN = f"""
+[[hive]]
+alias = "gpu"
+hostname = "gpu.example.internal"
+ssh_user = "rbee"
+install_method = {{ git = {{ repo = "https://x-access-token:{TOKEN}@github.com/o/r.git", branch = "main" }} }}
+"""
+
+
+@unit
+def test_r3_4_import_never_writes_a_token_in_plain_text(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: rbee-infra\nruntime: python\nstackConfigDir: stacks\n")
+    conf = tmp_path / "hives.conf"
+    conf.write_text(CONF_WITH_TOKEN)
+    args = ["import", str(conf), "--stack", "dev", "--project-dir", str(tmp_path)]
+    assert cli.main(args) == 3
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    assert (
+        "rbee:hives[0].installMethod.repo: carries a credential, which import never writes in "
+        "plain text; import the file without it, then set it as a secret: "
+        "pulumi config set --secret --path 'rbee:hives[0].installMethod.repo' '<url>'"
+    ) in captured.err
+    assert not (tmp_path / "stacks").exists()
+
+    # --dry-run shows the file as it would be, without the token, and says the same
+    assert cli.main([*args, "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    hive = yaml.safe_load(captured.out)["config"]["rbee:hives"][0]
+    assert hive["installMethod"]["repo"] == "https://***@github.com/o/r.git"
+    assert "pulumi config set --secret --path 'rbee:hives[0].installMethod.repo'" in captured.err
+    assert not (tmp_path / "stacks").exists()
