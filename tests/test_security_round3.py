@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pulumi
 import pytest
@@ -16,17 +17,20 @@ import yaml
 
 from rbee_infra import cli
 from rbee_infra.base import layout
-from rbee_infra.base.errors import HostError
+from rbee_infra.base.errors import ConfigError, HostError
+from rbee_infra.base.redact import url_secrets
+from rbee_infra.config.fleet import parse_fleet
 from rbee_infra.config.spec import parse_spec
 from rbee_infra.decide import plan
 from rbee_infra.decide.facts import InstalledBinary
 from rbee_infra.host import scripts
-from rbee_infra.host.ssh import script_command
+from rbee_infra.host.ssh import script_command, without_credentials
 from rbee_infra.stack.program import HOST_KEYS, declare_fleet, read_stack_config
 from tests.harness import installs
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, make_fleet
+from tests.harness.git_http import GitHttpServer
 from tests.harness.host_tools import host_with_scripts
 from tests.harness.hosts import Host, HostSet
 from tests.harness.installs import version
@@ -314,3 +318,58 @@ def test_r3_4_import_never_writes_a_token_in_plain_text(tmp_path: Path, capsys: 
     assert hive["installMethod"]["repo"] == "https://***@github.com/o/r.git"
     assert "pulumi config set --secret --path 'rbee:hives[0].installMethod.repo'" in captured.err
     assert not (tmp_path / "stacks").exists()
+
+
+# --- 5. credential URLs that escaped the stdin path, or were encoded twice ------------------
+
+
+@unit
+def test_r3_5_credentials_are_read_as_git_reads_them_and_encoded_once() -> None:
+    assert without_credentials(["https://user:tok%23en%2F@host:8443/r.git", "x"]) == (
+        ["https://host:8443/r.git", "x"],
+        "https://user:tok%23en%2F@host:8443\n",  # git decodes it once: tok#en/
+    )
+    assert without_credentials(["http://ghp_T0ken@h/r"]) == (["http://h/r"], "http://ghp_T0ken@h\n")
+    assert set(url_secrets("https://user:tok%23en@host/r.git")) == {"tok%23en", "tok#en"}
+
+
+@unit
+@pytest.mark.parametrize("url, why", [
+    ("https://user:to#ken@host/r.git", "has a '#' in its user name or password"),
+    ("https://user:to?ken@host/r.git", "has a '?' in its user name or password"),
+    ("https://user:to/ken@host/r.git", "has an '@' after the host: a user name or password with an unencoded '/'"),
+    ("https://us@er:token@host/r.git", "has more than one '@' before the host"),
+    ("https://user:tok%zzen@host/r.git", "has a '%' in its user name or password"),
+])
+def test_r3_5_an_ambiguous_credential_url_is_refused_before_any_host(url: str, why: str) -> None:
+    for field, source in (
+        ("installMethod.git.repo", {"git": {"repo": url}}),
+        ("installMethod.release.baseUrl", {"release": {"tag": "v1", "baseUrl": url}}),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_fleet({"hives": [{"alias": "a", "hostname": "h", "sshUser": "u",
+                                    "installMethod": source}]})
+        ((path, message),) = caught.value.problems
+        assert path == f"hives[0].{field}" and message.startswith(f"this URL {why}"), message
+        assert "ken" not in str(caught.value)
+
+
+@hosts_needed
+def test_r3_5_a_percent_encoded_token_authenticates_on_the_host(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    token = "tok#en/+%x"  # what the git server expects, once decoded
+    server = GitHttpServer(rbee_repo.path.parent, token)
+    try:
+        url = (f"http://x-access-token:{quote(token, safe='')}@127.0.0.1:{server.port}/"
+               f"{rbee_repo.path.name}")
+        source = {"method": "git", "repo": url, "tag": "v0.1.0"}
+        result = engine.up([installs.hive(hosts1, host, source, secret_source=True)])
+        assert result.ok, result.errors
+        assert version(host, HIVE) == "rbee-hive 0.1.0"
+        assert server.requests > server.unauthorized > 0  # the credential was sent, and right
+        logs = engine.provider_log_path.read_text() + json.dumps(result.errors)
+        assert quote(token, safe="") not in logs and token not in logs
+    finally:
+        server.close()

@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from rbee_infra.base.errors import ConfigError
-from rbee_infra.base.redact import redact_rejected, url_has_credentials
+from rbee_infra.base.redact import ambiguous_userinfo, redact_rejected, url_has_credentials
 
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
@@ -62,6 +62,15 @@ def _pattern(regex: re.Pattern[str], allowed: str) -> Any:
     return AfterValidator(check)
 
 
+def _userinfo_rules(value: str) -> str:
+    """A credential in an http(s) URL must read the same to git, curl and Python: else it
+    could stay in a command line or a log, or be sent wrong."""
+    problem = ambiguous_userinfo(value)
+    if problem:
+        raise ValueError(f"this URL {problem}")
+    return value
+
+
 def _ref_rules(value: str) -> str:
     if ".." in value or "//" in value or value.endswith(("/", ".lock", ".")) or "@{" in value:
         raise ValueError(f"{value!r} is not a valid git ref name")
@@ -84,7 +93,9 @@ WorkerType = Annotated[
 BinaryName = Annotated[str, _pattern(_BINARY, "a cargo binary name (letters, digits, _ . -)")]
 ToolPath = Annotated[str, _pattern(_TOOL_PATH, "a command name or path without spaces")]
 RepoUrl = Annotated[
-    str, _pattern(_URL, "a git URL (https://, ssh://, git://, file:// or user@host:path)")
+    str,
+    _pattern(_URL, "a git URL (https://, ssh://, git://, file:// or user@host:path)"),
+    AfterValidator(_userinfo_rules),
 ]
 Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
 Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
@@ -138,7 +149,9 @@ class ReleaseSource(Model):
     tag: GitRef
     asset: BinaryName | None = None
     sha256: Sha256 | None = None
-    base_url: Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")] = "https://github.com"
+    base_url: Annotated[
+        str, _pattern(_HTTP_URL, "an http(s) URL"), AfterValidator(_userinfo_rules)
+    ] = "https://github.com"
 
 
 class LocalSource(Model):
