@@ -373,3 +373,45 @@ def test_r3_5_a_percent_encoded_token_authenticates_on_the_host(
         assert quote(token, safe="") not in logs and token not in logs
     finally:
         server.close()
+
+
+# --- 6. under tofu, a host named only in @revoked / @cert-authority lines was unknown -------
+
+
+def _tofu(hosts: HostSet, repo: RbeeRepo, **settings: Any) -> dict[str, Any]:
+    config = make_fleet(hosts, repo, **{"rbee:hostKeyPolicy": "tofu"})
+    del config["rbee:knownHosts"]
+    return {**config, **settings}
+
+
+@hosts_needed
+def test_r3_6_under_tofu_a_revoked_key_is_refused_not_pinned(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Path
+) -> None:
+    (host,) = hosts1.hosts
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@revoked [{host.address}]:{host.port} {host.host_key_public}\n")
+    result = engine.up(declare(_tofu(hosts1, rbee_repo, **{"rbee:knownHosts": str(known)})))
+    assert not result.ok
+    assert "is marked @revoked in" in result.errors["hive-host1"], result.errors
+    assert host.run(f"test -e {HIVE}", check=False).returncode != 0
+    assert "hive-host1" not in engine.state()  # nothing created, nothing pinned
+    assert "trusting the host key seen on first use" not in engine.provider_log_path.read_text()
+
+
+@unit
+def test_r3_6_known_hosts_markers_are_honoured(tmp_path: Path) -> None:
+    from rbee_infra.config.spec import Connection
+    from rbee_infra.host.ssh import listed_in_known_hosts, revoked_in_known_hosts
+
+    ca = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2vUuOLD4WvGPPtvNrKCTS0nLjR0ao1V9lSJQKuY1wa"
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@cert-authority *.example.org {ca}\n@revoked [10.0.0.5]:2222 {KEY}\n")
+    conn = {"user": "u", "knownHosts": str(known), "hostKeyPolicy": "tofu"}
+    # a host under a certificate authority is known: only a key that CA signed is accepted
+    assert listed_in_known_hosts(Connection(host="gpu.example.org", **conn)) == str(known)
+    # a host named only in a @revoked line is not known, but its revoked key is refused
+    revoked = Connection(host="10.0.0.5", port=2222, **conn)
+    assert listed_in_known_hosts(revoked) is None
+    assert revoked_in_known_hosts(revoked, f"{KEY} comment")
+    assert not revoked_in_known_hosts(Connection(host="10.0.0.6", port=2222, **conn), KEY)
