@@ -415,3 +415,55 @@ def test_r3_6_known_hosts_markers_are_honoured(tmp_path: Path) -> None:
     assert listed_in_known_hosts(revoked) is None
     assert revoked_in_known_hosts(revoked, f"{KEY} comment")
     assert not revoked_in_known_hosts(Connection(host="10.0.0.6", port=2222, **conn), KEY)
+
+
+# --- 7. rbee:sshConfig ran Match exec and silently dropped ProxyCommand ---------------------
+
+
+def _ssh_config(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "ssh_config"
+    path.write_text(text)
+    return parse_fleet({"sshConfig": str(path), "hives": [{"alias": "a", "hostname": "gpu-1"}]})
+
+
+@unit
+def test_r3_7_the_ssh_config_is_read_as_data_never_run(tmp_path: Path) -> None:
+    from rbee_infra.config.sshconfig import connection_fields
+
+    marker = tmp_path / "ran"
+    fleet = _ssh_config(tmp_path, f'Match host other exec "touch {marker}"\n  User x\n'
+                                  "Host gpu-1\n  HostName 10.0.0.11\n")
+    with pytest.raises(ConfigError) as caught:
+        connection_fields(fleet, fleet.hives[0])
+    assert "line 1: Match exec is refused: it would run its command on every preview" in str(
+        caught.value)
+    assert not marker.exists()
+
+    for line, why in (
+        ("ProxyCommand ssh -W %h:%p bastion", "ProxyCommand is refused: rbee-infra runs no "
+                                              "command from this file; use ProxyJump"),
+        ("LocalCommand echo hi", "LocalCommand is refused"),
+    ):
+        fleet = _ssh_config(tmp_path, f"Host gpu-1\n  HostName 10.0.0.11\n  {line}\n")
+        with pytest.raises(ConfigError, match=why):
+            connection_fields(fleet, fleet.hives[0])
+    # another host's, and `ProxyCommand none`, are no concern of this hive
+    fleet = _ssh_config(tmp_path, "Host other\n  ProxyCommand nc %h %p\n  LocalCommand x\n"
+                                  "Host gpu-1\n  HostName 10.0.0.11\n  ProxyCommand none\n")
+    assert connection_fields(fleet, fleet.hives[0])["host"] == "10.0.0.11"
+
+
+@unit
+def test_r3_7_an_option_that_would_change_the_route_is_named_when_dropped(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from rbee_infra.config.sshconfig import connection_fields
+
+    fleet = _ssh_config(tmp_path, "Host gpu-1\n  HostName 10.0.0.11\n  BindAddress 10.9.9.9\n"
+                                  "  HostKeyAlias gpu\n  BindInterface eth1\n")
+    assert connection_fields(fleet, fleet.hives[0])["host"] == "10.0.0.11"
+    err = capsys.readouterr().err
+    assert (
+        f"hive a: {tmp_path / 'ssh_config'} sets BindAddress, BindInterface, HostKeyAlias for "
+        "Host gpu-1, which rbee-infra does not apply: it connects to 10.0.0.11:22 directly"
+    ) in err, err

@@ -13,3 +13,11 @@ def report(label: str, message: str) -> None:
         pulumi.log.info(f"{label}: {message}")
     except Exception:
         print(f"{label}: {message}", file=sys.stderr, flush=True)
+
+
+def warn(label: str, message: str) -> None:
+    """A warning: the engine shows it as one (without an engine, on stderr)."""
+    try:
+        pulumi.log.warn(f"{label}: {message}")
+    except Exception:
+        print(f"warning: {label}: {message}", file=sys.stderr, flush=True)
