@@ -32,7 +32,7 @@ from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, make_fleet
 from tests.harness.git_http import GitHttpServer
 from tests.harness.host_tools import host_with_scripts
-from tests.harness.hosts import Host, HostSet
+from tests.harness.hosts import Host, HostSet, rotate_host_key
 from tests.harness.installs import version
 from tests.program_mocks import install_mocks, unwrap
 
@@ -467,3 +467,21 @@ def test_r3_7_an_option_that_would_change_the_route_is_named_when_dropped(
         f"hive a: {tmp_path / 'ssh_config'} sets BindAddress, BindInterface, HostKeyAlias for "
         "Host gpu-1, which rbee-infra does not apply: it connects to 10.0.0.11:22 directly"
     ) in err, err
+
+
+# --- 8. pins were dropped when sshUser changed ----------------------------------------------
+
+
+@hosts_needed
+def test_r3_8_a_pin_belongs_to_the_host_and_port_not_the_user(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    (host,) = hosts1.hosts
+    assert engine.up(declare(_tofu(hosts1, rbee_repo))).ok  # pins the host's key
+    rotate_host_key(host)
+    config = _tofu(hosts1, rbee_repo)
+    config["rbee:hives"][0]["sshUser"] = "someone-else"  # another account, the same machine
+    result = engine.up(declare(config))
+    assert not result.ok
+    assert "does not match pinned key" in result.errors["hive-host1"], result.errors
+    assert "trusting the host key seen on first use" not in engine.provider_log_path.read_text()

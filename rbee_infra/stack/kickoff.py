@@ -258,11 +258,12 @@ async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[st
 
 
 def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
-    """alias -> (host, port, user) of each host entry."""
+    """alias -> (host, port) of each host entry: the machine as SSH knows it (its host key is
+    the same whoever logs in)."""
     out: dict[str, tuple[Any, ...]] = {}
     for host in props.get("hosts") or []:
         c = host.get("connection") or {}
-        out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port", "user"))
+        out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port"))
     return out
 
 
@@ -298,7 +299,7 @@ class BuildKickoffProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in plan.public_props(news).items() if k not in ADDED}
-        # hostKeyPolicy "tofu": a host's key seen first is kept while the host stays the same
+        # hostKeyPolicy "tofu": a host's key seen first is kept while the host and port stay
         old_keys, old_targets = olds.get("trustedHostKeys") or {}, _targets(olds)
         kept = {
             alias: old_keys[alias]

@@ -97,9 +97,10 @@ def _extras(spec: InstallSpec, planned: Any) -> dict[str, Any]:
     return {"extras": left, **({"pruneExtras": []} if spec.prune_unmanaged else {})}
 
 
-def _same_target(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+def _same_host(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """The same machine as SSH knows it: its host key is the same whoever logs in."""
     old, new = olds.get("connection") or {}, news.get("connection") or {}
-    keys = ("host", "port", "user")
+    keys = ("host", "port")
     return bool(old) and all(plan.norm(old.get(k)) == plan.norm(new.get(k)) for k in keys)
 
 
@@ -111,7 +112,7 @@ class _InstallProvider(ResourceProvider):
         # the key the stack pinned for this host before, from its state (see `program`)
         stacks = inputs.pop("trustedHostKey", None)
         stacks = stacks if isinstance(stacks, str) and stacks else None
-        if _same_target(olds, inputs) and olds.get("trustedHostKey"):
+        if _same_host(olds, inputs) and olds.get("trustedHostKey"):
             inputs["trustedHostKey"] = olds["trustedHostKey"]
         elif stacks:
             inputs["trustedHostKey"] = stacks
