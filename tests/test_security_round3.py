@@ -7,6 +7,12 @@ docs/security.md lists them.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +29,7 @@ from rbee_infra.config.fleet import parse_fleet
 from rbee_infra.config.spec import parse_spec
 from rbee_infra.decide import plan
 from rbee_infra.decide.facts import InstalledBinary
-from rbee_infra.host import scripts
+from rbee_infra.host import hostview, scripts
 from rbee_infra.host.ssh import script_command, without_credentials
 from rbee_infra.stack.program import HOST_KEYS, declare_fleet, read_stack_config
 from tests.harness import installs
@@ -32,6 +38,7 @@ from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, make_fleet
 from tests.harness.git_http import GitHttpServer
 from tests.harness.host_tools import host_with_scripts
+from tests.harness.hosts import _RUNUSER as RUNUSER
 from tests.harness.hosts import Host, HostSet, rotate_host_key
 from tests.harness.installs import version
 from tests.program_mocks import install_mocks, unwrap
@@ -485,3 +492,115 @@ def test_r3_8_a_pin_belongs_to_the_host_and_port_not_the_user(
     assert not result.ok
     assert "does not match pinned key" in result.errors["hive-host1"], result.errors
     assert "trusting the host key seen on first use" not in engine.provider_log_path.read_text()
+
+
+# --- 9. the git credential file outlived signals and KILL_JOB, and waited on disk -----------
+
+SECRET = "Cr3dTrapSecret0123456789abcdef"
+
+
+class _Silent:
+    """A TCP server that accepts and never answers: a git fetch from it hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def _secret_files(host: Host) -> list[str]:
+    found = host.run(f"{{ grep -rlF {SECRET} . ; find /tmp -user \"$(id -u)\" -type f "
+                     f"-exec grep -lF {SECRET} {{}} + ; }} 2>/dev/null || true").stdout
+    return sorted(found.split())
+
+
+def _wait(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+@hosts_needed
+def test_r3_9_credentials_never_outlive_a_signal_nor_wait_on_disk_for_the_build_lock(
+    hosts1: HostSet,
+) -> None:
+    (host,) = hosts1.hosts
+    silent = _Silent()
+    url = f"http://127.0.0.1:{silent.port}/r.git"
+    creds = f"http://u:{SECRET}@127.0.0.1:{silent.port}\n"
+    try:
+        # a probe killed (the SSH link gone, an interrupted run) while git hangs
+        for script, args in (
+            (scripts.RESOLVE, [url, "refs/heads/main"]),
+            (scripts.BATCH, hostview.encode([(scripts.RESOLVE, [url, "refs/heads/main"])])),
+        ):
+            proc = subprocess.Popen(
+                [RUNUSER, "-u", host.user, "--", "sh", "-c", script, "rbee", *args],
+                cwd=host.home, env=host.env(), stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(creds.encode())
+            proc.stdin.close()
+            _wait(lambda: _secret_files(host))
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+            assert _secret_files(host) == [], script[:40]
+
+        # a build job waits for the build lock another build holds: no credential on disk
+        rbee = ".local/share/rbee"
+        holder = subprocess.Popen(
+            [RUNUSER, "-u", host.user, "--", "sh", "-c",
+             f"mkdir -p {rbee} && exec flock {rbee}/.lock.build sleep 600"],
+            cwd=host.home, env=host.env(), start_new_session=True,
+        )
+        _wait(lambda: "flock" in host.run("cat .local/share/rbee/.lock.build.holder 2>/dev/null;"
+                                          " ps -u \"$(id -u)\" -o args").stdout)
+
+        def start(job: str) -> None:
+            stage = f"{rbee}/releases/rbee-hive/0123456789ab"
+            args = [job, f"{stage}/rbee-hive", scripts.BUILD_JOB, f"{rbee}/.lock", "600",
+                    "test", f"{rbee}/build/x", f"{rbee}/build/x/users/t", url,
+                    "refs/heads/main", "0" * 40, "cargo", "rbee-hive", "", stage, "0"]
+            assert host.run(script_command(scripts.START_JOB, *args), input=creds
+                            ).stdout.strip() == "started"
+
+        def phase(job: str) -> str:
+            return host.run(f"cat {job}/phase 2>/dev/null || true").stdout.strip()
+
+        first, second = f"{rbee}/jobs/t/1", f"{rbee}/jobs/t/2"
+        start(first)
+        _wait(lambda: phase(first) == "lock")
+        time.sleep(1)
+        assert _secret_files(host) == []
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(30)
+        _wait(lambda: phase(first) == "clone" and _secret_files(host))  # fetching: needed now
+        # KILL_JOB (TERM to the job's process group): the job's trap removes them
+        host.run(script_command(scripts.KILL_JOB, first))
+        assert _secret_files(host) == []
+        assert f"rbee-job {first}" not in host.run("ps -u \"$(id -u)\" -o args").stdout
+
+        # a job killed outright (SIGKILL: no trap runs): KILL_JOB removes them
+        start(second)
+        _wait(lambda: phase(second) == "clone" and _secret_files(host))
+        pid = int(host.run(f"cat {second}/pid").stdout)
+        os.killpg(pid, signal.SIGKILL)
+        host.run(script_command(scripts.KILL_JOB, second))
+        assert _secret_files(host) == []
+    finally:
+        silent.close()

@@ -3,7 +3,8 @@
 # source dir, marker, repo, ref to fetch, expected commit (may be empty), cargo, binary,
 # features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first).
 # When the fetched ref is not the expected commit, it fails in phase clone with exit 3 and
-# the commit it fetched in "$job/commit".
+# the commit it fetched in "$job/commit". Standard input: git credentials for the fetch
+# (start_job.sh's pipe), written to "$job/cred" only once the build lock is held.
 . lib/env.sh
 . lib/lock.sh
 . lib/build_lock.sh
@@ -12,13 +13,16 @@
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
 RBEE_GIT_CREDENTIALS=
-# start_job.sh put them there; git runs in the checkout, so the path is made absolute
-if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *) RBEE_GIT_CREDENTIALS=$HOME/$job/cred;; esac; fi
 # cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
 # shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
+# a signal (kill_job.sh's TERM) ends the job through finish: the credentials go too
+trap 'finish 129' HUP
+trap 'finish 130' INT
+trap 'finish 141' PIPE
+trap 'finish 143' TERM
 phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
 rbee_release_dir "$stage" || finish 2
 phase lock
@@ -28,6 +32,10 @@ rbee_lock "$lock" "$wait" "$holder" || finish $?
 exec 9>&-
 { mkdir -p -- "$src/users" && : > "$marker"; } || finish 1
 phase clone
+# the credentials, written down only now that the build lock is held (git runs in the
+# checkout, so the path is absolute)
+{ (umask 077 && cat > "$job/cred") && [ -s "$job/cred" ]; } || rm -f -- "$job/cred"
+if [ -f "$job/cred" ]; then case $job in /*) RBEE_GIT_CREDENTIALS=$job/cred;; *) RBEE_GIT_CREDENTIALS=$HOME/$job/cred;; esac; fi
 if [ "$fresh" = 1 ]; then rm -rf -- "$src/checkout" "$src/target"; fi
 if [ ! -d "$src/checkout/.git" ]; then
   rm -rf -- "$src/checkout"
