@@ -71,6 +71,18 @@ def _userinfo_rules(value: str) -> str:
     return value
 
 
+def _plain_url(value: str) -> str:
+    """rbee-hive gets its queen's URL on its command line and in its unit file, which every
+    user of the host can read: no credential may ride in it."""
+    if url_has_credentials(value):
+        raise ValueError(
+            f"{redact_rejected(value)!r} carries a credential; rbee-hive's --queen-url is "
+            "readable by every user of the host (its command line and unit file), so it "
+            "cannot carry one"
+        )
+    return value
+
+
 def _ref_rules(value: str) -> str:
     if ".." in value or "//" in value or value.endswith(("/", ".lock", ".")) or "@{" in value:
         raise ValueError(f"{value!r} is not a valid git ref name")
@@ -101,6 +113,7 @@ Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
 Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
 HttpsUrl = Annotated[str, _pattern(_HTTPS_URL, "an https:// URL")]
 HttpUrl = Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")]
+QueenUrl = Annotated[HttpUrl, AfterValidator(_plain_url)]
 DiskMb = Annotated[int, Field(ge=0, le=10_000_000)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 DEFAULT_RUSTUP_URL = "https://sh.rustup.rs"
@@ -357,7 +370,7 @@ class HiveConfig(Model):
     proxy_jump: Annotated[list[JumpHost], BeforeValidator(_jump_list)] | None = None
     hive_port: Port = 8600
     # rbee-hive's --queen-url (rbee's own default when unset: http://localhost:7833)
-    queen_url: HttpUrl | None = None
+    queen_url: QueenUrl | None = None
     # as in rbee's hives.conf: after an install the hive runs as a service on hive_port
     auto_start: bool = True
     install_method: Source = Field(default_factory=GitSource)

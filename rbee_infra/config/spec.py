@@ -20,10 +20,10 @@ from rbee_infra.config.fleet import (
     Feature,
     Hostname,
     HttpsUrl,
-    HttpUrl,
     JumpHop,
     Model,
     Port,
+    QueenUrl,
     Source,
     ToolPath,
     Trigger,
@@ -93,7 +93,7 @@ class InstallSpec(Model):
     # program passes the hive's autoStart (true by default, as in rbee); a bare spec runs none.
     auto_start: bool = False
     hive_port: Port = 8600
-    queen_url: HttpUrl | None = None
+    queen_url: QueenUrl | None = None
     reinstall_trigger: Trigger = ""
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""
