@@ -630,3 +630,32 @@ def test_r3_10_a_queen_url_with_a_credential_is_refused(url: str) -> None:
         parse_spec({"alias": "a", "component": "hive", "binary": "rbee-hive", "queenUrl": url,
                     "source": {"method": "git"}, "connection": {"host": "h", "user": "u"}})
     assert parse_fleet({"hives": [{**hive, "queenUrl": "http://10.0.0.1:7833"}]}).hives
+
+
+# --- 11. the operator's state dir was created 0755 -----------------------------------------
+
+
+@unit
+def test_r3_11_the_state_dir_is_created_for_its_user_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pulumi.automation as auto
+
+    from rbee_infra.stack import automation
+
+    def no_further(**_: Any) -> None:
+        raise RuntimeError("the operation itself is not run here")
+
+    monkeypatch.setattr(automation, "pulumi_cli", lambda path=None: "pulumi")
+    monkeypatch.setattr(auto, "create_or_select_stack", no_further)
+    old = os.umask(0o022)
+    try:
+        environ = {"PULUMI_CONFIG_PASSPHRASE": ""}  # as scripts/localhost.sh runs it
+        settings = automation.backend_settings(environ, home=tmp_path)
+        with pytest.raises(RuntimeError, match="not run here"):
+            automation.run("preview", project_dir=tmp_path, stack="localhost",
+                           settings=settings, on_output=print)
+    finally:
+        os.umask(old)
+    assert settings.state_dir == tmp_path / ".local/share/rbee-infra/state"
+    assert settings.state_dir.stat().st_mode & 0o777 == 0o700

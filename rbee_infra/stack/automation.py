@@ -94,7 +94,9 @@ def run(
     from pulumi import automation as auto  # imported late: `status`/`import` do not need it
 
     if settings.state_dir is not None:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        # only this user: with an empty passphrase (scripts/localhost.sh) the state's secrets
+        # are as good as plain text
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     options = auto.LocalWorkspaceOptions(
         work_dir=str(project_dir), env_vars=settings.env, secrets_provider=SECRETS_PROVIDER
     )
