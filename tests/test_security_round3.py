@@ -659,3 +659,26 @@ def test_r3_11_the_state_dir_is_created_for_its_user_only(
         os.umask(old)
     assert settings.state_dir == tmp_path / ".local/share/rbee-infra/state"
     assert settings.state_dir.stat().st_mode & 0o777 == 0o700
+
+
+# --- 12. a worker's version became a release tag without validation ------------------------
+
+
+@unit
+def test_r3_12_a_workers_version_is_a_validated_tag() -> None:
+    from rbee_infra.config.fleet import WorkerConfig, worker_source
+
+    release = {"release": {"repo": "o/r", "tag": "v1", "sha256": "a" * 64}}
+    hive = {"alias": "a", "hostname": "h", "sshUser": "u", "installMethod": release}
+    for bad in ("v1/../../../evil/repo", "v1//x", "v1.lock", "v1/"):
+        with pytest.raises(ConfigError) as caught:
+            parse_fleet({"hives": [{**hive, "workers": [{"type": "cpu", "version": bad}]}]})
+        ((path, message),) = caught.value.problems
+        assert path == "hives[0].workers[0].version" and "is not a valid git ref name" in message
+    fleet = parse_fleet({"hives": [{**hive, "workers": [{"type": "cpu", "version": "v2"}]}]})
+    source = worker_source(fleet.hives[0], fleet.hives[0].workers[0])
+    assert (source.method, source.tag) == ("release", "v2")  # type: ignore[union-attr]
+    # and the source is built validated, whatever the worker holds
+    forged = WorkerConfig.model_construct(type="cpu", version="v1/../../x", install_method=None)
+    with pytest.raises(ValueError, match="not a valid git ref name"):
+        worker_source(fleet.hives[0], forged)

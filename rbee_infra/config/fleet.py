@@ -195,7 +195,10 @@ def _normalize_install_method(data: Any) -> Any:
 
 class WorkerConfig(Model):
     type: WorkerType
-    version: Annotated[str, _pattern(_REF, "'latest' or a git tag/branch")] = "latest"
+    # a git tag or branch, or a release tag: as strict as either (it becomes a ref and a URL path)
+    version: Annotated[
+        str, _pattern(_REF, "'latest' or a git tag/branch"), AfterValidator(_ref_rules)
+    ] = "latest"
     features: list[Feature] | None = None
     binary: BinaryName | None = None
     install_method: Source | None = None
@@ -463,8 +466,9 @@ def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Source:
             else {"branch": worker.version}
         )
         return GitSource(repo=source.repo, **ref)
-    if source.method == "release":
-        return source.model_copy(update={"tag": worker.version})
+    if isinstance(source, ReleaseSource):
+        # built anew, so validated (a copy with an update would skip it)
+        return ReleaseSource.model_validate({**source.model_dump(), "tag": worker.version})
     return source
 
 
