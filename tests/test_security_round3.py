@@ -6,6 +6,7 @@ docs/security.md lists them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -37,10 +38,11 @@ from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare, make_fleet
 from tests.harness.git_http import GitHttpServer
-from tests.harness.host_tools import host_with_scripts
+from tests.harness.host_tools import host_with_scripts, host_without
 from tests.harness.hosts import _RUNUSER as RUNUSER
 from tests.harness.hosts import Host, HostSet, rotate_host_key
 from tests.harness.installs import version
+from tests.harness.release_server import ReleaseServer, script_binary, sha256
 from tests.program_mocks import install_mocks, unwrap
 
 hosts_needed = pytest.mark.hosts
@@ -682,3 +684,34 @@ def test_r3_12_a_workers_version_is_a_validated_tag() -> None:
     forged = WorkerConfig.model_construct(type="cpu", version="v1/../../x", install_method=None)
     with pytest.raises(ValueError, match="not a valid git ref name"):
         worker_source(fleet.hives[0], forged)
+
+
+# --- 13. wget got credentials unasked (--auth-no-challenge), and could follow redirects -----
+
+
+@hosts_needed
+def test_r3_13_a_credential_is_never_given_to_wget(hosts1: HostSet, engine: Engine) -> None:
+    (host,) = hosts1.hosts
+    token = "tok3nForWget0123456789"
+    cpu = script_binary("llm-worker-rbee-cpu 0.1.0 features=cpu")
+    with ReleaseServer() as server, host_without(host, "curl"):
+        server.publish("o/r", "v1", "llm-worker-rbee-cpu", cpu, checksum="file")
+        plain = {"method": "release", "repo": "o/r", "tag": "v1", "baseUrl": server.base_url}
+        assert engine.up([installs.worker(hosts1, host, "cpu", plain, depends_on=())]).ok
+        server.required_auth = "Basic " + base64.b64encode(f"{token}:".encode()).decode()
+        served = len(server.requests)
+        private = {**plain, "tag": "v1", "baseUrl": f"http://{token}@127.0.0.1:{server.port}",
+                   "sha256": sha256(cpu)}
+        decl = installs.worker(hosts1, host, "cpu", private, depends_on=(), secret_source=True)
+        assert engine.up([decl]).ok
+        assert all(r.authorization == server.required_auth for r in server.requests[served:])
+        # the host's wget refuses one, should it ever be handed one
+        refused = host.run(script_command(scripts.FETCH_TEXT, "wget"), check=False,
+                           input=f"http://{token}@127.0.0.1:{server.port}/o/r\n")
+        assert refused.returncode == 2
+        assert "wget is never given a URL with a credential" in refused.stderr
+    log = engine.provider_log_path.read_text()
+    assert "llm-worker-rbee-cpu with wget on the host" in log  # no credential: wget is fine
+    assert ("llm-worker-rbee-cpu on this machine (the host has no curl; wget is never given a "
+            "credential)") in log
+    assert token not in log
