@@ -155,7 +155,7 @@ def test_rbee_git_adds_the_store_helper_only_with_a_credentials_file(
     assert out.stdout == "[ls-remote][--][a repo]\n"
     out = run(shell, ("git_creds",), code, "j/cred", "fetch", cwd=tmp_path)
     assert out.stdout == (
-        "[-c][credential.helper=][-c][credential.helper=store --file=j/cred][fetch]\n"
+        "[-c][credential.helper=][-c][credential.helper=store --file='j/cred'][fetch]\n"
     )
 
 

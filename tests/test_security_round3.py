@@ -715,3 +715,35 @@ def test_r3_13_a_credential_is_never_given_to_wget(hosts1: HostSet, engine: Engi
     assert ("llm-worker-rbee-cpu on this machine (the host has no curl; wget is never given a "
             "credential)") in log
     assert token not in log
+
+
+# --- 14. the credential helper's path was not quoted; `git cat-file` took no `--` -----------
+
+
+@hosts_needed
+def test_r3_14_credentials_work_from_a_temp_dir_with_a_space_and_a_quote(
+    hosts1: HostSet, rbee_repo: RbeeRepo
+) -> None:
+    (host,) = hosts1.hosts
+    token = "tok3nQuotedPath0123"
+    server = GitHttpServer(rbee_repo.path.parent, token)
+    try:
+        url = f"http://127.0.0.1:{server.port}/{rbee_repo.path.name}"
+        creds = f"http://x-access-token:{token}@127.0.0.1:{server.port}\n"
+        tmp = "\"$HOME/my tmp'dir\""
+        listing = host.run(
+            f"mkdir -p {tmp} && TMPDIR={tmp} "
+            + script_command(scripts.RESOLVE, url, "refs/tags/v0.1.0^{}"),
+            input=creds,
+        ).stdout
+        assert listing == f"{rbee_repo.commit_of('v0.1.0')}\trefs/tags/v0.1.0^{{}}\n"
+        assert server.unauthorized > 0 and server.requests > server.unauthorized
+        assert host.run(f"ls -A {tmp}").stdout == ""  # and the file is gone
+    finally:
+        server.close()
+
+
+@unit
+def test_r3_14_git_cat_file_ends_its_options_before_the_commit() -> None:
+    calls = [line for line in scripts.BUILD_JOB.splitlines() if "cat-file" in line]
+    assert calls and all('cat-file -e -- "$commit^{commit}"' in line for line in calls), calls

@@ -22,7 +22,10 @@ rbee_creds_cleanup() {
 }
 rbee_git() {
   if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then
-    git -c credential.helper= -c "credential.helper=store --file=$RBEE_GIT_CREDENTIALS" "$@"
+    # git runs the helper through the shell: the path is quoted for it (a $HOME or $TMPDIR
+    # with a space, or a quote, stays one argument)
+    rbee_q=$(printf '%s' "$RBEE_GIT_CREDENTIALS" | sed "s/'/'\\\\''/g")
+    git -c credential.helper= -c "credential.helper=store --file='$rbee_q'" "$@"
   else
     git "$@"
   fi
