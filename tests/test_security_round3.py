@@ -205,6 +205,14 @@ def test_r3_1_remove_refuses_a_release_id_that_is_not_one(hosts1: HostSet) -> No
     assert result.returncode == 2
     assert "not a release id: ../../../pki" in result.stderr
     assert _bait_intact(host)
+    # a download in progress (`<release id>.incoming`) is still cleaned up; a forged one is not
+    args[-1] = "../../../pki.incoming"
+    assert host.run(script_command(scripts.REMOVE, *args), check=False).returncode == 2
+    host.run(f"mkdir -p {reldir}/0123456789ab.incoming")
+    args[-1] = "0123456789ab.incoming"
+    host.run(script_command(scripts.REMOVE, *args))
+    assert host.run(f"test -e {reldir}/0123456789ab.incoming", check=False).returncode != 0
+    assert _bait_intact(host)
 
 
 # --- 2. a targeted `up` trusted a changed key on first use --------------------------------

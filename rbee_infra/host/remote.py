@@ -116,10 +116,14 @@ async def remove_install(
     """Remove what this resource installed (REMOVE's modes). `release_ids` may come from state
     or from the host: one that is not a release id never reaches the host."""
     name = spec.install_name
+
+    def valid(rid: object) -> bool:  # a release, or its download in progress (`.incoming`)
+        return isinstance(rid, str) and layout.is_release_id(rid.removesuffix(".incoming"))
+
     for rid in release_ids:
-        if not layout.is_release_id(rid):
+        if not valid(rid):
             report(spec.label, f"not removing release {str(rid)[:80]!r}: not a release id")
-    release_ids = [rid for rid in release_ids if layout.is_release_id(rid)]
+    release_ids = [rid for rid in release_ids if valid(rid)]
     src = layout.source_dir(spec.source.repo) if isinstance(spec.source, GitSource) else ""
     await link.run(
         scripts.REMOVE,

@@ -11,7 +11,7 @@
 rbee_lock "$1" "$2" "$3" || exit $?
 mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
 marker=$1 jobs=$2; shift 2
-for rid in "$@"; do rbee_release_id "$rid" || exit 2; done
+for rid in "$@"; do rbee_release_id "${rid%.incoming}" || exit 2; done
 owned=0
 if [ "$mode" = delete ]; then
   if [ -f "$receipt" ]; then
