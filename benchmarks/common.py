@@ -125,8 +125,12 @@ def standin(hosts: Sequence[Host], seconds: float) -> str:
 
 
 def versions(lab: Lab, host: Host, paths: Sequence[str]) -> list[str]:
-    """`--version` of each path, over SSH (an independent check of what a tool installed)."""
-    script = "; ".join(f'"$HOME/{p}" --version' for p in paths)
+    """`--version` of each path, else (rbee's workers have none) its `--help` usage line, over
+    SSH (an independent check of what a tool installed)."""
+    script = "; ".join(
+        f'{{ "$HOME/{p}" --version 2>/dev/null || "$HOME/{p}" --help | grep -i -m 1 "^usage:"; }}'
+        for p in paths
+    )
     r = subprocess.run(
         [*ssh_command(lab, host), script],
         capture_output=True,
@@ -216,13 +220,18 @@ class RbeeStack:
             self.engine = None
 
 
+def answers(line: str, binary: str) -> bool:
+    """`versions` saw the binary run: its `--version` line, or its `--help` usage line."""
+    return line.startswith(binary) or line.lower().startswith("usage:")
+
+
 def check_rbee_installed(lab: Lab, hosts: Sequence[Host]) -> None:
     for host in hosts:
         lines = versions(lab, host, RBEE_PATHS)
         expected = ["rbee-hive", "llm-worker-rbee-cpu", "llm-worker-rbee-cuda"]
         for line, binary in zip(lines, expected, strict=True):
-            if not line.startswith(binary):
-                raise AssertionError(f"{host.name}: {binary} --version said {line!r}")
+            if not answers(line, binary):
+                raise AssertionError(f"{host.name}: {binary} --version/--help said {line!r}")
 
 
 # --------------------------------------------------------------------------- reporting

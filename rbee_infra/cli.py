@@ -1,7 +1,9 @@
-"""The operator CLI: `rbee-infra status | import | export | preview | up | refresh | destroy`.
+"""The operator CLI: `rbee-infra status | builds | import | export | preview | up | refresh |
+destroy`.
 
 Exit codes: 0 success (status: all in sync), 1 drift (status) or a failed Pulumi operation,
-2 a host unreachable or an error (status), or the Pulumi CLI missing, 3 bad configuration.
+2 a host unreachable or an error (status, builds), or the Pulumi CLI missing, 3 bad
+configuration, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from rbee_infra.config import hivesconf, stackfile
 from rbee_infra.config.fleet import FleetConfig, HiveConfig, parse_fleet
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 PROG = "rbee-infra"
 
@@ -72,39 +78,41 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="compare every host with the config (read-only)",
         description="Probe all hosts concurrently and report, per hive and worker, what is "
-        "installed against what the config asks for. Exit 0 in sync, 1 drift, "
-        "2 unreachable or error, 3 bad config.",
+        "installed against what the config asks for, and the build jobs on each host. Exit 0 "
+        "in sync, 1 drift, 2 unreachable or error, 3 bad config.",
     )
-    source = status.add_mutually_exclusive_group()
-    source.add_argument("--stack", "-s", default=None, help="read stacks/Pulumi.<stack>.yaml")
-    source.add_argument("--config", type=Path, help="read an rbee hives.conf instead")
+    _host_options(status)
     status.add_argument("--json", action="store_true", help="print the JSON document")
-    status.add_argument(
-        "--hive", action="append", metavar="ALIAS", help="only this hive (repeatable)"
-    )
-    status.add_argument("--key", help="SSH private key file (default: rbee:sshPrivateKeyPath)")
-    status.add_argument("--known-hosts", help="known_hosts file (default: rbee:knownHosts)")
-    status.add_argument(
-        "--ssh-config",
-        nargs="?",
-        const=True,
-        metavar="PATH",
-        help="resolve hostnames through an OpenSSH client config (default file: ~/.ssh/config; "
-        "default: rbee:sshConfig)",
-    )
-    status.add_argument(
-        "--backend",
-        help="where the stack's state is, to read the host keys it pinned under hostKeyPolicy "
-        "tofu (default: as for `up`)",
-    )
-    status.add_argument(
-        "--timeout", type=float, default=10.0, help="SSH connect timeout, seconds (default 10)"
-    )
     status.add_argument(
         "--no-resolve",
         action="store_true",
         help="do not ask the hosts what the git refs point at now (skips new-commit drift)",
     )
+
+    builds = commands.add_parser(
+        "builds",
+        parents=[common],
+        help="list the build jobs on every host; --stop stops the running ones",
+        description="Builds run detached on the hosts: one an `up` started ahead and did not "
+        "install (the update failed or was cancelled first) goes on, and the next `up` adopts "
+        "it. This lists every host's build jobs with their age and phase; --stop stops the "
+        "running ones of the stack (any stack's with --config). Exit 0, 2 a host unreachable "
+        "or an error, 3 bad config.",
+    )
+    _host_options(builds)
+    builds.add_argument("--stop", action="store_true", help="stop the running builds")
+
+    prune = commands.add_parser(
+        "prune-builds",
+        parents=[common],
+        help="remove builds kept in this machine's build cache (rbee:build: controller)",
+        description="`destroy` never removes the build cache (builds are kept under their "
+        "cache key so that a re-run or a new host does not rebuild). This removes the cached "
+        "builds, and the repositories' checkouts and cargo target dirs, not built or used for "
+        "--older-than days (default 0: all of them), and says how much space it freed.",
+    )
+    prune.add_argument("--older-than", type=float, default=0.0, metavar="DAYS")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go")
 
     imp = commands.add_parser(
         "import",
@@ -144,6 +152,34 @@ def build_parser() -> argparse.ArgumentParser:
                 "creates them again, joining a build still running on the host)",
             )
     return parser
+
+
+def _host_options(command: argparse.ArgumentParser) -> None:
+    """What status and builds take to reach the hosts."""
+    source = command.add_mutually_exclusive_group()
+    source.add_argument("--stack", "-s", default=None, help="read stacks/Pulumi.<stack>.yaml")
+    source.add_argument("--config", type=Path, help="read an rbee hives.conf instead")
+    command.add_argument(
+        "--hive", action="append", metavar="ALIAS", help="only this hive (repeatable)"
+    )
+    command.add_argument("--key", help="SSH private key file (default: rbee:sshPrivateKeyPath)")
+    command.add_argument("--known-hosts", help="known_hosts file (default: rbee:knownHosts)")
+    command.add_argument(
+        "--ssh-config",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="resolve hostnames through an OpenSSH client config (default file: ~/.ssh/config; "
+        "default: rbee:sshConfig)",
+    )
+    command.add_argument(
+        "--backend",
+        help="where the stack's state is, to read the host keys it pinned under hostKeyPolicy "
+        "tofu (default: as for `up`)",
+    )
+    command.add_argument(
+        "--timeout", type=float, default=10.0, help="SSH connect timeout, seconds (default 10)"
+    )
 
 
 def stack_name(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
@@ -262,9 +298,10 @@ def status_credentials(
     )
 
 
-def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
-    from rbee_infra.status import collect as status
-    from rbee_infra.status import render as status_render
+def _fleet_to_read(
+    args: argparse.Namespace, environ: Any, cwd: Path
+) -> tuple[FleetConfig, Any, Any]:
+    """status and builds: the fleet, where its config came from, and how to reach its hosts."""
     from rbee_infra.status.model import ConfigSource
 
     secrets: list[str] = []
@@ -288,6 +325,14 @@ def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
     creds = status_credentials(fleet, hives, args, environ, secrets)
     if fleet.host_key_policy == "tofu" and source.stack is not None:
         creds = dataclasses.replace(creds, pinned=_pinned_keys(args, environ, cwd, source.stack))
+    return fleet, source, creds
+
+
+def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
+    from rbee_infra.status import collect as status
+    from rbee_infra.status import render as status_render
+
+    fleet, source, creds = _fleet_to_read(args, environ, cwd)
     report = asyncio.run(
         status.collect(
             fleet, source=source, creds=creds, aliases=args.hive, resolve=not args.no_resolve
@@ -298,6 +343,40 @@ def cmd_status(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
     else:
         status_render.render(report)
     return report.summary.exit_code
+
+
+def cmd_builds(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
+    from rbee_infra.status import collect as status
+
+    fleet, source, creds = _fleet_to_read(args, environ, cwd)
+    found = asyncio.run(
+        status.builds(fleet, creds=creds, aliases=args.hive, stop=args.stop, stack=source.stack)
+    )
+    for host in found:
+        where = f"hive {', '.join(host.aliases)} ({host.where})"
+        for job in host.stopped:
+            print(f"{where}: stopped {job.label}: {job.binary} (it was running {job.progress()})",
+                  flush=True)
+        if host.error:
+            print(f"{where}: {redact_text(host.error)}", flush=True)
+        elif not host.jobs:
+            print(f"{where}: no build jobs", flush=True)
+        for job in host.jobs:
+            whose = f" [stack {job.stack}]" if job.stack and job.stack != source.stack else ""
+            print(f"{where}: {job.summary()}{whose}", flush=True)
+    return EXIT_ERROR if any(host.error for host in found) else EXIT_OK
+
+
+def cmd_prune_builds(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
+    from rbee_infra.install import build_once
+
+    gone = build_once.prune(args.older_than, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for cached in gone:
+        print(f"{verb} {cached.what}: {cached.size / 1e6:.1f} MB, {cached.age_days:.1f} days old")
+    total = sum(c.size for c in gone)
+    print(f"{verb} {len(gone)} cached item(s), {total / 1e6:.1f} MB", flush=True)
+    return EXIT_OK
 
 
 def _pinned_keys(args: argparse.Namespace, environ: Any, cwd: Path, stack: str) -> dict[str, str]:
@@ -403,20 +482,55 @@ def cmd_operation(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
             "or set it empty on purpose for a stack without secrets (PULUMI_CONFIG_PASSPHRASE=)",
         )
     print(f"{PROG}: stack {stack}, backend {settings.url}", file=sys.stderr, flush=True)
-    automation.run(
-        args.command,
-        project_dir=project,
-        stack=stack,
-        settings=settings,
-        on_output=lambda line: print(line, flush=True),
-        on_error=lambda line: print(line, file=sys.stderr, flush=True),
-        clear_pending_creates=getattr(args, "clear_pending_creates", False),
-    )
+    with _cancelling_with_pulumi() as interrupted:
+        try:
+            automation.run(
+                args.command,
+                project_dir=project,
+                stack=stack,
+                settings=settings,
+                on_output=lambda line: print(line, flush=True),
+                on_error=lambda line: print(line, file=sys.stderr, flush=True),
+                clear_pending_creates=getattr(args, "clear_pending_creates", False),
+            )
+        except automation.OperationFailed:
+            if not interrupted:
+                raise
+        if interrupted:
+            _print_error("interrupted (see `rbee-infra builds` for builds still running)")
+            return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+@contextmanager
+def _cancelling_with_pulumi() -> Iterator[list[bool]]:
+    """Ctrl-C on a terminal reaches the Pulumi CLI too (it runs in our process group), which
+    then cancels: it lets the running steps finish, and its provider says which builds go on.
+    The first Ctrl-C therefore only marks the run interrupted, and Pulumi's output keeps
+    streaming to the end; a second one stops at once (as it does Pulumi)."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        _print_error("interrupted: Pulumi is cancelling (running steps finish first); "
+                     "Ctrl-C again stops at once")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 COMMANDS = {
     "status": cmd_status,
+    "builds": cmd_builds,
+    "prune-builds": cmd_prune_builds,
     "import": cmd_import,
     "export": cmd_export,
     "preview": cmd_operation,
@@ -450,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         _print_error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q --disable-pip-version-check -e .
+python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e .
 [ -d /usr/local/go/bin ] && PATH="$PATH:/usr/local/go/bin"
 PATH="$(bash scripts/install-pulumi.sh):$PATH"
 export PATH

@@ -12,7 +12,8 @@ if [ -n "${RBEE_TEST_SEED:-}" ]; then
 fi
 mkdir -p reports
 python3 -m pytest -q -p no:cacheprovider "${order[@]}" \
-  --cov=rbee_infra --cov-report=term --cov-report=xml:reports/coverage.xml --cov-fail-under=90 "$@"
+  --durations=15 --cov=rbee_infra --cov-report=term --cov-report=xml:reports/coverage.xml \
+  --cov-fail-under=90 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2

@@ -11,6 +11,9 @@ import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+# what a Build resource's `artifact` output reads as under the mocks: its create makes it, so
+# the engine driver gets a reference to it (see `fleet.declare`), not a value
+OUTPUT_REF = "@@output-of:"
 
 
 @dataclass
@@ -33,7 +36,10 @@ class Recorder(pulumi.runtime.Mocks):
         if args.typ == "pulumi:pulumi:StackReference":
             outputs = {"outputs": self.stack_outputs, "secretOutputNames": []}
             return args.name, {**dict(args.inputs), **outputs}
-        return f"{args.name}-id", dict(args.inputs)
+        outputs = dict(args.inputs)
+        if "cargoLockRefresh" in outputs:  # a Build (its None outputs are not sent)
+            outputs["artifact"] = f"{OUTPUT_REF}{args.name}:artifact"
+        return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         return {}

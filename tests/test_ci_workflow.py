@@ -122,3 +122,58 @@ def test_the_test_command_runs_the_default_order_unless_a_seed_asks_for_a_shuffl
     assert "test order: shuffled by pytest-randomly, seed 16" in printed
     assert sorted(shuffled) == sorted(default) and shuffled != default
     assert _collected_by_test_command("16")[1] == shuffled  # one seed, one order
+
+
+def _requirement_names(specs: list[str]) -> set[str]:
+    names = set()
+    for spec in specs:
+        if ";" in spec and "python_version < '3.11'" in spec:
+            continue  # a backport this interpreter does not install
+        names.add(re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_every_install_uses_the_pins_and_they_cover_every_dependency() -> None:
+    """Two fresh machines install the same versions: `.ci/run`, the main job and the workflow
+    install with `-c constraints.txt`, and it pins every direct dependency (runtime, test,
+    bench) to one version (scripts/update-pins.sh writes it, docs/ci.md says how)."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            assert name.lower().replace("_", "-") not in pins, f"{name} pinned twice"
+            pins[name.lower().replace("_", "-")] = version
+    project = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirement_names(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted |= _requirement_names(extra)
+    assert wanted - set(pins) == set()
+    assert pins["pulumi"] == re.search(r'"pulumi==([\d.]+)"', (ROOT / "pyproject.toml")
+                                       .read_text()).group(1)
+    for script in (ROOT / ".ci" / "run", ROOT / "scripts" / "localhost.sh"):
+        installs = re.findall(r"pip install[^\n]*", script.read_text())
+        assert installs and all("-c constraints.txt" in i for i in installs), script
+    for job in workflow()["jobs"]:
+        for line in re.findall(r"pip install[^\n]*", runs(job)):
+            assert "-c constraints.txt" in line, (job, line)
+
+
+def test_the_coverage_report_lists_the_most_missed_module_first() -> None:
+    """A drop in coverage shows at the top of the report (sorted by missed lines)."""
+    report = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())
+    assert report["tool"]["coverage"]["report"]["sort"] == "-miss"
+    assert "--cov-report=term" in (ROOT / "scripts" / "test.sh").read_text()
+
+
+def test_the_fresh_machine_run_resets_what_an_earlier_run_leaves() -> None:
+    """scripts/ci-fresh.sh (docs/ci.md): a clean clone of HEAD, and new Python packages,
+    PULUMI_HOME, pip and Go caches and TMPDIR, then `.ci/run` itself."""
+    script = (ROOT / "scripts" / "ci-fresh.sh").read_text()
+    assert 'git clone -q --no-local "$PWD" "$base/repo"' in script
+    assert 'python3 -m venv "$base/venv"' in script and '"PATH=$base/venv/bin:$PATH"' in script
+    for setting in ("PULUMI_HOME=$base/pulumi-home", "PIP_CACHE_DIR=", "TMPDIR=$base/tmp",
+                    "GOCACHE=$base/", "GOMODCACHE=$base/", "XDG_CACHE_HOME=$base/"):
+        assert setting in script, setting
+    assert "env -i" in script and "bash .ci/run" in script
+    documented = (ROOT / "docs" / "ci.md").read_text()
+    assert "scripts/ci-fresh.sh" in documented and "PULUMI_HOME" in documented

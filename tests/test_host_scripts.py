@@ -333,3 +333,145 @@ def test_ours_is_only_the_hive_from_the_stable_path(shell: str, tmp_path: Path) 
         finally:
             ours.kill()
             not_ours.kill()
+
+
+# --- whole scripts under dash and bash ---------------------------------------------------------
+
+
+def script(shell: str, name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The assembled script `name`, run as the host runs it, in a home of its own."""
+    return subprocess.run(
+        [shell, "-c", getattr(scripts, name), "rbee", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "HOME": str(cwd)},
+        timeout=60,
+    )
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+# like rbee's worker: clap without `version` (usage error, exit 2), `--help` exits 0
+CLAP_WORKER = """#!/bin/sh
+case "${1:-}" in
+  --help) printf 'A worker\\n\\nUsage: %s --port <PORT>\\n' "${0##*/}"; exit 0;;
+  *) printf "error: unexpected argument '%s' found\\n\\nUsage: %s --port <PORT>\\n" "$1" "${0##*/}" >&2
+     exit 2;;
+esac
+"""
+
+
+def verify_runs(out: str) -> list[tuple[str, str, str]]:
+    found = []
+    for line in out.splitlines():
+        if line.startswith("@@run\t"):
+            _, check, code, text = line.split("\t")
+            found.append((check, code, base64.b64decode(text).decode()))
+    return found
+
+
+def test_verify_runs_help_only_when_version_does_not_answer(shell: str, tmp_path: Path) -> None:
+    worker = executable(tmp_path / "rel" / "llm-worker-rbee-cpu", CLAP_WORKER)
+    (tmp_path / "meta.json").write_text('{"packages": [\n]}\n')
+    out = script(shell, "VERIFY", "5", "rel/llm-worker-rbee-cpu", "llm-worker-rbee-cpu", "1",
+                 "meta.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert verify_runs(out.stdout) == [
+        ("--version", "2", "error: unexpected argument '--version' found\n\n"
+         "Usage: llm-worker-rbee-cpu --port <PORT>\n"),
+        ("--help", "0", "A worker\n\nUsage: llm-worker-rbee-cpu --port <PORT>\n"),
+    ]
+    lines = out.stdout.splitlines()
+    assert lines[-2] == f"@@sha256\t{sha256(worker.read_bytes())}"
+    assert lines[-1] == '@@metadata\t{"packages": []}'  # on one line
+
+    hive = executable(tmp_path / "rbee-hive", '#!/bin/sh\necho "rbee-hive 0.1.0"\n')
+    out = script(shell, "VERIFY", "5", "rbee-hive", "rbee-hive", "0", "", cwd=tmp_path)
+    assert verify_runs(out.stdout) == [("--version", "0", "rbee-hive 0.1.0\n")]
+    assert "@@sha256" not in out.stdout and "@@metadata" not in out.stdout
+    assert hive.exists()
+
+    # `--version` answers, but names another program: `--help` runs too
+    executable(tmp_path / "x", '#!/bin/sh\n[ "$1" = --help ] && echo "Usage: x"; echo "other 1.0"\n')
+    out = script(shell, "VERIFY", "5", "x", "llm-worker-rbee-cpu", "0", "", cwd=tmp_path)
+    assert [run[0] for run in verify_runs(out.stdout)] == ["--version", "--help"]
+
+
+def test_verify_runs_only_the_configured_check_with_literal_arguments(
+    shell: str, tmp_path: Path
+) -> None:
+    executable(tmp_path / "b", '#!/bin/sh\nprintf "[%s]" "$@"; echo; exit 4\n')
+    out = script(shell, "VERIFY", "5", "b", "b", "0", "", "--check", "$(id) a", cwd=tmp_path)
+    assert verify_runs(out.stdout) == [("configured", "4", "[--check][$(id) a]\n")]
+
+
+def test_verify_of_a_missing_binary_runs_nothing(shell: str, tmp_path: Path) -> None:
+    out = script(shell, "VERIFY", "5", "gone", "gone", "1", "no-such.json", cwd=tmp_path)
+    assert (out.returncode, out.stdout) == (0, "")
+
+
+def test_verify_bounds_a_run_that_hangs(shell: str, tmp_path: Path) -> None:
+    tool("timeout")
+    executable(tmp_path / "slow", "#!/bin/sh\nsleep 30\n")
+    started = time.monotonic()
+    out = script(shell, "VERIFY", "1", "slow", "slow", "0", "", "--x", cwd=tmp_path)
+    assert verify_runs(out.stdout) == [("configured", "124", "\n")]
+    assert time.monotonic() - started < 10
+
+
+ROOT = ".local/share/rbee"
+SRC = f"{ROOT}/build/abc"
+
+
+def build_host(home: Path, *users: str) -> None:
+    """A host with a build cache used by `users` and one release of rbee-worker-cpu."""
+    for d in (f"{SRC}/checkout/.git", f"{SRC}/target/release", f"{SRC}/users",
+              f"{ROOT}/releases/rbee-worker-cpu/r1", f"{ROOT}/jobs/me/j1"):
+        (home / d).mkdir(parents=True, exist_ok=True)
+    for user in users:
+        (home / SRC / "users" / user).write_text("")
+    (home / ROOT / "releases/rbee-worker-cpu/r1/llm-worker-rbee-cpu").write_text("bin")
+
+
+def remove(shell: str, home: Path, mode: str, src: str = SRC, rid: str = "r1") -> None:
+    out = script(
+        shell, "REMOVE", f"{ROOT}/.lock", "5", "test", mode,
+        f"{ROOT}/workers/rbee-worker-cpu", f"{ROOT}/receipts/rbee-worker-cpu.json", "me",
+        f"{ROOT}/releases/rbee-worker-cpu", src, f"{src}/users/me" if src else "",
+        f"{ROOT}/jobs/me", "5" if mode == "delete" else "now", rid, cwd=home,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("mode", ["abort-create", "abort-update", "undo-create"])
+def test_a_failed_install_keeps_the_build_cache(shell: str, tmp_path: Path, mode: str) -> None:
+    tool("flock")
+    build_host(tmp_path, "me")
+    remove(shell, tmp_path, mode)
+    assert (tmp_path / SRC / "checkout/.git").is_dir() and (tmp_path / SRC / "target").is_dir()
+    assert not (tmp_path / ROOT / "releases/rbee-worker-cpu").exists()  # the failed release
+    assert not (tmp_path / ROOT / "jobs/me").exists()
+    # a failed update's resource still uses the cache; a failed create's does not (yet)
+    assert (tmp_path / SRC / "users/me").exists() == (mode == "abort-update")
+
+
+def test_delete_removes_the_cache_with_its_last_user_and_orphans_once_idle(
+    shell: str, tmp_path: Path
+) -> None:
+    tool("flock")
+    build_host(tmp_path, "me", "other")
+    remove(shell, tmp_path, "delete")
+    assert (tmp_path / SRC / "target").is_dir()  # `other` still builds from it
+    (tmp_path / SRC / "users/other").unlink()  # e.g. `other` was a failed create
+    (tmp_path / ROOT / "jobs/someone/j").mkdir(parents=True)  # a build under way
+    remove(shell, tmp_path, "delete", src="")  # a resource that does not build (local)
+    assert (tmp_path / SRC / "target").is_dir()
+    shutil.rmtree(tmp_path / ROOT / "jobs/someone")  # its job is done and activated
+    remove(shell, tmp_path, "delete", src="")
+    assert not (tmp_path / ROOT).exists()

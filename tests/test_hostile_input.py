@@ -41,7 +41,14 @@ BASE: dict[str, Any] = {
             "hostname": "127.0.0.1",
             "sshUser": "rbee",
             "installMethod": {"git": {"repo": "https://example.org/r.git", "branch": "main"}},
-            "workers": [{"type": "cpu", "features": ["cpu"], "binary": "llm-worker-rbee-cpu"}],
+            "workers": [
+                {
+                    "type": "cpu",
+                    "features": ["cpu"],
+                    "binary": "llm-worker-rbee-cpu",
+                    "verify": {"args": ["--help"], "expect": "Usage:"},
+                }
+            ],
         }
     ]
 }
@@ -69,6 +76,8 @@ FIELDS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "hives[0].workers[0].version": setter("hives", 0, "workers", 0, "version"),
     "hives[0].workers[0].binary": setter("hives", 0, "workers", 0, "binary"),
     "hives[0].workers[0].features[0]": setter("hives", 0, "workers", 0, "features", 0),
+    "hives[0].workers[0].verify.args[0]": setter("hives", 0, "workers", 0, "verify", "args", 0),
+    "hives[0].workers[0].verify.expect": setter("hives", 0, "workers", 0, "verify", "expect"),
 }
 
 

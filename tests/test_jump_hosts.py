@@ -20,7 +20,7 @@ from rbee_infra.status import collect as status
 from rbee_infra.status.model import ConfigSource
 from tests.harness import installs
 from tests.harness.engine import Engine
-from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.fixture_repo import RbeeRepo, expected_worker_about
 from tests.harness.fleet import declare, make_fleet
 from tests.harness.hosts import rotate_host_key
 from tests.harness.netns import Behind, behind_bastion
@@ -63,8 +63,8 @@ def test_install_upgrade_and_destroy_through_a_bastion(
     assert behind.bastion_accepted() - before == 1
     for host in hosts:
         assert installs.version(host, installs.HIVE_STABLE) == "rbee-hive 0.1.0"
-        assert installs.version(host, installs.worker_stable("cpu")).startswith(
-            "llm-worker-rbee-cpu 0.1.0"
+        assert installs.worker_about(host, installs.worker_stable("cpu")) == (
+            expected_worker_about("0.1.0", ("cpu",))
         )
 
     result = installs.ok(engine.up(declare(through_bastion(behind, rbee_repo, "v0.2.0"))))

@@ -110,6 +110,8 @@ def outputs(**extra: object) -> dict[str, object]:
         ({**outputs(), "hostState": "binary missing"}, True, [], True),
         ({**outputs(), "connection": {**CONN, "privateKeyPath": "/other"}}, True, [], False),
         ({**outputs(), "alias": "renamed"}, True, [], False),
+        # a check is how an install is judged, not what it builds: recorded, no reinstall
+        ({**outputs(), "verify": {"args": ["--help"], "expect": "Usage:"}}, True, [], False),
     ],
 )
 def test_diff_decisions(news: dict, changes: bool, replaces: list[str], reinstall: bool) -> None:
@@ -117,6 +119,12 @@ def test_diff_decisions(news: dict, changes: bool, replaces: list[str], reinstal
     assert (decision.changes, decision.replaces) == (changes, replaces)
     if changes:
         assert decision.reinstall == reinstall
+
+
+def test_a_verify_setting_dropped_from_the_config_is_a_change() -> None:
+    olds = outputs(verify={"args": ["--help"], "expect": "Usage:"})
+    decision = plan.decide_diff(olds, outputs())  # the engine drops an unset input
+    assert (decision.changes, decision.changed, decision.reinstall) == (True, ["verify"], False)
 
 
 def test_ints_that_arrive_as_floats_do_not_cause_a_diff() -> None:
@@ -129,11 +137,20 @@ def test_receipt_keeps_no_credentials_and_is_greppable_by_install_id() -> None:
     spec = parse_spec(spec_props())
     iid = plan.install_id(spec)
     text = plan.receipt(
-        spec, iid=iid, rid="r1", commit="c" * 40, version="v", sha256="s", installed_at="t"
+        spec, iid=iid, rid="r1", commit="c" * 40, version="v", sha256="s", installed_at="t",
+        verified_by="--help",
     )
     assert "tok3n12345" not in text
     assert f'"installId": "{iid}"' in text
-    assert json.loads(text)["source"]["repo"] == "https://***@example.org/r.git"
+    data = json.loads(text)
+    assert data["source"]["repo"] == "https://***@example.org/r.git"
+    # which check the binary passed; a `--version` line only when it answered
+    assert data["verifiedBy"] == "--help" and "versionOutput" not in data
+    answered = plan.receipt(
+        spec, iid=iid, rid="r1", commit="c" * 40, version="v", sha256="s", installed_at="t",
+        verified_by="--version", version_line="x 1.0",
+    )
+    assert json.loads(answered)["versionOutput"] == "x 1.0"
 
 
 def test_install_id_is_stable_per_target_and_name() -> None:

@@ -251,7 +251,8 @@ def test_the_real_probe_script_reports_this_machine() -> None:
     assert found.home == home and found.os == os.uname().sysname
     assert found.cargo_version == "" and found.cargo_path == ""
     assert found.free_mb("data") is not None and found.free_mb("data") > 0
-    assert found.free_mb("bin") == found.free_mb("data")  # same filesystem here
+    # the same filesystem here; other writers on the machine move it between the two reads
+    assert abs((found.free_mb("bin") or 0) - found.free_mb("data")) < 512
     assert "sh" not in found.tools and ("flock" in found.tools) == bool(which("flock"))
     assert found.installed["rbee-hive"].kind == "missing"
 

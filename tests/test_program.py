@@ -210,3 +210,27 @@ def test_a_token_url_in_secret_config_is_accepted() -> None:
     recorder = run_program(config, ("rbee:hives",))
     hive = recorder.by_name("hive-cpu-host")
     assert is_secret(hive.inputs["source"])
+
+
+def test_verify_settings_reach_their_resources_and_the_exports_name_the_check() -> None:
+    config = two_by_two()
+    gpu = config["rbee:hives"][0]
+    gpu["verify"] = {"args": ["-V"], "expect": "rbee-hive"}
+    gpu["workers"][0]["verify"] = {"args": ["--help"], "expect": "Usage:"}
+    recorder = install_mocks(config)
+    exported: list[dict[str, Any]] = []
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        exports = declare_fleet(*read_stack_config())
+        for hive in exports.values():
+            exported.extend([hive["hive"], *hive["workers"].values()])
+        return pulumi.Output.all(*(e["path"] for e in exported))
+
+    program()
+    assert all({"version", "verifiedBy", "commit"} <= set(e) for e in exported)
+    assert recorder.by_name("hive-gpu-host").inputs["verify"] == gpu["verify"]
+    assert recorder.by_name("worker-gpu-host-cuda").inputs["verify"] == {
+        "args": ["--help"], "expect": "Usage:"
+    }
+    assert recorder.by_name("worker-gpu-host-cpu").inputs.get("verify") is None

@@ -352,8 +352,12 @@ def test_bad_commands_config_stops_the_program_before_any_resource() -> None:
     config = gpu_fleet()
     config["rbee:commands"][0]["hive"] = "nowhere"
     recorder = install(config)
-    with pytest.raises(ConfigError, match=r"commands\[0\]\.hive: no hive 'nowhere'"):
+    # as pulumi.RunError: the SDK's runner shows its message alone, without a traceback
+    with pytest.raises(pulumi.RunError) as caught:
         pulumi.runtime.test(program.main)()
+    assert str(caught.value) == (
+        "invalid configuration:\n  commands[0].hive: no hive 'nowhere' (hives: gpu-host)"
+    )
     assert recorder.resources == []
 
 

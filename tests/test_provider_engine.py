@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import installs
 from tests.harness.engine import Engine
-from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.fixture_repo import RbeeRepo, expected_worker_about
 from tests.harness.hosts import HostSet
 from tests.harness.snapshot import diff_snapshots, snapshot_home
 
@@ -76,13 +76,13 @@ def test_worker_features_show_in_version_and_changing_them_updates_in_place(
     ]
     installs.ok(engine.up(decls))
     path = f"{host.home}/{installs.worker_stable('cuda')}"
-    assert installs.version(host, path) == "llm-worker-rbee-cuda 0.2.0 features=cuda"
+    assert installs.worker_about(host, path) == expected_worker_about("0.2.0", ("cuda",))
     first_id = engine.state()["worker-h1-cuda"].id
 
     decls[1] = installs.worker(hosts1, host, "cuda", source, features=["cpu", "cuda"])
     assert engine.preview(decls).ops() == {"hive-h1": "same", "worker-h1-cuda": "update"}
     installs.ok(engine.up(decls))
-    assert installs.version(host, path) == "llm-worker-rbee-cuda 0.2.0 features=cpu,cuda"
+    assert installs.worker_about(host, path) == expected_worker_about("0.2.0", ("cpu", "cuda"))
     assert engine.state()["worker-h1-cuda"].id == first_id
 
 

@@ -8,6 +8,7 @@ asserts the effect on the hosts (over SSH) and the exact error text.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Any
 
@@ -21,9 +22,10 @@ from tests.harness.assertions import (
     ssh,
 )
 from tests.harness.engine import Engine
-from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.fixture_repo import RbeeRepo, worker_usage
 from tests.harness.fleet import declare, hive_config, make_fleet
 from tests.harness.hosts import HostSet, mount_tmpfs, unmount_tmpfs
+from tests.harness.release_server import script_binary
 from tests.harness.snapshot import diff_snapshots, snapshot_home
 from tests.metrics import record
 
@@ -133,7 +135,7 @@ def test_unknown_ref_is_named(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engi
     assert_nothing_installed(hosts1, host)
 
 
-def test_compile_error_is_reported_and_nothing_is_left(
+def test_compile_error_is_reported_and_nothing_but_the_build_cache_is_left(
     hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
 ) -> None:
     (host,) = hosts1.hosts
@@ -143,7 +145,7 @@ def test_compile_error_is_reported_and_nothing_is_left(
     assert "hive host1: build failed (exit 101): cargo build --release --bin rbee-hive" in error
     assert "error" in error and "could not compile" in error
     assert recorded(engine) == []
-    assert_nothing_installed(hosts1, host)
+    assert_nothing_installed(hosts1, host, but_the_build_cache=True)
     # the next `up` retries: fixed config converges
     up_ok(engine, make_fleet(hosts1, rbee_repo))
     assert_hive_installed(hosts1, host, version="0.1.0")
@@ -186,19 +188,127 @@ def test_install_dir_not_writable(hosts1: HostSet, rbee_repo: RbeeRepo, engine: 
     assert "hive host1: activate failed (exit 1)" in error
     assert "Permission denied" in error
     assert recorded(engine) == []
-    assert_nothing_installed(hosts1, host)
+    assert_nothing_installed(hosts1, host, but_the_build_cache=True)
     record("fault", fault="permission denied (install dir)", survived=True, data_lost=0)
 
 
 def test_verification_failure(hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine) -> None:
     (host,) = hosts1.hosts
     result = engine.up(declare(make_fleet(hosts1, rbee_repo, ref={"branch": "bad-version"})))
-    assert summary(result, "hive-host1").endswith(
+    assert summary(result, "hive-host1")  # it failed
+    assert result.errors["hive-host1"].endswith(
         "hive host1: verify failed: rbee-hive --version exited 3 "
-        "(expected 'rbee-hive' in the first line): version check failed"
+        "(expected 'rbee-hive' in the first line): version check failed\n"
+        "rbee-hive --help exited 3 (expected a usage line): help check failed\n"
     )
     assert recorded(engine) == []
+    # nothing installed; the build cache stays for the next build (see the test below)
+    assert_nothing_installed(hosts1, host, but_the_build_cache=True)
+    assert host.run("ls -d .local/share/rbee/build/*/target/release").returncode == 0
+
+
+# a cargo that also writes what it prints (its build log) to ~/cargo.log, one section a run
+LOGGING_CARGO = """#!/bin/sh
+echo "== cargo $*" >> "$HOME/cargo.log"
+cargo "$@" 2>> "$HOME/cargo.log"
+"""
+
+
+def cargo_builds(host: Any) -> list[list[str]]:
+    """The `Compiling` lines of each `cargo build` the logging cargo ran, in order."""
+    builds: list[list[str]] = []
+    for line in host.run("cat cargo.log").stdout.splitlines():
+        if line.startswith("== cargo "):
+            if line.startswith("== cargo build "):
+                builds.append([])
+        elif builds and line.strip().startswith("Compiling "):
+            builds[-1].append(line.strip())
+    return builds
+
+
+def local_hive_and(
+    hosts1: HostSet, rbee_repo: RbeeRepo, tmp_path: Any, worker: dict[str, Any]
+) -> dict[str, Any]:
+    """Stack config: a hive uploaded as a local binary (a stand-in answering `--version`) and
+    `worker`, so the worker is the host's only build from git."""
+    hive_binary = tmp_path / "rbee-hive"
+    hive_binary.write_bytes(script_binary("rbee-hive 0.2.0"))
+    hive_binary.chmod(0o755)
+    config = make_fleet(hosts1, rbee_repo)
+    hive = hive_config(config, "host1")
+    hive["installMethod"] = {"local": {"path": str(hive_binary)}}
+    hive["workers"] = [worker]
+    return config
+
+
+def test_a_worker_that_fails_help_too_is_refused(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Any
+) -> None:
+    """A real-shaped worker has no --version; when its --help fails as well (the fixture's
+    bad-version branch), nothing proves it runs."""
+    (host,) = hosts1.hosts
+    source = {"git": {"repo": rbee_repo.url, "branch": "bad-version"}}
+    config = local_hive_and(hosts1, rbee_repo, tmp_path, {"type": "cpu", "installMethod": source})
+    result = engine.up(declare(config))
+    assert summary(result, "worker-host1-cpu")  # it failed
+    assert result.errors["worker-host1-cpu"].endswith(
+        "worker host1/cpu: verify failed: llm-worker-rbee-cpu --version exited 2 "
+        "(expected 'llm-worker-rbee-cpu' in the first line): error: unexpected argument "
+        "'--version' found\n"
+        + worker_usage("llm-worker-rbee-cpu")
+        + "\nFor more information, try '--help'.\n"
+        "llm-worker-rbee-cpu --help exited 3 (expected a usage line): help check failed\n"
+    )
+    assert recorded(engine) == ["hive-host1"]
+    assert ssh(hosts1, host, "test -e .local/share/rbee/workers/rbee-worker-cpu").returncode == 1
+
+
+def test_a_failed_verification_keeps_the_build_cache_and_the_next_up_compiles_nothing(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine, tmp_path: Any
+) -> None:
+    """The real run of issue 28: a hive uploaded as a local binary, a cpu worker from git,
+    its verification fails. The build dir survives; once the config is fixed, `up` builds
+    again without compiling a crate."""
+    (host,) = hosts1.hosts
+    host.run("mkdir -p bin && cat > bin/cargo-logged && chmod 0755 bin/cargo-logged",
+             input=LOGGING_CARGO)
+    worker = {
+        "type": "cpu",
+        "installMethod": {"git": {"repo": rbee_repo.url, "tag": "v0.2.0"}},
+        "verify": {"args": ["--help"], "expect": "Usage: nothing like this"},
+    }
+    config = local_hive_and(hosts1, rbee_repo, tmp_path, worker)
+    hive_config(config, "host1")["cargo"] = "~/bin/cargo-logged"
+    result = engine.up(declare(config))
+    assert summary(result, "worker-host1-cpu")  # it failed
+    error = result.errors["worker-host1-cpu"]
+    assert (
+        "worker host1/cpu: verify failed: llm-worker-rbee-cpu --help exited 0 "
+        "(expected 'Usage: nothing like this' in the output): "
+    ) in error, error
+    assert recorded(engine) == ["hive-host1"]
+    # the failed release went; the checkout and the cargo target dir did not
+    assert host.run("ls .local/share/rbee/releases").stdout.split() == ["rbee-hive"]
+    cache = ".local/share/rbee/build/*"
+    assert host.run(f"ls -d {cache}/checkout/.git {cache}/target/release").returncode == 0
+    (first,) = cargo_builds(host)
+    assert first and all("llm-worker-rbee v0.2.0" in ln for ln in first), first
+
+    del worker["verify"]  # fixed: the default check, which the worker passes by --help
+    up_ok(engine, config)
+    assert_worker_installed(hosts1, host, "cpu", features=["cpu"], version="0.2.0")
+    builds = cargo_builds(host)
+    assert len(builds) == 2 and builds[1] == [], builds  # no crate compiled again
+    outputs = engine.state()["worker-host1-cpu"].outputs
+    assert (outputs["version"], outputs["verifiedBy"]) == ("llm-worker-rbee 0.2.0", "--help")
+    receipt = json.loads(host.run("cat .local/share/rbee/receipts/rbee-worker-cpu.json").stdout)
+    assert (receipt["version"], receipt["verifiedBy"]) == ("llm-worker-rbee 0.2.0", "--help")
+    assert receipt["commit"] == rbee_repo.commit_of("v0.2.0")
+
+    assert engine.destroy().ok
     assert_nothing_installed(hosts1, host)
+    record("fault", fault="verification failure keeps the build cache", survived=True,
+           data_lost=0)
 
 
 # ---------------------------------------------------------------- edge cases

@@ -199,7 +199,7 @@ def test_r3_1_remove_refuses_a_release_id_that_is_not_one(hosts1: HostSet) -> No
     reldir = ".local/share/rbee/releases/rbee-hive"
     host.run(f"mkdir -p {reldir}")
     args = [".local/share/rbee/.lock", "5", "test", "abort-create", HIVE,
-            ".local/share/rbee/receipts/rbee-hive.json", "id", reldir, "", "", "jobs/x",
+            ".local/share/rbee/receipts/rbee-hive.json", "id", reldir, "", "", "jobs/x", "now",
             "../../../pki"]
     result = host.run(script_command(scripts.REMOVE, *args), check=False)
     assert result.returncode == 2

@@ -3,7 +3,6 @@ the human rendering, and that status derives exactly the resources the program d
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from typing import Any
@@ -12,8 +11,8 @@ import jsonschema
 import pulumi
 import pytest
 
-from rbee_infra.config.fleet import parse_fleet
-from rbee_infra.decide import plan
+from rbee_infra.config.fleet import VerifyCheck, parse_fleet
+from rbee_infra.decide import plan, verify
 from rbee_infra.decide.facts import InstalledBinary
 from rbee_infra.stack.program import declare_fleet, read_stack_config
 from rbee_infra.status import collect as status
@@ -67,6 +66,8 @@ def receipt_for(spec: Any, *, commit: str = COMMIT, **changes: Any) -> dict[str,
             version=f"{spec.binary} 0.2.0",
             sha256=SHA,
             installed_at="2026-01-01T00:00:00+00:00",
+            verified_by="--version",
+            version_line=f"{spec.binary} 0.2.0",
         )
     )
     data.update(changes)
@@ -79,8 +80,15 @@ def installed(spec: Any, receipt: dict[str, Any] | None, sha: str = SHA) -> Inst
     return InstalledBinary(spec.install_name, "symlink", link, sha, receipt)
 
 
-def ok_version(spec: Any) -> tuple[int, str]:
-    return 0, f"{spec.binary} 0.2.0"
+def ok_version(spec: Any) -> verify.Report:
+    return verify.Report((verify.Run("--version", 0, f"{spec.binary} 0.2.0"),))
+
+
+# a worker shaped like rbee's: no --version (clap's usage error), --help works
+NO_VERSION = verify.Run(
+    "--version", 2, "error: unexpected argument '--version' found\n\nUsage: x --port <PORT>"
+)
+HELPED = verify.Report((NO_VERSION, verify.Run("--help", 0, "About\n\nUsage: x --port <PORT>")))
 
 
 def test_status_declares_what_the_program_declares() -> None:
@@ -132,7 +140,17 @@ def test_in_sync() -> None:
         ),
         ("commit", f"new commit: main is now at {NEWER[:12]}, installed {COMMIT[:12]}"),
         ("trigger", "reinstall trigger changed"),
-        ("version-exit", "`llm-worker-rbee-cuda --version` exited 3: version check failed"),
+        (
+            "version-exit",
+            "the binary does not run: `llm-worker-rbee-cuda --version` exited 3: version check "
+            "failed; `llm-worker-rbee-cuda --help` exited 3: help check failed",
+        ),
+        (
+            "help-usage",
+            "the binary does not run: `llm-worker-rbee-cuda --version` exited 2: error: "
+            "unexpected argument '--version' found; `llm-worker-rbee-cuda --help` exited 0: "
+            "About",
+        ),
         (
             "version-line",
             "`--version` says 'llm-worker-rbee-cuda 0.3.0', the receipt recorded "
@@ -147,7 +165,7 @@ def test_drift(case: str, expected: str) -> None:
     spec = specs()["cuda"]
     receipt = receipt_for(spec)
     found: InstalledBinary | None = installed(spec, receipt)
-    version: tuple[int | None, str] | None = ok_version(spec)
+    version: verify.Report | None = ok_version(spec)
     commit = COMMIT
     if case == "missing":
         found, version = None, None
@@ -162,9 +180,12 @@ def test_drift(case: str, expected: str) -> None:
     elif case == "trigger":
         receipt["releaseId"] = "3f2a9c1d0b7e-cuda-rdeadbe"
     elif case == "version-exit":
-        version = (3, "version check failed")
+        runs = (verify.Run("--version", 3, "version check failed"),)
+        version = verify.Report((*runs, verify.Run("--help", 3, "help check failed")))
+    elif case == "help-usage":  # --help exits 0, but prints no usage line
+        version = verify.Report((NO_VERSION, verify.Run("--help", 0, "About\nno usage here")))
     elif case == "version-line":
-        version = (0, "llm-worker-rbee-cuda 0.3.0")
+        version = verify.Report((verify.Run("--version", 0, "llm-worker-rbee-cuda 0.3.0"),))
     elif case == "unmanaged":
         found = installed(spec, None)
     elif case == "hand-made":
@@ -208,17 +229,49 @@ def test_resolve_error_makes_the_component_an_error() -> None:
     assert (result.state, result.error) == ("error", message)
 
 
-def test_parse_versions() -> None:
-    text = base64.b64encode(b"rbee-hive 0.2.0\nmore\n").decode()
-    out = status.parse_versions(
-        f"version\t.local/bin/rbee-hive\t0\t{text}\n"
-        "version\t.local/share/rbee/workers/rbee-worker-cpu\t-\t\n"
-        "noise\n"
+def test_a_worker_without_version_is_in_sync_by_help() -> None:
+    spec = specs()["cuda"]
+    receipt = receipt_for(spec, version="llm-worker-rbee 0.2.0", verifiedBy="--help")
+    receipt.pop("versionOutput")
+    result = status.assess(spec, installed(spec, receipt), HELPED, commit=COMMIT, stack_known=True)
+    assert (result.state, result.drift) == ("in-sync", [])
+    assert result.installed is not None
+    assert (result.installed.check, result.installed.verified_by) == ("--help", "--help")
+    assert (result.installed.version_exit, result.installed.version) == (2, "llm-worker-rbee 0.2.0")
+    assert result.installed.version_output == "error: unexpected argument '--version' found"
+
+
+def test_an_older_receipt_compares_its_version_with_the_version_line() -> None:
+    spec = specs()["hive"]
+    old = receipt_for(spec)
+    for key in ("verifiedBy", "versionOutput"):
+        old.pop(key)
+    same = status.assess(spec, installed(spec, old), ok_version(spec), commit=COMMIT, stack_known=True)
+    assert same.drift == [] and same.installed is not None and same.installed.verified_by is None
+    newer = verify.Report((verify.Run("--version", 0, "rbee-hive 0.3.0"),))
+    moved = status.assess(spec, installed(spec, old), newer, commit=COMMIT, stack_known=True)
+    assert moved.drift == [
+        "`--version` says 'rbee-hive 0.3.0', the receipt recorded 'rbee-hive 0.2.0'"
+    ]
+
+
+def test_a_configured_check_replaces_version_and_help() -> None:
+    spec = specs()["cpu"].model_copy(
+        update={"verify": VerifyCheck(args=["--selftest"], expect="self test ok")}
     )
-    assert out == {
-        ".local/bin/rbee-hive": (0, "rbee-hive 0.2.0\nmore"),
-        ".local/share/rbee/workers/rbee-worker-cpu": (None, ""),
-    }
+    receipt = receipt_for(spec, verifiedBy="configured: --selftest")
+    receipt.pop("versionOutput")
+    passed = verify.Report((verify.Run("configured", 0, "self test ok"),))
+    found = installed(spec, receipt)
+    result = status.assess(spec, found, passed, commit=COMMIT, stack_known=True)
+    assert result.drift == [] and result.installed is not None
+    assert result.installed.check == "configured: --selftest"
+    assert result.installed.version_output is None and result.installed.version_exit is None
+    failing = verify.Report((verify.Run("configured", 1, "self test failed"),))
+    result = status.assess(spec, found, failing, commit=COMMIT, stack_known=True)
+    assert result.drift == [
+        "the binary does not run: `llm-worker-rbee-cpu --selftest` exited 1: self test failed"
+    ]
 
 
 def test_extra_names_group_paths_by_install() -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import BINARIES, TAG, Lab, ssh_command, versions
+from benchmarks.common import BINARIES, TAG, Lab, answers, ssh_command, versions
 from tests.harness.hosts import Host
 
 HERE = Path(__file__).resolve().parent
@@ -31,11 +31,11 @@ def peer_paths(tool: str) -> tuple[str, ...]:
 
 
 def check_installed(lab: Lab, host: Host, tool: str) -> None:
-    """The peer's three binaries answer `--version` (checked over SSH)."""
+    """The peer's three binaries run (`--version`, else `--help`; checked over SSH)."""
     lines = versions(lab, host, peer_paths(tool))
     for line, (_, binary, _) in zip(lines, BINARIES, strict=True):
-        if not line.startswith(binary):
-            raise PeerError(f"{tool} on {host.name}: {binary} --version said {line!r}")
+        if not answers(line, binary):
+            raise PeerError(f"{tool} on {host.name}: {binary} --version/--help said {line!r}")
 
 
 def _check(tool: str, proc: subprocess.CompletedProcess[str]) -> None:

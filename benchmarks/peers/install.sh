@@ -3,7 +3,8 @@
 # (one ssh per host, all hosts in parallel). The same steps as rbee-infra: resolve the tag
 # (git ls-remote), fetch it shallowly into one checkout, build each binary with cargo into one
 # shared target dir (the workers build incrementally after the hive), copy it into a release
-# dir, check `--version`, point a stable symlink at it, record commit and sha256.
+# dir, check it runs (`--version`, else `--help`), point a stable symlink at it, record commit
+# and sha256.
 # args: root dir (under $HOME), repo, tag, cargo, then name:binary:features per binary.
 set -eu
 cd "$HOME"
@@ -27,7 +28,9 @@ for item in "$@"; do
     (cd "$root/checkout" && CARGO_TARGET_DIR="$HOME/$root/target" "$cargo" build -q --release --bin "$bin" "$@")
     mkdir -p "$rel" && cp "$root/target/release/$bin" "$rel/$bin"
   fi
-  "$rel/$bin" --version | grep -q -- "$bin"
+  # the check rbee-infra makes: --version naming the binary, else (rbee's workers have no
+  # --version) --help with a usage line
+  "$rel/$bin" --version 2>/dev/null | grep -q -- "$bin" || "$rel/$bin" --help | grep -qi '^usage:'
   ln -sfn "../releases/$name/$commit/$bin" "$root/bin/$name"
   printf '%s %s\n' "$commit" "$(sha256sum < "$rel/$bin" | cut -d' ' -f1)" > "$root/receipts/$name"
 done

@@ -47,7 +47,8 @@ if installed != commit or intact != "ok":
                 f" {cargo} build -q --release --bin {binary} {flags}"
                 f" && mkdir -p {release}"
                 f" && cp $HOME/{ROOT}/target/release/{binary} {release}/{binary}"
-                f" && {release}/{binary} --version | grep -q -- {binary}",
+                f" && {{ {release}/{binary} --version 2>/dev/null | grep -q -- {binary}"
+                f" || {release}/{binary} --help | grep -qi '^usage:'; }}",
             ],
         )
 

@@ -11,6 +11,7 @@ PHASES = (
     "lock",
     "resolve",
     "clone",
+    "deps",
     "build",
     "download",
     "upload",
@@ -106,7 +107,8 @@ class RefMoved(CommandError):
 
 
 class VerifyError(HostError):
-    """The freshly built binary did not answer `--version` as expected."""
+    """The freshly built binary passed no check: `--version`, `--help`, or the configured one
+    (see `decide/verify`)."""
 
     def __init__(self, host: str, message: str) -> None:
         super().__init__(host, "verify", message)

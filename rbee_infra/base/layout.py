@@ -12,6 +12,8 @@ WORKERS_DIR = f"{ROOT}/workers"
 RELEASES_DIR = f"{ROOT}/releases"
 RECEIPTS_DIR = f"{ROOT}/receipts"
 BUILD_DIR = f"{ROOT}/build"
+# binaries a builder hive built for others, by cache key (see `build_once`); `destroy` keeps them
+ARTIFACTS_DIR = f"{ROOT}/artifacts"
 JOBS_DIR = f"{ROOT}/jobs"
 LOCK_FILE = f"{ROOT}/.lock"
 HAND_MADE_SUFFIX = ".pre-rbee-infra"
@@ -68,3 +70,8 @@ def source_dir(repo: str) -> str:
 
 def job_dir(install_id: str, *parts: str) -> str:
     return f"{JOBS_DIR}/{install_id}/{short_hash(*parts)}"
+
+
+def artifact_dir(key: str) -> str:
+    """Where a builder keeps the binary it built under cache key `key` (16 hex digits)."""
+    return f"{ARTIFACTS_DIR}/{key}"

@@ -9,15 +9,16 @@ import pulumi
 
 
 def report(label: str, message: str) -> None:
-    try:
-        pulumi.log.info(f"{label}: {message}")
-    except Exception:
-        print(f"{label}: {message}", file=sys.stderr, flush=True)
+    _log("info", label, message)
 
 
 def warn(label: str, message: str) -> None:
-    """A warning: the engine shows it as one (without an engine, on stderr)."""
+    """A line the operator should act on (the engine shows it as a warning)."""
+    _log("warning", label, message)
+
+
+def _log(level: str, label: str, message: str) -> None:
     try:
-        pulumi.log.warn(f"{label}: {message}")
+        (pulumi.log.warn if level == "warning" else pulumi.log.info)(f"{label}: {message}")
     except Exception:
-        print(f"warning: {label}: {message}", file=sys.stderr, flush=True)
+        print(f"{level}: {label}: {message}", file=sys.stderr, flush=True)

@@ -41,6 +41,12 @@ _URL = re.compile(
 _HTTP_URL = re.compile(r"^(?i:https?)://[^\s'\"\\`$;&|<>(){}]+$")
 _HTTPS_URL = re.compile(r"^https://[^\s'\"\\`$;&|<>(){}]+$")
 _TRIGGER = re.compile(r"^[A-Za-z0-9_.:+=@/-]{0,128}$")
+# a verify override: arguments reach the binary as positional arguments, never as shell text;
+# the expected text is only compared here
+_VERIFY_ARG = re.compile(r"^[A-Za-z0-9_./:=+@,-]{1,64}$")
+_VERIFY_EXPECT = re.compile(
+    r"^[A-Za-z0-9_.,:;=+/@()\[\]<>#%'-][A-Za-z0-9 _.,:;=+/@()\[\]<>#%'-]{0,127}$"
+)
 
 KNOWN_WORKER_BINARIES = {
     "cpu": "llm-worker-rbee-cpu",
@@ -193,6 +199,58 @@ def _normalize_install_method(data: Any) -> Any:
     return data
 
 
+VerifyArg = Annotated[
+    str, _pattern(_VERIFY_ARG, "an argument of letters, digits and _ . / : = + @ , - (max 64)")
+]
+
+
+class VerifyCheck(Model):
+    """How to prove a binary runs when neither `--version` nor `--help` does: run it with
+    `args`; it must exit 0 and print `expect` (see `decide/verify`)."""
+
+    args: Annotated[list[VerifyArg], Field(min_length=1, max_length=8)]
+    expect: Annotated[
+        str,
+        _pattern(
+            _VERIFY_EXPECT,
+            "up to 128 characters of letters, digits, spaces and _ . , : ; = + / @ ( ) [ ] < > "
+            "# % ' -",
+        ),
+    ]
+
+
+class BuilderRef(Model):
+    """`build: {builder: <alias>}`: built on that hive's host, shipped to the others."""
+
+    builder: Alias
+
+
+_BUILD_FORMS = "host, controller or {builder: <hive alias>}"
+
+
+def _build_shape(value: Any) -> Any:
+    """One clear message for every wrong shape (not one per member of the union)."""
+    if isinstance(value, BuilderRef):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("host", "controller"):
+        return value.strip().lower()
+    if isinstance(value, dict) and set(value) == {"builder"}:
+        if isinstance(value["builder"], str) and _ALIAS.fullmatch(value["builder"]):
+            return BuilderRef(builder=value["builder"])
+        raise ValueError(f"builder {redact_rejected(str(value['builder']))!r} is not a hive alias")
+    raise ValueError(f"{redact_rejected(str(value))!r} is not allowed; expected {_BUILD_FORMS}")
+
+
+# Where a git source is built: on each host (the original routine), on the operator's machine
+# ("controller"), or on one hive's host; see docs/build.md.
+BuildPlace = Annotated[Literal["host", "controller"] | BuilderRef, BeforeValidator(_build_shape)]
+
+
+def build_label(place: str | BuilderRef) -> str:
+    """`host`, `controller` or `builder <alias>`, as previews and errors show it."""
+    return f"builder {place.builder}" if isinstance(place, BuilderRef) else place
+
+
 class WorkerConfig(Model):
     type: WorkerType
     # a git tag or branch, or a release tag: as strict as either (it becomes a ref and a URL path)
@@ -203,6 +261,8 @@ class WorkerConfig(Model):
     binary: BinaryName | None = None
     install_method: Source | None = None
     reinstall_trigger: Trigger = ""
+    build: BuildPlace | None = None
+    verify: VerifyCheck | None = None  # default: `--version`, else `--help`
 
     @model_validator(mode="before")
     @classmethod
@@ -389,6 +449,8 @@ class HiveConfig(Model):
     reinstall_trigger: Trigger = ""
     prune_unmanaged: bool = False
     connection: HiveConnection | None = None
+    build: BuildPlace | None = None
+    verify: VerifyCheck | None = None  # the hive binary's check (default: `--version`, `--help`)
 
     @model_validator(mode="before")
     @classmethod
@@ -432,6 +494,25 @@ class FleetConfig(Model):
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
     lock_timeout: Annotated[float, Field(ge=1, le=86400)] = 1800.0
     operation_timeout: Annotated[float, Field(ge=10, le=172800)] = 7200.0
+    build: BuildPlace = "host"
+    # change it to generate again the Cargo.lock kept in state for a repository without one
+    cargo_lock_refresh: Trigger = ""
+
+    @model_validator(mode="after")
+    def _builders_exist(self) -> FleetConfig:
+        aliases = {hive.alias for hive in self.hives}
+        places: list[tuple[str, BuildPlace | None]] = [("build", self.build)]
+        for i, hive in enumerate(self.hives):
+            places.append((f"hives[{i}].build", hive.build))
+            places += [
+                (f"hives[{i}].workers[{j}].build", w.build) for j, w in enumerate(hive.workers)
+            ]
+        for where, place in places:
+            if isinstance(place, BuilderRef) and place.builder not in aliases:
+                raise ValueError(
+                    f"{where}.builder: {place.builder!r} is not the alias of a hive in rbee:hives"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_hives(self) -> FleetConfig:
@@ -470,6 +551,16 @@ def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Source:
         # built anew, so validated (a copy with an update would skip it)
         return ReleaseSource.model_validate({**source.model_dump(), "tag": worker.version})
     return source
+
+
+def build_place(
+    fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig | None = None
+) -> BuildPlace:
+    """Where this hive's (or worker's) git source is built: the worker's setting, else the
+    hive's, else the stack's."""
+    if worker is not None and worker.build is not None:
+        return worker.build
+    return hive.build if hive.build is not None else fleet.build
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:

@@ -6,9 +6,10 @@ The program builds these from the fleet config; the provider re-validates them i
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from rbee_infra.base.errors import ConfigError
 from rbee_infra.config.fleet import (
@@ -18,16 +19,19 @@ from rbee_infra.config.fleet import (
     BinaryName,
     DiskMb,
     Feature,
+    GitSource,
     Hostname,
     HttpsUrl,
     JumpHop,
     Model,
     Port,
     QueenUrl,
+    Sha256,
     Source,
     ToolPath,
     Trigger,
     User,
+    VerifyCheck,
     WorkerType,
     problems_of,
 )
@@ -74,6 +78,52 @@ class Connection(Model):
         return (self.host, self.port, self.user)
 
 
+def _matching(pattern: str, allowed: str) -> AfterValidator:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(f"{value!r} is not allowed; expected {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+CommitId = Annotated[str, _matching(r"[0-9a-f]{40}", "a commit id of 40 lowercase hex digits")]
+CacheKey = Annotated[str, _matching(r"[0-9a-f]{16}", "16 lowercase hex digits")]
+Triple = Annotated[str, _matching(r"[a-z0-9_]+(-[a-z0-9_.]+){1,3}", "a target triple")]
+Glibc = Annotated[str, _matching(r"[0-9]{1,3}\.[0-9]{1,3}", "a glibc version such as 2.36")]
+PackageVersion = Annotated[
+    str, _matching(r"[0-9A-Za-z.+-]{1,64}", "a package version such as 0.1.0")
+]
+
+
+class BuildFrom(Model):
+    """Where an install's binary is built when it is not built on its own host (see
+    `build_once`): the operator's machine, or another hive's host (its alias and connection)."""
+
+    place: Literal["controller", "builder"]
+    builder: Alias | None = None
+    builder_connection: Connection | None = None
+
+    @property
+    def label(self) -> str:
+        return f"builder {self.builder}" if self.place == "builder" else "this machine"
+
+
+class Artifact(Model):
+    """A built binary as its Build resource recorded it: what the install ships and checks.
+    Where it is kept follows from its key (`layout.artifact_dir`), never from state."""
+
+    key: CacheKey
+    sha256: Sha256
+    commit: CommitId
+    triple: Triple
+    glibc: Glibc | None = None
+    package: BinaryName | None = None  # the cargo package that has the binary, and its version
+    version: PackageVersion | None = None
+
+
 class InstallSpec(Model):
     """One binary on one host: the hive, or one worker."""
 
@@ -95,6 +145,8 @@ class InstallSpec(Model):
     hive_port: Port = 8600
     queen_url: QueenUrl | None = None
     reinstall_trigger: Trigger = ""
+    # how the installed binary proves it runs (None: `--version`, else `--help`; see `verify`)
+    verify: VerifyCheck | None = None
     stack: Annotated[str, Field(max_length=200)] = ""
     resource_name: Annotated[str, Field(max_length=400)] = ""
     build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
@@ -106,8 +158,16 @@ class InstallSpec(Model):
     # the extras (see `extras`)
     managed_workers: list[WorkerType] = Field(default_factory=list)
     prune_unmanaged: bool = False
+    # how the build job prepares a build whose script runs more than cargo; not a config
+    # field: the install sets it from the tree's `buildneeds.BuildNeeds.build_mode` ("" none,
+    # "path": the user's tool prefixes on PATH, "pnpm"/"npm": and the workspace install first)
+    build_mode: Literal["", "path", "pnpm", "npm"] = ""
     # hostKeyPolicy "tofu": the key seen on first use, recorded by `check` and pinned after.
     trusted_host_key: Annotated[str, Field(max_length=16384)] | None = None
+    # a git source built elsewhere (`build: controller` or a builder) and shipped here: where,
+    # and the binary its Build resource produced (None while that build is still to come)
+    build: BuildFrom | None = None
+    artifact: Artifact | None = None
 
     def effective_connection(self) -> Connection:
         c = self.connection
@@ -128,10 +188,38 @@ class InstallSpec(Model):
         return f"worker {self.alias}/{self.worker_type}"
 
 
+class BuildRequest(Model):
+    """One Build resource: a git source built once, at `place`, for every host that ships it."""
+
+    source: GitSource
+    binary: BinaryName
+    features: list[Feature] = Field(default_factory=list)
+    cargo: ToolPath = "cargo"
+    build: BuildFrom
+    cargo_lock_refresh: Trigger = ""
+    stack: Annotated[str, Field(max_length=200)] = ""
+    resource_name: Annotated[str, Field(max_length=400)] = ""
+    build_timeout: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    lock_timeout: Annotated[float, Field(ge=1, le=86400)] = 1800.0
+    operation_timeout: Annotated[float, Field(ge=10, le=172800)] = 7200.0
+
+    @property
+    def label(self) -> str:
+        return f"build {self.resource_name or self.binary}"
+
+
 def parse_spec(props: dict) -> InstallSpec:
     data = {k: v for k, v in props.items() if not k.startswith("__")}
     try:
         return InstallSpec.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(problems_of(error)) from None
+
+
+def parse_request(props: dict) -> BuildRequest:
+    data = {k: v for k, v in props.items() if not k.startswith("__")}
+    try:
+        return BuildRequest.model_validate(data)
     except ValidationError as error:
         raise ConfigError(problems_of(error)) from None
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from rbee_infra.base.errors import ConfigError
 from rbee_infra.base.progress import warn
+from rbee_infra.base.quiet import import_asyncssh
 from rbee_infra.config.fleet import FleetConfig, HiveConfig, JumpHop, parse_proxy_jump
 
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
@@ -57,7 +58,8 @@ def _reader() -> Any:
     """asyncssh's client config parser, refusing what would run a command (see the module
     docstring). Its handlers run for an option only where the option applies to the host
     looked up; `Match` runs for every Match line, before its criteria are evaluated."""
-    from asyncssh.config import SSHClientConfig, SSHConfig
+    module = import_asyncssh("asyncssh.config")
+    SSHClientConfig, SSHConfig = module.SSHClientConfig, module.SSHConfig
 
     def match(config: Any, option: str, args: list[str]) -> None:
         if any(arg.lower().lstrip("!") == "exec" for arg in args):

@@ -70,6 +70,16 @@ class HostFacts:
     gpus: tuple[str, ...] = ()  # nvidia-smi's "name, driver" lines
     free_kib: dict[str, int] = field(default_factory=dict)  # "data", "bin"
     systemd_user: bool = False
+    glibc: str = ""  # `getconf GNU_LIBC_VERSION`'s version ("" without glibc)
+    # the tools a build script may run (see `buildneeds`); their paths are in `tools`
+    node_version: str = ""  # `node --version`
+    pnpm_version: str = ""  # `pnpm --version` (~/.local/bin/pnpm first)
+    wasm_pack_version: str = ""  # `wasm-pack --version` (~/.cargo/bin/wasm-pack last)
+    rustup_cargo: bool = False  # the configured cargo is rustup's proxy
+    rust_sysroot: str = ""  # `rustc --print sysroot` of the configured cargo's rustc
+    sysroot_targets: tuple[str, ...] = ()  # targets with a standard library in that sysroot
+    # rustup's toolchains (~/.rustup/toolchains/<name>) -> their installed targets
+    rustup_toolchains: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def os(self) -> str:
@@ -95,6 +105,11 @@ _TEXT_FACTS = {
     "rustc": "rustc_version",
     "homecargo": "home_cargo",
     "nvcc": "nvcc_version",
+    "glibc": "glibc",
+    "node": "node_version",
+    "pnpm": "pnpm_version",
+    "wasmpack": "wasm_pack_version",
+    "sysroot": "rust_sysroot",
 }
 
 
@@ -103,7 +118,8 @@ def parse_probe(output: str) -> HostFacts:
     tools: dict[str, str] = {}
     gpus: list[str] = []
     free: dict[str, int] = {}
-    systemd = False
+    systemd = rustup_cargo = False
+    targets: dict[str, list[str]] = {}
     installed: dict[str, InstalledBinary] = {}
     for line in output.splitlines():
         fields = line.split("\t")
@@ -119,6 +135,10 @@ def parse_probe(output: str) -> HostFacts:
             free[fields[1]] = int(fields[2].strip())
         elif key == "systemd" and len(fields) > 1:
             systemd = fields[1] == "yes"
+        elif key == "rustupcargo" and len(fields) > 1:
+            rustup_cargo = fields[1] == "yes"
+        elif key == "target" and len(fields) >= 3 and fields[1] and fields[2]:
+            targets.setdefault(fields[1], []).append(fields[2])
         elif key == "item" and len(fields) >= 6:
             name, kind, link, sha, rec = fields[1:6]
             installed[name] = InstalledBinary(
@@ -134,6 +154,9 @@ def parse_probe(output: str) -> HostFacts:
         gpus=tuple(gpus),
         free_kib=free,
         systemd_user=systemd,
+        rustup_cargo=rustup_cargo,
+        sysroot_targets=tuple(targets.pop("-", [])),
+        rustup_toolchains={name: tuple(ts) for name, ts in targets.items()},
         **text,
     )
 
@@ -188,18 +211,78 @@ def phase_seconds(times: str) -> dict[str, float]:
     }
 
 
-Versions = dict[str, tuple[int | None, str]]  # stable path -> (exit status, output)
+STOPPED = 124  # the exit status kill_job.sh records
 
 
-def parse_versions(output: str) -> Versions:
-    versions: Versions = {}
+@dataclass(frozen=True)
+class BuildJob:
+    """A detached build job on a host, as JOBS lists it (see build_job.sh)."""
+
+    job: str  # its directory, relative to the home
+    state: Literal["running", "built", "failed", "lost"]  # lost: neither running nor ended
+    exit_status: int | None
+    phase: str  # lock, clone, build or install ("" before the first)
+    age: int | None  # seconds since it started, by the host's clock
+    holder: str  # `<stack>/<resource> (<label>) since <time>`, as the job recorded it
+    binary: str
+
+    @property
+    def label(self) -> str:
+        """`worker gpu-host/cpu`, as errors name the resource (else what the holder says)."""
+        _, open_paren, rest = self.holder.partition(" (")
+        return rest.split(")", 1)[0] if open_paren and ")" in rest else self.holder or "a build"
+
+    @property
+    def stack(self) -> str:
+        return self.holder.split("/", 1)[0] if "/" in self.holder else ""
+
+    def progress(self) -> str:
+        """`for 2m 05s, phase build`."""
+        age = f"for {duration(self.age)}, " if self.age is not None else ""
+        return f"{age}phase {self.phase or 'starting'}"
+
+    def summary(self) -> str:
+        """`worker gpu-host/cpu: llm-worker-rbee-cpu running (for 2m 05s, phase build)`."""
+        what = self.binary or "a binary"
+        if self.state == "running":
+            return f"{self.label}: {what} running ({self.progress()})"
+        if self.state == "built":
+            return f"{self.label}: {what} built, not installed yet (the next `up` installs it)"
+        if self.state == "failed":
+            # 124: killed (`rbee-infra builds --stop`, or rbee:buildTimeout)
+            how = "stopped" if self.exit_status == STOPPED else "failed"
+            where = f" in phase {self.phase}" if self.phase else ""
+            return (f"{self.label}: {what} {how} (exit {self.exit_status}){where}; the next "
+                    "`up` builds it again")
+        return f"{self.label}: {what} lost (it neither runs nor ended: killed, or a reboot)"
+
+
+def duration(seconds: int) -> str:
+    """42 -> `42s`, 125 -> `2m 05s`, 3720 -> `1h 02m`."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def parse_jobs(output: str) -> list[BuildJob]:
+    """JOBS's lines -> one BuildJob each."""
+    jobs: list[BuildJob] = []
     for line in output.splitlines():
         fields = line.split("\t")
-        if fields[0] == "version" and len(fields) >= 4:
-            status = int(fields[2]) if fields[2].isdigit() else None
-            try:
-                text = base64.b64decode(fields[3]).decode("utf-8", "replace")
-            except (binascii.Error, ValueError):
-                text = ""
-            versions[fields[1]] = (status, text.strip())
-    return versions
+        if fields[0] != "job" or len(fields) < 7:
+            continue
+        job, state, phase, started, now = fields[1:6]
+        holder, binary = (fields[6], fields[7] if len(fields) > 7 else "")
+        code: int | None = None
+        kind: Literal["running", "built", "failed", "lost"] = "lost"
+        if state == "running":
+            kind = "running"
+        elif state.startswith("exit "):
+            value = state.removeprefix("exit ").strip()
+            code = int(value) if value.lstrip("-").isdigit() else None
+            kind = "built" if code == 0 else "failed"
+        age = int(now) - int(started) if started.isdigit() and now.isdigit() else None
+        jobs.append(BuildJob(job, kind, code, phase, age, holder, binary))
+    return jobs

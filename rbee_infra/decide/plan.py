@@ -23,8 +23,11 @@ REPLACE_PATHS = (
 )
 # Input properties whose change needs a new build / binary.
 # Inputs the engine drops when unset: gone from the news means unset, not unchanged.
-OPTIONAL_INPUTS = ("queenUrl",)
-REINSTALL_KEYS = ("source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit")
+OPTIONAL_INPUTS = ("queenUrl", "verify", "artifact")
+REINSTALL_KEYS = (
+    "source", "features", "binary", "cargo", "reinstallTrigger", "resolvedCommit", "build",
+    "artifact",
+)
 
 IN_SYNC = "in-sync"
 NOT_INSTALLED = "not-installed"
@@ -55,8 +58,14 @@ def pick_commit(source: GitSource, refs: dict[str, str]) -> str | None:
     return refs.get(names[0]) if names else None
 
 
-def release_id(spec: InstallSpec, version_key: str) -> str:
+def release_id(spec: InstallSpec, version_key: str, build_key: str | None = None) -> str:
+    """The release dir's name. A binary shipped from a build elsewhere (`build_key`, by default
+    the spec's artifact's) never shares the dir of one built on this host."""
     rid = layout.release_id(version_key, spec.features)
+    if build_key is None and spec.artifact is not None and version_key == spec.artifact.commit:
+        build_key = spec.artifact.key
+    if build_key:
+        rid += "-b" + build_key[:8]
     if spec.reinstall_trigger:
         rid += "-r" + layout.short_hash(spec.reinstall_trigger, length=6)
     return rid
@@ -160,32 +169,42 @@ def receipt(
     version: str,
     sha256: str,
     installed_at: str,
+    verified_by: str,
+    version_line: str = "",
 ) -> str:
-    """The JSON left on the host; one line, keys sorted (REMOVE greps `"installId": "<id>"`)."""
-    return json.dumps(
-        {
-            "installId": iid,
-            "name": spec.install_name,
-            "component": spec.component,
-            "workerType": spec.worker_type,
-            "binary": spec.binary,
-            "source": source_display(spec),
-            "commit": commit,
-            "features": spec.features,
-            "releaseId": rid,
-            "version": version,
-            "sha256": sha256,
-            "installedAt": installed_at,
-            "stack": spec.stack,
-            "resource": spec.resource_name,
-        },
-        sort_keys=True,
-    )
+    """The JSON left on the host; one line, keys sorted (REMOVE greps `"installId": "<id>"`).
+    `verifiedBy` is the check the binary passed (see `verify`); `versionOutput` the line
+    `--version` answered, when it did."""
+    data = {
+        "installId": iid,
+        "name": spec.install_name,
+        "component": spec.component,
+        "workerType": spec.worker_type,
+        "binary": spec.binary,
+        "source": source_display(spec),
+        "commit": commit,
+        "features": spec.features,
+        "releaseId": rid,
+        "version": version,
+        "verifiedBy": verified_by,
+        "sha256": sha256,
+        "installedAt": installed_at,
+        "stack": spec.stack,
+        "resource": spec.resource_name,
+        **_built_by(spec),
+    }
+    if version_line:
+        data["versionOutput"] = version_line
+    return json.dumps(data, sort_keys=True)
 
 
-def version_matches(output: str, binary: str) -> bool:
-    lines = [line for line in output.splitlines() if line.strip()]
-    return bool(lines) and binary in lines[0]
+def _built_by(spec: InstallSpec) -> dict[str, Any]:
+    """Where a git install was built, and the cache key of a shipped build."""
+    if spec.source.method != "git":
+        return {}
+    if spec.build is None or spec.artifact is None:
+        return {"builtOn": "host"}
+    return {"builtOn": spec.build.label, "buildKey": spec.artifact.key}
 
 
 def resolve_summary(source: GitSource) -> str:
@@ -193,21 +212,24 @@ def resolve_summary(source: GitSource) -> str:
 
 
 def commit_in_listing(spec: InstallSpec, listing: str) -> str:
-    """The commit the spec's ref names in `git ls-remote` output (a listing made on the host
-    that builds, or anywhere else), or the resolve error. The one place a listing becomes a
-    commit: only a full commit id is accepted, whatever the listing says (it becomes a
-    release id, a path, and what gets built)."""
+    """The commit the spec's ref names in `git ls-remote` output made on its host."""
     source = spec.source
     assert isinstance(source, GitSource)
+    return commit_of(source, spec.label, listing)
+
+
+def commit_of(source: GitSource, label: str, listing: str) -> str:
+    """The commit `source`'s ref names in `git ls-remote` output (made on the host that builds,
+    or on this machine for a build here), or the resolve error naming `label`. The one place a
+    listing becomes a commit: only a full commit id is accepted, whatever the listing says (it
+    becomes a release id, a path, and what gets built)."""
     commit = pick_commit(source, parse_ls_remote(listing))
     where = redact_url(source.repo)
     if commit is None:
-        raise HostError(
-            spec.label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}"
-        )
+        raise HostError(label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}")
     if not source.rev and not is_commit_id(commit):
         raise HostError(
-            spec.label,
+            label,
             "resolve",
             f"git ls-remote named {commit[:80]!r} for {source.ref_kind} {source.ref!r} in "
             f"{where}, which is not a commit id (40 hex digits); refusing it",

@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from rbee_infra.config.spec import InstallSpec
+from rbee_infra.decide import buildneeds
+from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts
 
 # What a build (checkout + cargo target dir) or a downloaded binary needs under
 # ~/.local/share/rbee, unless the hive sets minFreeDiskMb.
 DEFAULT_MIN_FREE_MB = {"git": 1024, "release": 64, "local": 64}
+SHIPPED_MIN_FREE_MB = 64  # a git source built elsewhere: only its binary lands here
 MIN_FREE_BIN_MB = 1  # ~/.local/bin only gets a symlink
 HOME_CARGO = "~/.cargo/bin/cargo"
 
@@ -22,6 +25,8 @@ HOME_CARGO = "~/.cargo/bin/cargo"
 def min_free_mb(spec: InstallSpec) -> int:
     if spec.min_free_disk_mb is not None:
         return spec.min_free_disk_mb
+    if spec.source.method == "git" and not builds_here(spec):
+        return SHIPPED_MIN_FREE_MB
     return DEFAULT_MIN_FREE_MB.get(spec.source.method, 64)
 
 
@@ -33,8 +38,13 @@ def _where(spec: InstallSpec) -> str:
     return "on PATH" if "/" not in spec.cargo else f"at {spec.cargo}"
 
 
+def builds_here(spec: InstallSpec) -> bool:
+    """A git source built on this host (not shipped from a build elsewhere)."""
+    return spec.source.method == "git" and spec.build is None
+
+
 def cargo_missing(spec: InstallSpec, facts: HostFacts) -> bool:
-    return spec.source.method == "git" and not facts.cargo_version
+    return builds_here(spec) and not facts.cargo_version
 
 
 def needs_toolchain(spec: InstallSpec, facts: HostFacts) -> bool:
@@ -45,7 +55,7 @@ def needs_toolchain(spec: InstallSpec, facts: HostFacts) -> bool:
 def _cargo_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
     user = _user(spec, facts)
     if not cargo_missing(spec, facts):
-        if spec.source.method == "git" and not facts.rustc_version:
+        if builds_here(spec) and not facts.rustc_version:
             return [
                 f"rustc not found next to {spec.cargo} or on PATH for user {user}; "
                 "install Rust (rustup) or set `cargo` on the hive to a complete toolchain"
@@ -93,7 +103,7 @@ def _platform_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
                 "feature cuda needs an NVIDIA GPU, but nvidia-smi lists none (is the driver "
                 f"loaded?); fix the driver, {skip}"
             )
-        if spec.source.method == "git":
+        if builds_here(spec):
             if "nvcc" not in facts.tools:
                 problems.append(
                     "feature cuda needs the CUDA toolkit to build, but nvcc is neither on PATH "
@@ -128,11 +138,60 @@ def _disk_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
     return problems
 
 
-def preflight_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
-    """Everything the host lacks for this install; empty when it can go ahead."""
+def shipped_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
+    """Why this host cannot run the binary built elsewhere for it (`spec.artifact`): another
+    target triple, or a glibc older than the builder's. Empty when it can, or when the build
+    is still to come (preview), in which case `up` checks again before shipping."""
+    art, place = spec.artifact, spec.build
+    if art is None or place is None:
+        return []
+    problems: list[str] = []
+    arch, _, rest = art.triple.partition("-")
+    other_os = "linux" in rest and facts.os not in ("", "Linux")
+    if (facts.arch and arch != facts.arch) or other_os:
+        problems.append(
+            f"the binary built on {place.label} is for {art.triple}, but this host is "
+            f"{facts.uname}; build it on a machine of this platform (`build: host`, or a "
+            "builder hive like this host)"
+        )
+    if art.glibc and "gnu" in art.triple:
+        if not facts.glibc:
+            problems.append(
+                f"the binary built on {place.label} needs glibc {art.glibc}, and this host "
+                "reports none (getconf GNU_LIBC_VERSION); build it here (`build: host`)"
+            )
+        elif _version(facts.glibc) < _version(art.glibc):
+            problems.append(
+                f"the binary built on {place.label} needs glibc {art.glibc} or newer, but "
+                f"this host has glibc {facts.glibc}; build it on a machine with glibc "
+                f"{facts.glibc} or older, or here (`build: host`)"
+            )
+    return problems
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def build_problems(spec: InstallSpec, facts: HostFacts, needs: BuildNeeds | None) -> list[str]:
+    """What the host lacks for what the tree's build needs besides cargo (see `buildneeds`);
+    with ensureToolchain only what it cannot install. None for a build made elsewhere."""
+    if needs is None or not builds_here(spec):
+        return []
+    user = _user(spec, facts)
+    if not spec.ensure_toolchain:
+        return buildneeds.needs_problems(needs, facts, user)
+    return [m.message for m in buildneeds.missing(needs, facts, user) if not m.installable]
+
+
+def preflight_problems(
+    spec: InstallSpec, facts: HostFacts, needs: BuildNeeds | None = None
+) -> list[str]:
+    """Everything the host lacks for this install; empty when it can go ahead. `needs`: what
+    the tree at the commit to build needs besides cargo (None: cargo alone is checked)."""
     user = _user(spec, facts)
     problems: list[str] = []
-    if spec.source.method == "git" and "git" not in facts.tools:
+    if builds_here(spec) and "git" not in facts.tools:
         problems.append(
             f"git not found on PATH for user {user}; install git (e.g. `apt-get install git`)"
         )
@@ -142,7 +201,9 @@ def preflight_problems(spec: InstallSpec, facts: HostFacts) -> list[str]:
             "`brew install flock` on macOS)"
         )
     problems += _cargo_problems(spec, facts)
+    problems += build_problems(spec, facts, needs)
     problems += _platform_problems(spec, facts)
+    problems += shipped_problems(spec, facts)
     problems += _disk_problems(spec, facts)
     return problems
 

@@ -31,13 +31,13 @@ from rbee_infra.base.redact import url_secrets
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import extras, plan
-from rbee_infra.decide.facts import HostFacts, parse_probe
-from rbee_infra.host import pool, prune, scripts, service
+from rbee_infra.decide.facts import BuildJob, HostFacts, parse_jobs, parse_probe
+from rbee_infra.host import jobs, pool, prune, scripts, service
 from rbee_infra.host.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.host.ssh import Result, Session, tail
 
 TTL_SECONDS = 300.0
-VERSION_SECONDS = 10  # bound on one binary's `--version`
+VERSION_SECONDS = 10  # bound on one run of a binary's check (`--version`, `--help`)
 END = "\n@@rbee-end\t"
 ERR = "\n@@rbee-stderr\n"
 
@@ -53,8 +53,10 @@ class Need:
     extras: bool = False
     ports: frozenset[int] = frozenset()
     facts: bool = False
-    # install names whose binaries answer `--version` (status only: preview runs nothing)
-    versions: frozenset[str] = frozenset()
+    # binaries whose checks to run (status only: preview runs nothing), as (install name,
+    # binary, the configured check's arguments or ()) (see `decide/verify`)
+    versions: frozenset[tuple[str, str, tuple[str, ...]]] = frozenset()
+    jobs: bool = False  # the build jobs on the host (status only)
 
     def covers(self, other: Need) -> bool:
         return (
@@ -64,6 +66,7 @@ class Need:
             and (self.extras or not other.extras)
             and other.ports <= self.ports
             and other.versions <= self.versions
+            and (self.jobs or not other.jobs)
         )
 
     def repos(self) -> dict[str, list[str]]:
@@ -81,7 +84,7 @@ def need_of(spec: InstallSpec, *, facts: bool = False) -> Need:
         names |= {f"rbee-worker-{t}" for t in spec.managed_workers}
     refs: set[tuple[str, str]] = set()
     source = spec.source
-    if isinstance(source, GitSource) and not source.rev:
+    if isinstance(source, GitSource) and not source.rev and spec.build is None:
         refs = {(source.repo, ref) for ref in plan.git_ref_names(source)}
     hive = spec.component == "hive"
     return Need(
@@ -120,7 +123,15 @@ class HostView:
     listings: dict[str, Result] = field(default_factory=dict)  # repo -> RESOLVE's result
     scan: Result | None = None
     health: dict[int, Result] = field(default_factory=dict)
-    versions: Result | None = None
+    versions: dict[str, Result] = field(default_factory=dict)  # install name -> VERIFY's result
+    jobs: Result | None = None
+
+    def build_jobs(self) -> list[BuildJob]:
+        """The build jobs on the host (with `need.jobs`)."""
+        if self.jobs is None:
+            return []
+        _check(self.jobs, self.label, "probe")
+        return parse_jobs(self.jobs.stdout)
 
     def commit_for(self, spec: InstallSpec) -> str:
         """What `git.resolve_commit` answers, with the same errors."""
@@ -150,7 +161,8 @@ def _check(result: Result, label: str, phase: str, summary: str = "") -> None:
 
 def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
     """The scripts a need runs, in order: PROBE (or INVENTORY without facts), then RESOLVE
-    per repo, EXTRAS_SCAN, HEALTH per port, VERSIONS."""
+    per repo, EXTRAS_SCAN, HEALTH per port, VERIFY per binary (no sha256: the inventory has
+    it), JOBS."""
     parts: list[tuple[str, list[str]]] = []
     items: list[str] = []
     for name in sorted(need.names):
@@ -165,9 +177,11 @@ def batch_parts(need: Need) -> list[tuple[str, list[str]]]:
         parts.append((scripts.EXTRAS_SCAN, list(prune.SCAN_ARGS)))
     for port in sorted(need.ports):
         parts.append((scripts.HEALTH, [str(port), "0"]))
-    if need.versions:
-        paths = [layout.stable_path(name) for name in sorted(need.versions)]
-        parts.append((scripts.VERSIONS, [str(VERSION_SECONDS), *paths]))
+    for name, binary, args in sorted(need.versions):
+        path = layout.stable_path(name)
+        parts.append((scripts.VERIFY, [str(VERSION_SECONDS), path, binary, "0", "", *args]))
+    if need.jobs:
+        parts.append((scripts.JOBS, jobs.listing_args()))
     return parts
 
 
@@ -229,9 +243,10 @@ def to_view(need: Need, label: str, host_key: str, results: Sequence[Result]) ->
     listings = {repo: rest.pop(0) for repo in need.repos()}
     scan = rest.pop(0) if need.extras else None
     health = {port: rest.pop(0) for port in sorted(need.ports)}
-    versions = rest.pop(0) if need.versions else None
+    versions = {name: rest.pop(0) for name, _, _ in sorted(need.versions)}
+    found = rest.pop(0) if need.jobs else None
     facts = parse_probe(probe.stdout)
-    return HostView(need, label, facts, host_key, listings, scan, health, versions)
+    return HostView(need, label, facts, host_key, listings, scan, health, versions, found)
 
 
 async def probe_batch(session: Session, need: Need) -> HostView:
@@ -239,7 +254,7 @@ async def probe_batch(session: Session, need: Need) -> HostView:
         session,
         batch_parts(need),
         phase="probe",
-        timeout=PROBE_TIMEOUT + 60 + VERSION_SECONDS * len(need.versions),
+        timeout=PROBE_TIMEOUT + 60 + 2 * VERSION_SECONDS * len(need.versions),
     )
     return to_view(need, session.label, session.server_host_key, results)
 

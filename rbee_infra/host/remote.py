@@ -111,10 +111,17 @@ def holder(spec: InstallSpec) -> str:
 
 
 async def remove_install(
-    link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
+    link: Link,
+    spec: InstallSpec,
+    mode: str,
+    iid: str,
+    release_ids: list[str],
+    *,
+    wait_for_builds: bool = True,
 ) -> None:
-    """Remove what this resource installed (REMOVE's modes). `release_ids` may come from state
-    or from the host: one that is not a release id never reaches the host."""
+    """REMOVE. Without `wait_for_builds` it never waits for another resource's build (the
+    shared checkout then stays, in use): for a cleanup, whose own job has ended. `release_ids`
+    may come from state or from the host: one that is not a release id never reaches it."""
     name = spec.install_name
 
     def valid(rid: object) -> bool:  # a release, or its download in progress (`.incoming`)
@@ -138,6 +145,7 @@ async def remove_install(
         src,
         f"{src}/users/{iid}" if src else "",
         f"{layout.JOBS_DIR}/{iid}",
+        str(int(spec.lock_timeout)) if wait_for_builds else "now",
         *release_ids,
         phase="remove",
         timeout=spec.lock_timeout + 60,
@@ -147,8 +155,9 @@ async def remove_install(
 async def cleanup_install(
     link: Link, spec: InstallSpec, mode: str, iid: str, release_ids: list[str]
 ) -> None:
-    """Best-effort undo after a failure; it never hides the failure that made it necessary."""
+    """Best-effort undo after a failure; it never hides the failure that made it necessary,
+    nor delays it behind another resource's build (see REMOVE)."""
     try:
-        await remove_install(link, spec, mode, iid, release_ids)
+        await remove_install(link, spec, mode, iid, release_ids, wait_for_builds=False)
     except HostError as error:
         report(spec.label, f"could not clean up after the failure: {error}")

@@ -25,6 +25,7 @@ from rbee_infra.base.errors import (
     HostKeyError,
     PhaseTimeout,
 )
+from rbee_infra.base.quiet import import_asyncssh
 from rbee_infra.base.redact import git_credential, redact_text
 from rbee_infra.config.spec import Connection
 from rbee_infra.host.known_hosts import entries
@@ -36,9 +37,7 @@ class _OnFirstUse:
     must not pay asyncssh's ~0.25 s of imports on every `pulumi preview`/`up`."""
 
     def __getattr__(self, name: str) -> Any:
-        import asyncssh as module
-
-        return getattr(module, name)
+        return getattr(import_asyncssh(), name)
 
 
 if TYPE_CHECKING:

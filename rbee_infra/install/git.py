@@ -9,17 +9,21 @@ from rbee_infra.base.errors import CommandError, PhaseTimeout, RefMoved
 from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
-from rbee_infra.decide import plan
+from rbee_infra.decide import buildneeds, plan
 from rbee_infra.decide.facts import parse_fields, phase_seconds
+from rbee_infra.decide.failure import useful_tail
 from rbee_infra.host import hostview, scripts
 from rbee_infra.host.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
-from rbee_infra.host.ssh import Session, tail
+from rbee_infra.host.ssh import Session
 from rbee_infra.install import Staged
 
 # Jobs this provider process starts ahead of their install (see `kickoff`): job dir -> the
 # state its START_JOB answered. The install waits for such a job as it is, even when it
 # failed, instead of starting it again.
 KICKED: dict[str, asyncio.Future[str]] = {}
+# how much of a failed job's log is read: enough to reach cargo's error past a build script's
+# directives (`useful_tail` picks what is shown)
+LOG_LINES = 1000
 
 
 async def resolve_commit(session: Session, spec: InstallSpec) -> str:
@@ -98,9 +102,8 @@ async def build(
         status = fields.get("exit", "lost")
         timings = phase_seconds(fields.get("times", ""))
         if status != "0":
-            log = await link.run(scripts.JOB_LOG, job, "40", phase="build", check=False)
+            log = await link.run(scripts.JOB_LOG, job, str(LOG_LINES), phase="build", check=False)
             phase = fields.get("phase") or "build"
-            lines = [ln for ln in log.stdout.splitlines() if not ln.startswith("== ")]
             await cleanup_install(link, spec, abort, iid, [rid])
             fetched = fields.get("commit", "")
             moved = fetched and not fetched.startswith(commit)
@@ -109,13 +112,14 @@ async def build(
             code = None if status == "lost" else int(status) if status.isdigit() else None
             what = {
                 "clone": f"git fetch of {source.ref_kind} {source.ref!r}",
+                "deps": f"{buildneeds.install_command(spec.build_mode)} in the checkout",
                 "build": f"cargo build --release --bin {spec.binary}",
                 "lock": "could not take the host lock",
                 "install": "could not stage the built binary",
             }.get(phase, "")
             if status == "lost":
                 what = f"{what} (the build process vanished)".strip()
-            raise CommandError(spec.label, phase, code, tail("\n".join(lines)), what)
+            raise CommandError(spec.label, phase, code, useful_tail(log.stdout), what)
     return Staged(release_id=rid, version_key=commit, job_dir=job, phase_seconds=timings)
 
 
@@ -151,6 +155,7 @@ def start_args(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> list[st
         ",".join(spec.features),
         stage,
         "1" if fresh else "0",
+        spec.build_mode,
     ]
 
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rbee_infra.base import layout
-from rbee_infra.base.errors import CommandError, HostError, VerifyError
+from rbee_infra.base.errors import CommandError, HostError, PhaseTimeout, VerifyError
 from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource, ReleaseSource
 from rbee_infra.config.spec import InstallSpec
-from rbee_infra.decide import extras, plan, preflight
+from rbee_infra.decide import extras, plan, preflight, verify
+from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts, InstalledBinary
 from rbee_infra.host import hostview, scripts, service
 from rbee_infra.host.remote import (
@@ -24,9 +25,9 @@ from rbee_infra.host.remote import (
     probe,
     remove_install,
 )
-from rbee_infra.host.ssh import tail
-from rbee_infra.install import Staged, git, local, release, toolchain
+from rbee_infra.install import Staged, build_once, git, local, release, toolchain
 
+VERIFY_RUN_SECONDS = 20  # bound on one run of the binary (`--version`, `--help`)
 VERIFY_TIMEOUT = 60.0
 
 
@@ -53,7 +54,10 @@ async def observe(spec: InstallSpec) -> Observed:
     running: str | None = None
     seen = await hostview.view(spec)  # one round trip, shared by the host's resources
     if isinstance(spec.source, GitSource):
-        commit = seen.commit_for(spec)
+        # shipped from a build elsewhere: the commit its Build resolved (None until it ran)
+        commit = spec.artifact.commit if spec.artifact else None
+        if spec.build is None:
+            commit = seen.commit_for(spec)
     if spec.component == "hive":
         found = extras.shown(seen.extras_for(spec))
         if spec.auto_start:
@@ -68,11 +72,12 @@ async def observe(spec: InstallSpec) -> Observed:
     )
 
 
-async def preflight_problems(spec: InstallSpec) -> list[str]:
+async def preflight_problems(spec: InstallSpec, needs: BuildNeeds | None = None) -> list[str]:
     """What the host lacks for this install (read-only). Shares the host's view: after the
-    build kick-off planned this host, its facts are already read."""
+    build kick-off planned this host, its facts are already read. `needs`: what the tree to
+    build needs besides cargo (`buildneeds`), when it was read."""
     seen = await hostview.view(spec, hostview.facts_only(hostview.need_of(spec)))
-    return preflight.preflight_problems(spec, seen.facts)
+    return preflight.preflight_problems(spec, seen.facts, needs)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class Installed:
     commit: str
     version: str
     sha256: str
+    verified_by: str
     install_path: str
     phase_seconds: dict[str, float]
     facts: HostFacts | None = None
@@ -95,6 +101,7 @@ class Installed:
             "resolvedCommit": self.commit,
             "version": self.version,
             "sha256": self.sha256,
+            "verifiedBy": self.verified_by,
             "installPath": self.install_path,
             "hostState": plan.IN_SYNC,
             "phaseSeconds": self.phase_seconds,
@@ -114,23 +121,50 @@ def service_outputs(spec: InstallSpec, state: service.ServiceState | None) -> di
     return outs
 
 
-async def _verify(link: Link, spec: InstallSpec, iid: str, rid: str, abort: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Verified:
+    """What verification found: the version to record, the binary's sha256, the check it
+    passed (`--version`, `--help`, `configured: ...`) and `--version`'s line if it answered."""
+
+    version: str
+    sha256: str
+    verified_by: str
+    version_line: str
+
+
+async def _verify(
+    link: Link, spec: InstallSpec, iid: str, staged: Staged, abort: str
+) -> Verified:
+    """Run the binary in its release dir (see `decide/verify`); a binary that proves nothing
+    is removed with its release dir, and only that (the build cache stays)."""
+    rid = staged.release_id
     path = f"{layout.release_dir(spec.install_name, rid)}/{spec.binary}"
-    result = await link.run(
-        scripts.VERIFY, path, phase="verify", check=False, timeout=VERIFY_TIMEOUT
-    )
-    lines = result.stdout.splitlines()
-    sha = next((ln.split("\t", 1)[1] for ln in lines if ln.startswith("@@sha256\t")), "")
-    output = "\n".join(ln for ln in lines if not ln.startswith("@@sha256\t"))
-    if result.exit_status != 0 or not plan.version_matches(output, spec.binary) or not sha:
-        await cleanup_install(link, spec, abort, iid, [rid])
-        expected = f"expected {spec.binary!r} in the first line"
-        raise VerifyError(
-            spec.label,
-            f"{spec.binary} --version exited {result.exit_status} ({expected}): "
-            f"{tail(output, 5) or '<no output>'}",
+    metadata = f"{staged.job_dir}/metadata.json" if staged.job_dir else ""
+    try:
+        result = await link.run(
+            scripts.VERIFY,
+            str(VERIFY_RUN_SECONDS),
+            path,
+            spec.binary,
+            "1",
+            metadata,
+            *verify.verify_args(spec.verify),
+            phase="verify",
+            check=False,
+            timeout=VERIFY_TIMEOUT,
         )
-    return output.splitlines()[0].strip(), sha
+    except PhaseTimeout:
+        await cleanup_install(link, spec, abort, iid, [rid])
+        raise
+    found = verify.parse_report(result.stdout)
+    verdict = verify.judge(spec.binary, found, spec.verify)
+    if not verdict.ok or not found.sha256:
+        await cleanup_install(link, spec, abort, iid, [rid])
+        why = verdict.describe() if not verdict.ok else f"could not read the sha256 of {path}"
+        raise VerifyError(spec.label, why)
+    version = verify.installed_version(spec, verdict, staged.version_key, found.metadata)
+    assert verdict.passed is not None
+    return Verified(version, found.sha256, verdict.passed, verdict.version_line)
 
 
 async def _activate(
@@ -149,6 +183,8 @@ STAGERS: dict[str, Stager] = {"git": git.stage, "release": release.stage, "local
 
 
 def _stager(spec: InstallSpec) -> Stager:
+    if spec.build is not None:
+        return build_once.stage  # a git source built elsewhere: shipped, not built here
     stager = STAGERS.get(spec.source.method)
     if stager is None:
         raise HostError(spec.label, "install", f"install method {spec.source.method!r} is unknown")
@@ -156,27 +192,47 @@ def _stager(spec: InstallSpec) -> Stager:
 
 
 async def _preflight(
-    link: Link, spec: InstallSpec, facts: HostFacts, iid: str, abort: str
+    link: Link,
+    spec: InstallSpec,
+    facts: HostFacts,
+    iid: str,
+    abort: str,
+    needs: BuildNeeds | None = None,
 ) -> InstallSpec:
     """Refuse a host that lacks something, before anything on it changes; with
-    ensureToolchain, install Rust first. Returns the spec to stage with (its cargo)."""
-    problems = preflight.preflight_problems(spec, facts)
+    ensureToolchain, install Rust first, then what the build script runs (`needs`). Returns
+    the spec to stage with (its cargo and build mode)."""
+    problems = preflight.preflight_problems(spec, facts, needs)
     if problems:
         raise HostError(spec.label, "preflight", preflight.describe(problems))
-    if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
-        if preflight.needs_toolchain(spec, facts):
-            try:
+    build_spec = spec
+    try:
+        if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
+            if preflight.needs_toolchain(spec, facts):
                 await toolchain.install_rust(link, spec)
-            except HostError:
-                await cleanup_install(link, spec, abort, iid, [])  # the lock file it made
-                raise
-        return spec.model_copy(update={"cargo": preflight.HOME_CARGO})
-    return spec
+            build_spec = spec.model_copy(update={"cargo": preflight.HOME_CARGO})
+            if needs is not None:  # the new toolchain's targets, read now
+                assert link.session is not None
+                facts = await probe(link.session, build_spec)
+                problems = preflight.preflight_problems(build_spec, facts, needs)
+                if problems:
+                    raise HostError(spec.label, "preflight", preflight.describe(problems))
+        if needs is not None and preflight.builds_here(spec):
+            if spec.ensure_toolchain:
+                await toolchain.ensure_build_needs(link, build_spec, needs, facts)
+            build_spec = build_spec.model_copy(update={"build_mode": needs.build_mode})
+    except HostError:
+        await cleanup_install(link, spec, abort, iid, [])  # the lock file it made
+        raise
+    return build_spec
 
 
-async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> Installed:
+async def install(
+    spec: InstallSpec, *, updating: bool, fresh: bool = False, needs: BuildNeeds | None = None
+) -> Installed:
     """Preflight, build (or rejoin a build), verify, then switch the stable path atomically;
-    a hive with autoStart is then restarted on the new binary.
+    a hive with autoStart is then restarted on the new binary. `needs`: what the tree at the
+    commit to build needs besides cargo (`buildneeds.tree_needs`); None checks cargo alone.
 
     A failure leaves the host as it was: the previous binary stays active (and running), and a
     failed create removes everything it made.
@@ -188,11 +244,12 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
         # what this resource's check just read, if still valid
         seen = hostview.memoized(spec, facts=True)
         facts = seen.facts if seen is not None else await probe(link.session, spec)
-        build_spec = await _preflight(link, spec, facts, iid, abort)
+        build_spec = await _preflight(link, spec, facts, iid, abort, needs)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)
         rid, commit = staged.release_id, staged.version_key
-        version, sha = await _verify(link, spec, iid, rid, abort)
+        checked = await _verify(link, spec, iid, staged, abort)
+        version, sha = checked.version, checked.sha256
         previous = current.release_id if current and _owned(current, iid) else None
         keep = [rid] + ([previous] if previous and previous != rid else [])
         name = spec.install_name
@@ -216,12 +273,16 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
                 version=version,
                 sha256=sha,
                 installed_at=now(),
+                verified_by=checked.verified_by,
+                version_line=checked.version_line,
             ),
             f"{layout.RELEASES_DIR}/{name}",
             staged.job_dir or f"{layout.JOBS_DIR}/{iid}/none",
             *keep,
         )
-        report(spec.label, f"installed {version} ({commit[:12]})")
+        report(
+            spec.label, f"installed {version} ({commit[:12]}), verified by {checked.verified_by}"
+        )
         running = None
         if spec.component == "hive" and spec.auto_start:
             restore = current if previous and previous != rid and current else None
@@ -232,6 +293,7 @@ async def install(spec: InstallSpec, *, updating: bool, fresh: bool = False) -> 
             commit=commit,
             version=version,
             sha256=sha,
+            verified_by=checked.verified_by,
             install_path=f"{facts.home}/{layout.stable_path(name)}",
             phase_seconds=staged.phase_seconds,
             facts=facts,
@@ -287,7 +349,7 @@ async def _start_hive(
         raise HostError(spec.label, "service", f"{failed}\n{outcome}")
     if not updating:
         await service.stop(link, purge=True)
-        await cleanup_install(link, spec, "delete", iid, [rid])
+        await cleanup_install(link, spec, "undo-create", iid, [rid])  # keeps the build cache
         raise HostError(spec.label, "service", f"{failed}\nnothing was installed")
     raise HostError(spec.label, "service", f"{failed}\nthere is no previous version to go back to")
 

@@ -25,6 +25,7 @@ BuildKickoffProvider` where it is.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
@@ -40,18 +41,20 @@ from pulumi.dynamic import (
 
 from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
-from rbee_infra.base.progress import report
+from rbee_infra.base.progress import report, warn
 from rbee_infra.base.redact import url_has_credentials
 from rbee_infra.config.fleet import GitSource
+from rbee_infra.stack.provider_server import quiet_expected_errors
 
 if TYPE_CHECKING:
     from rbee_infra.config.spec import InstallSpec
     from rbee_infra.decide import plan, preflight
     from rbee_infra.decide.facts import HostFacts
-    from rbee_infra.host import hostview, pins, pool, remote, scripts
+    from rbee_infra.host import hostview, jobs, pins, pool, remote, scripts
     from rbee_infra.install import git
 else:  # the program imports this module only to pickle the class: see `lazy`
     hostview = lazy("rbee_infra.host.hostview")
+    jobs = lazy("rbee_infra.host.jobs")
     pins = lazy("rbee_infra.host.pins")
     plan = lazy("rbee_infra.decide.plan")
     pool = lazy("rbee_infra.host.pool")
@@ -59,6 +62,8 @@ else:  # the program imports this module only to pickle the class: see `lazy`
     remote = lazy("rbee_infra.host.remote")
     scripts = lazy("rbee_infra.host.scripts")
     git = lazy("rbee_infra.install.git")
+
+quiet_expected_errors()  # in the provider server: expected errors as messages (`provider_server`)
 
 ADDED = ("pending", "started", "trustedHostKeys")  # what check/create add to the inputs
 
@@ -136,8 +141,8 @@ def to_build(specs: list[InstallSpec], seen: hostview.HostView) -> list[tuple[In
     commit (decided from the inventory alone: no toolchain facts needed)."""
     out: list[tuple[InstallSpec, str]] = []
     for spec in sorted(specs, key=lambda s: s.component != "hive"):
-        if not isinstance(spec.source, GitSource):
-            continue
+        if not isinstance(spec.source, GitSource) or spec.build is not None:
+            continue  # not built on this host (a release, a local file, or shipped)
         try:
             commit = seen.commit_for(spec)
         except HostError:
@@ -208,6 +213,11 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
 
 
 _background: set[asyncio.Task[None]] = set()
+# every job launched ahead by this provider process -> the install it is for; what is still in
+# `git.KICKED` at the end, no install took up (see `report_left_running`)
+LAUNCHED: dict[str, InstallSpec] = {}
+EXIT_CHECK_SECONDS = 3.0  # the engine kills the provider 5 s after asking it to stop
+STOP_HINT = "`rbee-infra builds --stop` stops it"
 
 
 async def launch(hosts: Hosts, todo: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -226,6 +236,9 @@ async def launch(hosts: Hosts, todo: list[dict[str, str]]) -> list[dict[str, str
         if job in git.KICKED:
             continue
         git.KICKED[job] = asyncio.get_running_loop().create_future()
+        if not LAUNCHED:
+            atexit.register(report_left_running)
+        LAUNCHED[job] = spec
         per_host.setdefault(spec.alias, []).append((entry, spec, git.KICKED[job]))
     for jobs in per_host.values():
         task = asyncio.ensure_future(_start(jobs))
@@ -255,6 +268,47 @@ async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[st
             if not done.done():
                 done.set_result(state)
 
+
+
+def unclaimed() -> dict[str, InstallSpec]:
+    """The jobs started ahead (their start answered) that no install has taken up."""
+    out: dict[str, InstallSpec] = {}
+    for job, spec in LAUNCHED.items():
+        started = git.KICKED.get(job)
+        if started is not None and started.done() and started.result() in ("started", "running"):
+            out[job] = spec
+    return out
+
+
+def report_left_running() -> None:
+    """At the provider server's exit: the engine stops it at the end of every run (done,
+    failed, or cancelled with Ctrl-C), and what it prints then still reaches the operator.
+    A build started ahead whose install never began (an earlier failure stopped the update,
+    its hive failed, Ctrl-C) goes on on its host, detached by design, and the next `up` adopts
+    it: say which, where, and how to stop it."""
+    left = unclaimed()
+    if not left:
+        return
+    try:
+        found = pool.run(asyncio.wait_for(jobs.find(left), timeout=EXIT_CHECK_SECONDS))
+    except (HostError, asyncio.TimeoutError):
+        found = {}
+    for job, spec in left.items():
+        c = spec.connection
+        where = f"{c.user}@{c.host}:{c.port}"
+        seen = found.get(job)
+        if job not in found or isinstance(seen, HostError):
+            warn(spec.label, f"the build of {spec.binary} started ahead on {where} may still "
+                 f"be running (no install took it up; job {job}); {STOP_HINT}")
+        elif seen is None:
+            continue  # gone
+        elif seen.state == "running":
+            warn(spec.label, f"build of {spec.binary} still running on {where} "
+                 f"({seen.progress()}): no install took it up, it goes on and the next `up` "
+                 f"adopts it; {STOP_HINT}")
+        elif seen.state == "built":
+            report(spec.label, f"build of {spec.binary} on {where} finished; the next `up` "
+                   "installs it")
 
 
 def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:

@@ -10,23 +10,32 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.config import is_config_secret
 
-from rbee_infra.base.errors import ConfigError
+from rbee_infra.base import layout
+from rbee_infra.base.errors import ConfigError, RbeeError
 from rbee_infra.base.redact import url_has_credentials
 from rbee_infra.config import sshconfig
 from rbee_infra.config.fleet import (
     HIVE_BINARY,
+    BuilderRef,
+    BuildPlace,
     FleetConfig,
+    GitSource,
     HiveConfig,
+    Source,
+    VerifyCheck,
     WorkerConfig,
+    build_place,
     parse_fleet,
     plain_credentials,
     worker_source,
 )
 from rbee_infra.stack.resources import (
     KICKOFF_NAME,
+    Build,
     BuildKickoff,
     Hive,
     HiveArgs,
+    InstallArgs,
     Worker,
     WorkerArgs,
     build_props,
@@ -65,6 +74,12 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
         value = cfg.get_float(name)
         if value is not None:
             data[name] = value
+    build = cfg.get("build")
+    if build is not None:  # `controller`, `host`, or the object `{builder: <alias>}`
+        data["build"] = _json_or_text(build)
+    refresh = cfg.get("cargoLockRefresh")
+    if refresh is not None:
+        data["cargoLockRefresh"] = refresh
     agent = cfg.get_bool("sshAgent")
     if agent is not None:
         data["sshAgent"] = agent
@@ -79,6 +94,15 @@ def read_stack_config() -> tuple[FleetConfig, Secrets]:
     if not is_config_secret("rbee:hives") and (problems := plain_credentials(fleet)):
         raise ConfigError(problems)
     return fleet, Secrets(private_key=key, private_key_password=password)
+
+
+def _json_or_text(value: str) -> Any:
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def connection_for(
@@ -131,6 +155,59 @@ def _source_input(source: Any) -> tuple[Any, bool]:
     return (pulumi.Output.secret(data) if secret else data), secret
 
 
+def _verify_input(check: VerifyCheck | None) -> dict[str, Any] | None:
+    return check.model_dump(by_alias=True) if check is not None else None
+
+
+@dataclass
+class Builds:
+    """The stack's Build resources (see `builds`), one per (where, source, binary, features,
+    cargo), made when an install first asks for one: hosts that share a source share its
+    build."""
+
+    fleet: FleetConfig
+    connections: dict[str, pulumi.Output]
+    made: dict[tuple[Any, ...], Build]
+
+    def ship(self, args: InstallArgs, place: BuildPlace, source: Source, secret: bool) -> None:
+        """Make `args` an install that receives its binary from a build at `place` (a git
+        source built elsewhere); leave it alone when it builds on its own host."""
+        if place == "host" or not isinstance(source, GitSource):
+            return
+        features = list(args.features) if isinstance(args.features, list) else []
+        binary, cargo = str(args.binary), str(args.cargo)
+        if isinstance(place, BuilderRef):
+            where = f"on-{place.builder}"
+            build: Any = pulumi.Output.all(self.connections[place.builder]).apply(
+                lambda c, alias=place.builder: {
+                    "place": "builder", "builder": alias, "builderConnection": c[0]
+                }
+            )
+        else:
+            where, build = "controller", {"place": "controller"}
+        key = (where, source.repo, source.ref_kind, source.ref, binary, tuple(features), cargo)
+        resource = self.made.get(key)
+        if resource is None:
+            tag = layout.short_hash(*map(str, key), length=6)
+            name = f"build-{where}-{binary}" + (f"-{'+'.join(features)}" if features else "")
+            props = {
+                "source": args.source,
+                "binary": binary,
+                "features": features,
+                "cargo": cargo,
+                "build": build,
+                "cargoLockRefresh": self.fleet.cargo_lock_refresh,
+                "stack": pulumi.get_stack(),
+                "resourceName": f"{name}-{tag}",
+                "buildTimeout": self.fleet.build_timeout,
+                "lockTimeout": self.fleet.lock_timeout,
+                "operationTimeout": self.fleet.operation_timeout,
+            }
+            resource = self.made[key] = Build(f"{name}-{tag}", props, secret_source=secret)
+        args.build = build
+        args.artifact = resource.artifact
+
+
 def _worker_args(
     fleet: FleetConfig,
     hive: HiveConfig,
@@ -153,6 +230,7 @@ def _worker_args(
         operation_timeout=fleet.operation_timeout,
         worker_type=worker.type,
         trusted_host_key=pin,
+        verify=_verify_input(worker.verify),
         **hive.preflight_settings(),
     )
     return args, wsecret
@@ -169,6 +247,11 @@ class _PlannedHive:
     pin: pulumi.Output | None  # the key the stack pinned for the host before (tofu)
 
 
+def _target(fields: dict[str, Any]) -> str:
+    """"host:port": the machine as SSH knows it (its host key is the same for any user)."""
+    return f"{str(fields['host']).lower()}:{fields['port']}"
+
+
 def pinned_in_state() -> pulumi.Output:
     """The host keys this stack pinned in earlier runs ("host:port" -> key): its own last
     `HOST_KEYS` output, read back through a reference to the stack itself. Every resource of
@@ -181,12 +264,14 @@ def pinned_in_state() -> pulumi.Output:
 
 
 def _plan_hive(
-    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, pinned: pulumi.Output | None
+    fleet: FleetConfig,
+    hive: HiveConfig,
+    connection: pulumi.Output,
+    builds: Builds,
+    target: str,
+    pinned: pulumi.Output | None,
 ) -> _PlannedHive:
     """The inputs of a hive and its workers."""
-    fields = sshconfig.connection_fields(fleet, hive)
-    connection = connection_for(fleet, hive, secrets, fields)
-    target = f"{str(fields['host']).lower()}:{fields['port']}"
     pin = None if pinned is None else pinned.apply(lambda keys: keys.get(target))
     source, secret = _source_input(hive.install_method)
     args = HiveArgs(
@@ -206,9 +291,13 @@ def _plan_hive(
         hive_port=hive.hive_port,
         queen_url=hive.queen_url,
         trusted_host_key=pin,
+        verify=_verify_input(hive.verify),
         **hive.preflight_settings(),
     )
+    builds.ship(args, build_place(fleet, hive), hive.install_method, secret)
     workers = [(w, *_worker_args(fleet, hive, w, connection, pin)) for w in hive.workers]
+    for worker, wargs, wsecret in workers:
+        builds.ship(wargs, build_place(fleet, hive, worker), worker_source(hive, worker), wsecret)
     return _PlannedHive(hive, connection, args, secret, workers, target, pin)
 
 
@@ -236,6 +325,33 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
     return BuildKickoff(KICKOFF_NAME, hosts)
 
 
+def _installed_first(hive: Hive) -> pulumi.Output[Any]:
+    """`depends_on` for the hive's workers: the hive, so that they install after it. When the
+    hive's install fails and the run goes on (`up --continue-on-error`, `rbee-infra up`), the
+    SDK fails a dependent's registration with its own exception, which the program's runner
+    prints as an unhandled one, traceback and all. A hive that failed is therefore no
+    dependency: its workers install on their own (a worker's install does not need its
+    hive)."""
+
+    async def installed() -> Hive | None:
+        try:
+            await hive.urn.future()
+        except Exception:  # the SDK's marker that the engine reported the hive failed
+            return None
+        return hive
+
+    return pulumi.Output.from_input(installed())
+
+
+def _exported(resource: pulumi.CustomResource, **outputs: str) -> dict[str, pulumi.Output[Any]]:
+    """Stack outputs (export key -> the resource's output). A resource that failed under
+    `up --continue-on-error` exports null: its faulted outputs would otherwise fail the
+    stack's outputs, and the program, with the SDK's traceback."""
+    return {
+        key: getattr(resource, name).recover(lambda _: None) for key, name in outputs.items()
+    }
+
+
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -243,37 +359,46 @@ def declare_fleet(
     under hostKeyPolicy "tofu", the host keys the stack pinned, as `HOST_KEYS`)."""
     exports: dict[str, dict[str, Any]] = {}
     pinned = pinned_in_state() if fleet.host_key_policy == "tofu" and fleet.hives else None
-    planned = [_plan_hive(fleet, hive, secrets, pinned) for hive in fleet.hives]
+    fields = {hive.alias: sshconfig.connection_fields(fleet, hive) for hive in fleet.hives}
+    connections = {
+        hive.alias: connection_for(fleet, hive, secrets, fields[hive.alias])
+        for hive in fleet.hives
+    }
+    builds = Builds(fleet, connections, {})
+    planned = [
+        _plan_hive(fleet, hive, connections[hive.alias], builds, _target(fields[hive.alias]),
+                   pinned)
+        for hive in fleet.hives
+    ]
     kickoff = _kickoff(planned)
     keys: dict[str, list[Any]] = {}
     after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
     for p in planned:
         hive, connection = p.hive, p.connection
         hive_resource = Hive(f"hive-{hive.alias}", p.args, after_kickoff, secret_source=p.secret)
+        after_hive = _installed_first(hive_resource)
         workers: dict[str, Any] = {}
         worker_resources: dict[str, Worker] = {}
         for worker, args, wsecret in p.workers:
             resource = Worker(
                 f"worker-{hive.alias}-{worker.type}",
                 args,
-                pulumi.ResourceOptions(depends_on=[hive_resource]),
+                pulumi.ResourceOptions(depends_on=[after_hive]),
                 secret_source=wsecret,
             )
             worker_resources[worker.type] = resource
-            workers[worker.type] = {
-                "path": resource.installPath,
-                "version": resource.version,
-                "commit": resource.commit,
-            }
+            workers[worker.type] = _exported(resource, path="installPath", version="version",
+                                             verifiedBy="verifiedBy", commit="commit")
+        # a resource that failed under `up --continue-on-error` holds no pin to export
         keys.setdefault(p.target, []).extend(
-            [hive_resource.trustedHostKey]  # type: ignore[attr-defined]
-            + [w.trustedHostKey for w in worker_resources.values()]  # type: ignore[attr-defined]
+            r.trustedHostKey.recover(lambda _: None)  # type: ignore[attr-defined]
+            for r in (hive_resource, *worker_resources.values())
         )
         if kickoff is not None:
             keys[p.target].append(
                 kickoff.trustedHostKeys.apply(  # type: ignore[attr-defined]
                     lambda found, alias=hive.alias: (found or {}).get(alias)
-                )
+                ).recover(lambda _: None)
             )
         for command in commands:
             if command.hive == hive.alias:
@@ -281,14 +406,16 @@ def declare_fleet(
 
                 declare_command(command, hive_resource, connection, worker_resources)
         exports[hive.alias] = {
-            "hive": {
-                "path": hive_resource.installPath,
-                "version": hive_resource.version,
-                "commit": hive_resource.commit,
-                "extras": hive_resource.extras,
-                "service": hive_resource.service,
-                "hostFacts": hive_resource.hostFacts,
-            },
+            "hive": _exported(
+                hive_resource,
+                path="installPath",
+                version="version",
+                verifiedBy="verifiedBy",
+                commit="commit",
+                extras="extras",
+                service="service",
+                hostFacts="hostFacts",
+            ),
             "workers": workers,
         }
     if pinned is not None:
@@ -300,13 +427,19 @@ def declare_fleet(
 
 
 def main() -> None:
-    fleet, secrets = read_stack_config()
-    data = pulumi.Config("rbee").get_object("commands")
-    commands: list[CommandConfig] = []
-    if data is not None:
-        # pulumi_command and its models cost every start-up; only a stack with commands pays
-        from rbee_infra.stack.command import parse_commands
+    try:
+        fleet, secrets = read_stack_config()
+        data = pulumi.Config("rbee").get_object("commands")
+        commands: list[CommandConfig] = []
+        if data is not None:
+            # pulumi_command and its models cost every start-up; only a stack with commands pays
+            from rbee_infra.stack.command import parse_commands
 
-        commands = parse_commands(data, fleet)
-    for alias, value in declare_fleet(fleet, secrets, commands).items():
+            commands = parse_commands(data, fleet)
+        declared = declare_fleet(fleet, secrets, commands)
+    except RbeeError as error:
+        # an expected error (bad config) reads as its message; the SDK's runner shows any
+        # other exception with the program's traceback
+        raise pulumi.RunError(str(error)) from None
+    for alias, value in declared.items():
         pulumi.export(alias, value)

@@ -21,10 +21,12 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
 from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
 from rbee_infra.base.progress import report
+from rbee_infra.stack.provider_server import quiet_expected_errors
 
 if TYPE_CHECKING:
     from rbee_infra.config.spec import InstallSpec
@@ -38,6 +40,10 @@ else:  # the program imports this module only to pickle the classes: see `lazy`
     pool = lazy("rbee_infra.host.pool")
     preflight = lazy("rbee_infra.decide.preflight")
     prune = lazy("rbee_infra.host.prune")
+
+# the provider server imports this module when it loads a provider: from then on it reports
+# an expected error as its message (see `provider_server`)
+quiet_expected_errors()
 
 
 def parse_spec(data: dict[str, Any]) -> InstallSpec:
@@ -79,6 +85,7 @@ def plan_keys() -> tuple[str, ...]:
         "releaseId",
         "commit",
         "version",
+        "verifiedBy",
         "sha256",
         "installPath",
         "extras",
@@ -112,6 +119,8 @@ class _InstallProvider(ResourceProvider):
         # the key the stack pinned for this host before, from its state (see `program`)
         stacks = inputs.pop("trustedHostKey", None)
         stacks = stacks if isinstance(stacks, str) and stacks else None
+        if isinstance(inputs.get("artifact"), Unknown):
+            del inputs["artifact"]  # its Build runs first in this `up`: a new binary to come
         if _same_host(olds, inputs) and olds.get("trustedHostKey"):
             inputs["trustedHostKey"] = olds["trustedHostKey"]
         elif stacks:

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from rbee_infra.stack.builds import BuildProvider
 from rbee_infra.stack.kickoff import BuildKickoffProvider
 from rbee_infra.stack.providers import HiveProvider, WorkerProvider
 
@@ -19,6 +20,7 @@ _OUTPUTS = (
     "commit",
     "resolvedCommit",
     "version",
+    "verifiedBy",
     "sha256",
     "hostState",
     "trustedHostKey",
@@ -48,9 +50,16 @@ class InstallArgs:
     # hostKeyPolicy "tofu": the key the stack pinned for this host in an earlier run (from its
     # state, see `program`); the provider trusts it like a pin of the resource's own
     trusted_host_key: pulumi.Input[str | None] = None
+    # built elsewhere and shipped (see `build_once`): where, and its Build's `artifact` output
+    build: pulumi.Input[dict[str, Any]] | None = None
+    artifact: pulumi.Input[dict[str, Any]] | None = None
+    # the binary's check when neither `--version` nor `--help` proves it runs (VerifyCheck)
+    verify: pulumi.Input[dict[str, Any]] | None = None
 
     def props(self, component: str, resource_name: str) -> dict[str, Any]:
+        shipped = {"build": self.build, "artifact": self.artifact} if self.build else {}
         return {
+            **shipped,
             "alias": self.alias,
             "component": component,
             "binary": self.binary,
@@ -62,6 +71,7 @@ class InstallArgs:
             "rustupUrl": self.rustup_url,
             "minFreeDiskMb": self.min_free_disk_mb,
             "checkPlatform": self.check_platform,
+            "verify": self.verify,
             "reinstallTrigger": self.reinstall_trigger,
             "buildTimeout": self.build_timeout,
             "lockTimeout": self.lock_timeout,
@@ -113,6 +123,7 @@ class Hive(Resource):
     installPath: pulumi.Output[str]
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
+    verifiedBy: pulumi.Output[str]
     sha256: pulumi.Output[str]
     extras: pulumi.Output[list[str]]
     service: pulumi.Output[dict[str, Any]]
@@ -137,6 +148,7 @@ class Worker(Resource):
     installPath: pulumi.Output[str]
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
+    verifiedBy: pulumi.Output[str]
     sha256: pulumi.Output[str]
 
     def __init__(
@@ -152,13 +164,36 @@ class Worker(Resource):
         super().__init__(WorkerProvider(), name, props, _options(opts, secret_source))
 
 
+class Build(Resource):
+    """One build of a git source, on the operator's machine or a builder hive, for every host
+    that ships it (see `builds`). `artifact` is what those installs take as input."""
+
+    artifact: pulumi.Output[dict[str, Any]]
+
+    def __init__(
+        self,
+        name: str,
+        props: dict[str, Any],
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        secret_source: bool = False,
+    ) -> None:
+        outputs = {"artifact": None, "cargoLock": None, "lockOrigin": None, "buildSeconds": None}
+        # a builder's connection (its key) and a token in the repo URL stay secret
+        secrets = ["build"] + (["source"] if secret_source else [])
+        options = pulumi.ResourceOptions(additional_secret_outputs=secrets)
+        super().__init__(
+            BuildProvider(), name, {**props, **outputs}, pulumi.ResourceOptions.merge(opts, options)
+        )
+
+
 def build_props(args: InstallArgs, component: str, resource_name: str) -> dict[str, Any]:
     """One install as `BuildKickoff` needs it: the resource's inputs, less its connection and
     alias (the kick-off's own) and the output placeholders."""
     props = args.props(component, resource_name)
     if isinstance(args, WorkerArgs):
         props["workerType"] = args.worker_type
-    for key in (*_OUTPUTS, "extras", "service", "alias", "connection"):
+    for key in (*_OUTPUTS, "extras", "service", "alias", "connection", "artifact"):
         props.pop(key, None)
     return props
 

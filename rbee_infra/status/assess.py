@@ -14,11 +14,12 @@ from rbee_infra.config.fleet import (
     ReleaseSource,
 )
 from rbee_infra.config.spec import InstallSpec
-from rbee_infra.decide import plan
+from rbee_infra.decide import plan, verify
 from rbee_infra.decide.extras import SHOWN_PREFIX
-from rbee_infra.decide.facts import HostFacts, InstalledBinary
+from rbee_infra.decide.facts import BuildJob, HostFacts, InstalledBinary
 from rbee_infra.host import service
 from rbee_infra.status.model import (
+    Build,
     ComponentStatus,
     Desired,
     Extra,
@@ -68,24 +69,31 @@ def extra_names(paths: Iterable[str]) -> dict[str, list[str]]:
 # --- the assessment (pure) ---------------------------------------------------------------
 
 
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def installed_view(
-    installed: InstalledBinary | None, version: tuple[int | None, str] | None
+    installed: InstalledBinary | None,
+    checked: verify.Report | None,
+    verdict: verify.Verdict | None,
 ) -> Installed | None:
     if installed is None or installed.kind == "missing":
         return None
     receipt = installed.receipt or {}
-    status, output = version if version is not None else (None, "")
+    version = checked.run(verify.VERSION) if checked is not None else None
     features = receipt.get("features")
+    verified_by = receipt.get("verifiedBy")
     return Installed(
         kind=installed.kind,
         managed=installed.receipt is not None,
         sha256=installed.sha256,
-        version_output=_first_line(output) if version is not None else None,
-        version_exit=status,
+        version_output=verify.first_line(version.output) if version is not None else None,
+        version_exit=version.exit_status if version is not None else None,
+        check=verdict.passed if verdict is not None else None,
+        verified_by=verified_by if isinstance(verified_by, str) else None,
+        built_on=_text(receipt.get("builtOn")),
+        build_key=_text(receipt.get("buildKey")),
         commit=receipt.get("commit"),
         version=receipt.get("version"),
         features=list(features) if isinstance(features, list) else None,
@@ -95,6 +103,13 @@ def installed_view(
         stack=receipt.get("stack"),
         resource=receipt.get("resource"),
     )
+
+
+def _verdict(spec: InstallSpec, checked: verify.Report | None) -> verify.Verdict | None:
+    """The binary's check, judged as an install judges it (None: not run)."""
+    if checked is None or not checked.runs:
+        return None
+    return verify.judge(spec.binary, checked, spec.verify)
 
 
 def _receipt_drift(spec: InstallSpec, receipt: dict[str, Any], commit: str | None) -> list[str]:
@@ -124,32 +139,27 @@ def _receipt_drift(spec: InstallSpec, receipt: dict[str, Any], commit: str | Non
         installed = receipt.get("binary")
         drift.append(f"binary changed: config wants {spec.binary}, installed {installed}")
     elif receipt.get("commit") and receipt.get("releaseId") != plan.release_id(
-        spec, str(receipt["commit"])
+        spec, str(receipt["commit"]), _text(receipt.get("buildKey"))
     ):
         drift.append("reinstall trigger changed")
     return drift
 
 
-def _version_drift(spec: InstallSpec, view: Installed) -> list[str]:
-    if view.version_exit is None and view.version_output is None:
+def _version_drift(verdict: verify.Verdict | None, receipt: dict[str, Any] | None) -> list[str]:
+    if verdict is None:
         return []
-    if view.version_exit != 0:
-        return [
-            f"`{spec.binary} --version` exited {view.version_exit}: "
-            f"{view.version_output or '<no output>'}"
-        ]
-    line = view.version_output or ""
-    if not plan.version_matches(line, spec.binary):
-        return [f"`--version` does not name {spec.binary}: {line or '<no output>'}"]
-    if view.version and line != view.version:
-        return [f"`--version` says {line!r}, the receipt recorded {view.version!r}"]
+    if not verdict.ok:
+        return [f"the binary does not run: {verdict.summary()}"]
+    recorded = verify.recorded_version_line(receipt) if receipt is not None else None
+    if verdict.passed == verify.VERSION and recorded and verdict.version_line != recorded:
+        return [f"`--version` says {verdict.version_line!r}, the receipt recorded {recorded!r}"]
     return []
 
 
 def assess(
     spec: InstallSpec,
     installed: InstalledBinary | None,
-    version: tuple[int | None, str] | None,
+    checked: verify.Report | None,
     *,
     commit: str | None,
     stack_known: bool,
@@ -160,7 +170,8 @@ def assess(
     stack = spec.stack if stack_known or receipt is None else str(receipt.get("stack") or "")
     iid = plan.install_id(spec.model_copy(update={"stack": stack}))
     host_state = plan.host_state(installed, iid)
-    view = installed_view(installed, version)
+    verdict = _verdict(spec, checked)
+    view = installed_view(installed, checked, verdict)
     drift: list[str] = []
     if host_state == plan.NOT_INSTALLED:
         drift.append("not installed")
@@ -169,7 +180,7 @@ def assess(
     if receipt is not None and host_state in (plan.IN_SYNC,):
         drift.extend(_receipt_drift(spec, receipt, commit))
     if view is not None and installed is not None and installed.present:
-        drift.extend(_version_drift(spec, view))
+        drift.extend(_version_drift(verdict, receipt))
     missing = view is None or not (installed is not None and installed.present)
     state = "error" if error else "missing" if missing else "drift" if drift else "in-sync"
     return ComponentStatus(
@@ -233,6 +244,25 @@ def extras_of(paths: dict[str, list[str]], facts: HostFacts) -> list[Extra]:
             )
         )
     return out
+
+
+def builds_of(found: list[BuildJob]) -> list[Build]:
+    """The host's build jobs as status shows them, running ones first."""
+    order = {"running": 0, "built": 1, "failed": 2, "lost": 3}
+    return [
+        Build(
+            resource=job.label,
+            stack=job.stack or None,
+            binary=job.binary,
+            state=job.state,
+            phase=job.phase or None,
+            age_seconds=job.age,
+            exit_status=job.exit_status,
+            job=SHOWN_PREFIX + job.job,
+            summary=job.summary(),
+        )
+        for job in sorted(found, key=lambda j: (order[j.state], j.job))
+    ]
 
 
 def hive_state(components: list[ComponentStatus], extras: list[Extra]) -> str:

@@ -1,7 +1,7 @@
 """`rbee-infra status`: what each host holds against what the config asks for. Read-only.
 
 One SSH connection per host, all hosts at once, each read with the batched probe `preview`
-uses (`host/hostview.py`): the configured binaries and receipts, their `--version`, the
+uses (`host/hostview.py`): the configured binaries and receipts, their checks, the
 extras, the service's health, the toolchain facts, and the commits of the desired git refs.
 `status/assess.py` judges what it found (pure); `status/render.py` prints it."""
 
@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rbee_infra.base import layout
 from rbee_infra.base.errors import AuthError, ConfigError, ConnectError, HostError, HostKeyError
 from rbee_infra.config import sshconfig
 from rbee_infra.config.fleet import (
@@ -25,14 +24,15 @@ from rbee_infra.config.fleet import (
     worker_source,
 )
 from rbee_infra.config.spec import Connection, InstallSpec
-from rbee_infra.decide import preflight
-from rbee_infra.decide.facts import parse_versions
-from rbee_infra.host import hostview
+from rbee_infra.decide import preflight, verify
+from rbee_infra.decide.facts import BuildJob
+from rbee_infra.host import hostview, jobs
 from rbee_infra.host.remote import secrets_of
 from rbee_infra.host.ssh import close_jumps, connect, listed_in_known_hosts
 from rbee_infra.install import local
 from rbee_infra.status.assess import (
     assess,
+    builds_of,
     extra_names,
     extras_of,
     hive_state,
@@ -120,6 +120,7 @@ def hive_specs(
             auto_start=hive.auto_start,
             hive_port=hive.hive_port,
             queen_url=hive.queen_url,
+            verify=hive.verify,
             **hive.preflight_settings(),
         )
     ]
@@ -138,6 +139,7 @@ def hive_specs(
                 stack=stack,
                 resource_name=f"worker-{hive.alias}-{worker.type}",
                 build_timeout=fleet.build_timeout,
+                verify=worker.verify,
                 **hive.preflight_settings(),
             )
         )
@@ -169,15 +171,18 @@ def local_keys(specs: list[InstallSpec]) -> tuple[dict[str, str], dict[str, str]
 
 def status_need(specs: list[InstallSpec], *, resolve: bool) -> hostview.Need:
     """What status reads of a hive's host, in the batched probe preview reads with: every
-    configured binary (and its `--version`), the commits of the git refs (with `resolve`),
-    the extras, the service's health, and the preflight facts."""
+    configured binary (and its check, `--version` or `--help`), the commits of the git refs
+    (with `resolve`), the extras, the service's health, and the preflight facts."""
     checks = hostview.need_of_all(specs)  # what the resources' checks read
     return dataclasses.replace(
         checks,
         refs=checks.refs if resolve else frozenset(),
         ports=frozenset({specs[0].hive_port}),  # status shows the service even when off
         facts=True,
-        versions=frozenset(s.install_name for s in specs),
+        versions=frozenset(
+            (s.install_name, s.binary, tuple(verify.verify_args(s.verify))) for s in specs
+        ),
+        jobs=True,
     )
 
 
@@ -219,7 +224,7 @@ async def observe_hive(
         return unreachable_status(hive, specs, error, unreachable=unreachable)
     except HostError as error:
         return unreachable_status(hive, specs, error, unreachable=False)
-    versions = parse_versions(seen.versions.stdout if seen.versions else "")
+    checked = {name: verify.parse_report(r.stdout) for name, r in seen.versions.items()}
     running = seen.health_for(specs[0])
     commits, errors = local_keys(specs)
     if resolve:
@@ -233,7 +238,7 @@ async def observe_hive(
         assess(
             spec,
             facts.installed.get(spec.install_name),
-            versions.get(layout.stable_path(spec.install_name)),
+            checked.get(spec.install_name),
             commit=commits.get(spec.install_name),
             stack_known=stack_known,
             error=errors.get(spec.install_name),
@@ -255,6 +260,7 @@ async def observe_hive(
         extras=extra_list,
         service=view,
         facts=HostFactsView.model_validate(preflight.host_facts_output(facts)),
+        builds=builds_of(seen.build_jobs()),
     )
 
 
@@ -278,3 +284,68 @@ async def collect(
     finally:
         await close_jumps()
     return StatusReport(config=source, summary=summarize(statuses), hives=statuses)
+
+
+# --- build jobs (`rbee-infra builds`) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostBuilds:
+    """One host's build jobs (hives on the same host and user share them)."""
+
+    aliases: list[str]
+    where: str  # user@host:port
+    jobs: list[BuildJob] = field(default_factory=list)  # what is on the host now
+    stopped: list[BuildJob] = field(default_factory=list)
+    error: str | None = None
+
+
+def stoppable(job: BuildJob, stack: str | None) -> bool:
+    """A running job of `stack` (any stack's when None; a job that does not say whose it is
+    counts as this stack's)."""
+    return job.state == "running" and (stack is None or not job.stack or job.stack == stack)
+
+
+async def builds(
+    fleet: FleetConfig,
+    *,
+    creds: Credentials,
+    aliases: list[str] | None = None,
+    stop: bool = False,
+    stack: str | None = None,
+) -> list[HostBuilds]:
+    """The build jobs on every (selected) hive's host, all hosts at once; with `stop`, the
+    running ones of `stack` are stopped first (see `stoppable`). Never trusts a host on first
+    use (as status)."""
+    targets: dict[tuple[str, str, int], tuple[list[str], HiveConfig, Connection]] = {}
+    for hive in fleet.hives:
+        if aliases and hive.alias not in aliases:
+            continue
+        c = connection_for(fleet, hive, creds)
+        entry = targets.setdefault((c.user, c.host, c.port), ([], hive, c))
+        entry[0].append(hive.alias)
+
+    async def one(names: list[str], c: Connection) -> HostBuilds:
+        where = f"{c.user}@{c.host}:{c.port}"
+        label = f"hive {names[0]}"
+        refused = no_host_key(c, label)
+        if refused is not None:
+            return HostBuilds(names, where, error=str(refused))
+        stopped: list[BuildJob] = []
+        try:
+            async with connect(c, label) as session:
+                found = await jobs.list_jobs(session)
+                for job in found:
+                    if stop and stoppable(job, stack):
+                        await jobs.stop(session, job)
+                        stopped.append(job)
+                if stopped:
+                    found = await jobs.list_jobs(session)
+        except HostError as error:
+            return HostBuilds(names, where, stopped=stopped, error=str(error))
+        return HostBuilds(names, where, found, stopped)
+
+    try:
+        return list(await asyncio.gather(*(one(n, c) for n, _, c in targets.values())))
+    finally:
+        await close_jumps()

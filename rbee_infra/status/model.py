@@ -42,10 +42,34 @@ class Installed(_Doc):
     kind: Literal["symlink", "file"]
     managed: bool = Field(description="a receipt written by rbee-infra is present")
     sha256: str | None
-    version_output: str | None = Field(description="first line of `<binary> --version`")
+    version_output: str | None = Field(
+        description="first line of `<binary> --version` (null: not run: the binary is missing, "
+        "or a configured check replaces it)"
+    )
     version_exit: int | None = Field(description="exit status of `--version` (null: not run)")
+    check: str | None = Field(
+        default=None,
+        description="the check the binary passes now: `--version`, `--help` or `configured: "
+        "<args>` (null: none passed, or none ran)",
+    )
+    verified_by: str | None = Field(
+        default=None, description="the check it passed when it was installed (the receipt's)"
+    )
+    built_on: str | None = Field(
+        default=None,
+        description="where a git install was built: `host` (on this host), `this machine` (the "
+        "operator's, `build: controller`) or `builder <alias>` (null: not a git install, or "
+        "installed before this was recorded)",
+    )
+    build_key: str | None = Field(
+        default=None, description="the cache key of a build shipped from elsewhere"
+    )
     commit: str | None = None
-    version: str | None = Field(default=None, description="the version line the receipt records")
+    version: str | None = Field(
+        default=None,
+        description="the version the receipt records: a git build's package version (the "
+        "commit is `commit`), else the `--version` line, the release tag or the file's sha256",
+    )
     features: list[str] | None = None
     source: dict[str, Any] | None = None
     release_id: str | None = None
@@ -114,6 +138,25 @@ class HostFactsView(_Doc):
     service_manager: Literal["systemd", "pidfile"]
 
 
+class Build(_Doc):
+    """A build job on the host (`~/.local/share/rbee/jobs/...`). Builds run detached: one that
+    an `up` started ahead and did not install (the update failed or was cancelled first) goes
+    on, and the next `up` adopts it; `rbee-infra builds --stop` stops it."""
+
+    resource: str = Field(description="whose build: `hive gpu-host`, `worker gpu-host/cpu`")
+    stack: str | None = Field(description="the stack whose run started it")
+    binary: str
+    state: Literal["running", "built", "failed", "lost"] = Field(
+        description="running; built (not installed yet: the next `up` installs it); failed; "
+        "lost (neither running nor ended: killed, or the host rebooted)"
+    )
+    phase: str | None = Field(description="lock, clone, build or install")
+    age_seconds: int | None = Field(description="since it started, by the host's clock")
+    exit_status: int | None
+    job: str = Field(description="its directory (~ is the SSH user's home)")
+    summary: str = Field(description="one line for people")
+
+
 class HiveStatus(_Doc):
     alias: str
     host: str
@@ -126,6 +169,9 @@ class HiveStatus(_Doc):
     extras: list[Extra]
     service: ServiceStatus | None = None
     facts: HostFactsView | None = None
+    builds: list[Build] = Field(
+        default_factory=list, description="the build jobs on the host (see Build)"
+    )
 
 
 class ConfigSource(_Doc):

@@ -43,9 +43,11 @@ def _installed(component: ComponentStatus) -> str:
     i = component.installed
     if i is None:
         return "-"
-    version = i.version_output or i.version or ("hand-made binary" if not i.managed else "?")
+    answered = i.version_output if i.check == "--version" else None
+    version = i.version or answered or ("hand-made binary" if not i.managed else "?")
     commit = f" @ {i.commit[:12]}" if i.commit else ""
-    return f"{version}{commit}{_features(i.features)}"
+    built = f", built on {i.built_on} ({i.build_key})" if i.build_key else ""
+    return f"{version}{commit}{_features(i.features)}{built}"
 
 
 def _state(state: str) -> Text:
@@ -120,6 +122,12 @@ def host_lines(report: StatusReport) -> list[str]:
     return lines
 
 
+def build_lines(report: StatusReport) -> list[str]:
+    """Per hive, its host's build jobs (a running one goes on after a failed or cancelled
+    `up`: `rbee-infra builds --stop` stops it)."""
+    return [f"hive {hive.alias}: build {b.summary}" for hive in report.hives for b in hive.builds]
+
+
 def summary_line(report: StatusReport) -> str:
     s = report.summary
     return (
@@ -132,7 +140,7 @@ def render(report: StatusReport, file: TextIO | None = None) -> None:
     stream = file or sys.stdout
     console = Console(file=stream, highlight=False, width=None if stream.isatty() else 120)
     console.print(table(report))
-    for line in host_lines(report):
+    for line in host_lines(report) + build_lines(report):
         console.print(Text(line), soft_wrap=True)
     for line in problems(report):
         console.print(Text(line), soft_wrap=True)

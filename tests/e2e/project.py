@@ -86,6 +86,24 @@ class Project:
             start_new_session=True,
         )
 
+    def rbee_infra(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The operator CLI on this project and stack, as its console script runs."""
+        return subprocess.run(
+            [*self._rbee_infra(args)], cwd=self.path, env=self.env, capture_output=True,
+            text=True, timeout=STEP_TIMEOUT,
+        )
+
+    def start_rbee_infra(self, *args: str) -> subprocess.Popen[str]:
+        """`rbee-infra ARGS` in the background, in its own process group as from a terminal."""
+        return subprocess.Popen(
+            self._rbee_infra(args), cwd=self.path, env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+
+    def _rbee_infra(self, args: tuple[str, ...]) -> list[str]:
+        return [sys.executable, "-m", "rbee_infra.cli", *args, "--project-dir", str(self.path),
+                "--stack", self.stack]
+
     def write_config(self, config: dict[str, Any]) -> None:
         """The stack's config, keeping the salt and the secure values `pulumi config` set."""
         data: dict[str, Any] = {}
@@ -172,6 +190,13 @@ def on_host(host: Host, command: str) -> str:
 def version_of(host: Host, path: str) -> str:
     result = host.run(f'"$HOME/{path}" --version', check=False)
     return result.stdout.strip() if result.returncode == 0 else f"<exit {result.returncode}>"
+
+
+def worker_about_of(host: Host, path: str) -> str:
+    """The first line of a fixture worker's `--help` (it has no `--version`, like rbee's)."""
+    result = host.run(f'"$HOME/{path}" --help', check=False)
+    lines = result.stdout.splitlines()
+    return lines[0] if result.returncode == 0 and lines else f"<exit {result.returncode}>"
 
 
 def exists(host: Host, path: str) -> bool:

@@ -2,8 +2,8 @@
 
 The `localhost` stack of a temporary copy of the project points at one harness host (a real
 sshd on 127.0.0.x) and the fixture rbee repository; state lives in a local file backend.
-Every step is checked on the host itself (files, `--version` output), not only in Pulumi's
-report.
+Every step is checked on the host itself (files, the hive's `--version` and the workers'
+`--help` output), not only in Pulumi's report.
 """
 
 from __future__ import annotations
@@ -12,9 +12,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.project import Project, exists, hosts_and_repo, needs_cli, on_host, project_on
+from tests.e2e.project import (
+    Project,
+    exists,
+    hosts_and_repo,
+    needs_cli,
+    on_host,
+    project_on,
+    worker_about_of,
+)
 from tests.e2e.project import version_of as _version_of
-from tests.harness.fixture_repo import expected_version_line
+from tests.harness.fixture_repo import expected_version_line, expected_worker_about
 from tests.harness.fleet import make_fleet
 
 pytestmark = needs_cli
@@ -55,10 +63,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 def expect_installed(project: Project, version: str, workers: list[str]) -> None:
     assert version_of(project, HIVE_PATH) == expected_version_line("rbee-hive", version)
     for worker in workers:
-        binary = f"llm-worker-rbee-{worker}"
-        assert version_of(project, WORKER_PATH.format(worker)) == expected_version_line(
-            binary, version, (worker,)
-        ), worker
+        about = worker_about_of(project.hosts[0], WORKER_PATH.format(worker))
+        assert about == expected_worker_about(version, (worker,)), worker
 
 
 def test_lifecycle_with_the_real_cli(project: Project) -> None:

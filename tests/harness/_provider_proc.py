@@ -27,6 +27,13 @@ class ServerStartError(RuntimeError):
     pass
 
 
+def zygote_env(env: dict[str, str]) -> dict[str, str]:
+    """The fork server's environment: the providers' own, without coverage's start-up request.
+    The fork server measures nothing of its own; each child it forks starts coverage from its
+    request's environment (see _zygote.py)."""
+    return {k: v for k, v in env.items() if not k.startswith("COVERAGE_PROCESS_")}
+
+
 class _Zygote:
     """A pre-imported Python that forks fresh provider servers (see _zygote.py)."""
 
@@ -34,7 +41,7 @@ class _Zygote:
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "tests.harness._zygote"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, cwd=cwd, text=True, start_new_session=True,
+            env=zygote_env(env), cwd=cwd, text=True, start_new_session=True,
         )
         self.fifo_dir = Path(tempfile.mkdtemp(prefix="rbee-provider-fifo-"))
         self.lock = threading.Lock()

@@ -4,6 +4,13 @@ Run as `python -u -m tests.harness._zygote`. It imports what the provider server
 then for each JSON request line on stdin ({"cwd", "env", "stdout", "stderr"}) forks a child that
 runs the SDK's `pulumi.dynamic` main module exactly as `python -m pulumi.dynamic` would, and
 answers with the child's pid. A fresh server then costs ~50 ms instead of ~800 ms of imports.
+
+Coverage: the fork server itself runs no rbee_infra code and is started unmeasured (see
+`_provider_proc.zygote_env`). Each child measures itself when its own environment asks for it
+(`COVERAGE_PROCESS_CONFIG`, as `python -m pulumi.dynamic` started by the engine would see it),
+and saves its data before it exits. Nothing depends on whether coverage happened to be running
+in the fork server when it forked: that is how every forked provider's data was lost on a
+machine where it was not.
 """
 
 from __future__ import annotations
@@ -23,8 +30,18 @@ PRELOAD = ("dill", "grpc", "pulumi", "pulumi.dynamic", "pulumi.runtime.rpc",
            "pulumi.runtime.proto.provider_pb2_grpc", "google.protobuf.empty_pb2")
 
 
+def _measure() -> Any:
+    """Start coverage in this child when its environment asks for it (None otherwise)."""
+    if not (os.environ.get("COVERAGE_PROCESS_CONFIG") or os.environ.get("COVERAGE_PROCESS_START")):
+        return None
+    import coverage
+
+    return coverage.process_startup(force=True)
+
+
 def _child(req: dict[str, Any]) -> None:
     code = 1
+    cov = None
     try:
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -34,6 +51,7 @@ def _child(req: dict[str, Any]) -> None:
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
+        cov = _measure()
         sys.argv = [sys.executable]
         runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)
         code = 0
@@ -43,6 +61,9 @@ def _child(req: dict[str, Any]) -> None:
         traceback.print_exc()
     finally:
         atexit._run_exitfuncs()
+        if cov is not None:
+            cov.stop()
+            cov.save()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 
@@ -26,9 +27,9 @@ def ssh(hosts: HostSet, host: Host, command: str) -> subprocess.CompletedProcess
     )
 
 
-def _version(hosts: HostSet, host: Host, path: str) -> str:
-    r = ssh(hosts, host, f"{shlex.quote(path)} --version")
-    assert r.returncode == 0, f"{host.name}: {path} --version exited {r.returncode}: {r.stderr}"
+def _version(hosts: HostSet, host: Host, path: str, flag: str = "--version") -> str:
+    r = ssh(hosts, host, f"{shlex.quote(path)} {flag}")
+    assert r.returncode == 0, f"{host.name}: {path} {flag} exited {r.returncode}: {r.stderr}"
     return r.stdout.strip()
 
 
@@ -56,18 +57,34 @@ def assert_worker_installed(
     features: list[str] | None = None,
     version: str | None = None,
 ) -> None:
-    line = _version(hosts, host, f"{ROOT}/workers/rbee-worker-{worker_type}")
-    name, got_version, got_features = line.split(" ")
-    assert name == f"llm-worker-rbee-{worker_type}", line
+    """Like rbee's workers, the fixture's have no `--version`: their `--help` says what was
+    built (`fixture_repo.expected_worker_about`) and its usage names the program."""
+    path = f"{ROOT}/workers/rbee-worker-{worker_type}"
+    lines = _version(hosts, host, path, "--help").splitlines()
+    about = re.fullmatch(
+        r"Fixture worker daemon shaped like rbee's \(llm-worker-rbee (\S+), features=(\S+)\)",
+        lines[0],
+    )
+    usage = f"Usage: rbee-worker-{worker_type} "
+    assert about is not None and any(ln.startswith(usage) for ln in lines), lines
     if version is not None:
-        assert got_version == version, line
+        assert about[1] == version, lines[0]
     if features is not None:
-        assert got_features == "features=" + (",".join(features) or "none"), line
+        assert about[2] == (",".join(features) or "none"), lines[0]
 
 
-def assert_nothing_installed(hosts: HostSet, host: Host) -> None:
+def assert_nothing_installed(hosts: HostSet, host: Host, *, but_the_build_cache: bool = False) -> None:
     """No rbee binary, release, receipt, job or checkout on the host (a `.local/bin` left
-    empty is fine)."""
+    empty is fine). `but_the_build_cache`: after a failed install, the build cache (the
+    checkout and cargo target dir under build/) and the lock files are there, and only they."""
+    if but_the_build_cache:
+        r = ssh(hosts, host, f"ls -A {ROOT}; find .local -mindepth 1 ! -type d ! -path '{ROOT}/*'")
+        assert r.returncode == 0, r.stderr
+        names = set(r.stdout.split())
+        assert "build" in names, f"{host.name}: no build cache: {sorted(names)}"
+        left = names - {"build", ".lock", ".lock.holder", ".lock.build", ".lock.build.holder"}
+        assert left == set(), f"{host.name} still has: {sorted(left)}"
+        return
     r = ssh(
         hosts, host,
         f"ls -A {HIVE} {ROOT} 2>/dev/null; find .local -mindepth 1 ! -type d 2>/dev/null; true",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from .hosts import free_port
+from .hosts import Host, free_port
 
 WORKER_BINS = ("llm-worker-rbee-cpu", "llm-worker-rbee-cuda", "llm-worker-rbee-metal")
 FEATURES = ("cpu", "cuda", "metal")
@@ -97,6 +97,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--version") {
 __VERSION_BODY__
     }
+    if args.first().map(String::as_str) == Some("--help") {
+__HELP_BODY__
+    }
     let mut port: u16 = 7835;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -134,7 +137,32 @@ _HIVE_VERSION_OK = """\
         println!("rbee-hive {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;"""
 
+# clap's help: the about line, then the usage (clap names the program after argv[0])
+_HIVE_HELP_OK = """\
+        let argv0 = std::env::args().next().unwrap_or_default();
+        let path = std::path::Path::new(&argv0);
+        let name = path.file_name().and_then(|f| f.to_str()).unwrap_or("rbee-hive");
+        println!("rbee hive daemon (fixture)\\n\\nUsage: {name} [OPTIONS]\\n\\nOptions:");
+        println!("  -p, --port <PORT>        HTTP port");
+        println!("      --hive-id <HIVE_ID>  Hive ID");
+        println!("      --queen-url <URL>    Queen URL");
+        println!("  -h, --help               Print help");
+        println!("  -V, --version            Print version");
+        return ExitCode::SUCCESS;"""
+
+# Shaped like rbee's real workers (`bin/30_llm_worker_rbee/src/bin/<type>.rs`, clap 4 derive):
+# no `version` attribute, so `--version` is an unexpected argument (exit 2, usage on stderr);
+# five required arguments; `--help` prints the about line, the usage and the options, exit 0.
+# The about line says what was built (version and features), for the tests to read.
 _WORKER_LIB = r"""use std::process::ExitCode;
+
+const ARGS: [(&str, &str, &str); 5] = [
+    ("--worker-id", "<WORKER_ID>", "Worker ID (UUID) - assigned by pool-managerd"),
+    ("--model", "<MODEL>", "Model file path (GGUF or SafeTensors format)"),
+    ("--model-ref", "<MODEL_REF>", "Model reference (e.g., \"hf:tinyllama\")"),
+    ("--port", "<PORT>", "HTTP server port - assigned by pool-managerd"),
+    ("--hive-url", "<HIVE_URL>", "Hive URL - where to send heartbeats"),
+];
 
 pub fn features() -> String {
     let mut enabled: Vec<&str> = Vec::new();
@@ -154,31 +182,76 @@ pub fn features() -> String {
     }
 }
 
+fn usage(name: &str) -> String {
+    let args: Vec<String> = ARGS.iter().map(|(flag, value, _)| format!("{flag} {value}")).collect();
+    format!("Usage: {name} {}", args.join(" "))
+}
+
+fn fail(name: &str, error: &str) -> ExitCode {
+    eprintln!("error: {error}\n\n{}\n\nFor more information, try '--help'.", usage(name));
+    ExitCode::from(2)
+}
+
 pub fn run(bin: &str) -> ExitCode {
+    // clap names the program after argv[0]
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or(bin)
+        .to_string();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None => {
-            println!("usage: {bin} [--version]");
-            ExitCode::SUCCESS
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+__HELP_BODY__
         }
-        Some("--version") => {
-__VERSION_BODY__
-        }
-        Some(_) => {
-            eprintln!("usage: {bin} [--version]");
-            ExitCode::from(2)
+        match ARGS.iter().find(|(flag, _, _)| flag == arg) {
+            Some((flag, value, _)) => match it.next() {
+                Some(v) => given.push((flag.to_string(), v.clone())),
+                None => {
+                    let error = format!("a value is required for '{flag} {value}' but none was supplied");
+                    return fail(&name, &error);
+                }
+            },
+            None => return fail(&name, &format!("unexpected argument '{arg}' found")),
         }
     }
+    let missing: Vec<String> = ARGS
+        .iter()
+        .filter(|(flag, _, _)| !given.iter().any(|(g, _)| g == flag))
+        .map(|(flag, value, _)| format!("  {flag} {value}"))
+        .collect();
+    if !missing.is_empty() {
+        let error = format!("the following required arguments were not provided:\n{}", missing.join("\n"));
+        return fail(&name, &error);
+    }
+    println!("{name}: a worker would serve here (fixture, features={})", features());
+    ExitCode::SUCCESS
 }
 __BROKEN__"""
 
-_WORKER_VERSION_OK = """\
-            println!("{bin} {} features={}", env!("CARGO_PKG_VERSION"), features());
-            ExitCode::SUCCESS"""
+_WORKER_HELP_OK = """\
+            println!(
+                "Fixture worker daemon shaped like rbee's (llm-worker-rbee {}, features={})\\n\\n{}\\n\\nOptions:",
+                env!("CARGO_PKG_VERSION"),
+                features(),
+                usage(&name)
+            );
+            for (flag, value, help) in ARGS {
+                println!("      {flag} {value}  {help}");
+            }
+            println!("  -h, --help  Print help");
+            return ExitCode::SUCCESS;"""
 
 _BAD_VERSION = """\
         eprintln!("version check failed");
         return ExitCode::from(3);"""
+
+_BAD_HELP = """\
+            eprintln!("help check failed");
+            return ExitCode::from(3);"""
 
 _BROKEN = """
 pub fn broken() -> u32 {
@@ -191,6 +264,107 @@ _WORKER_BIN_MAIN = """fn main() -> std::process::ExitCode {{
     llm_worker_rbee::run("llm-worker-rbee-{feature}")
 }}
 """
+
+
+# `build-script` (see `RbeeRepo.build_script_branch`): rbee's hive has a build script that
+# builds its web UI with pnpm (rbee's bin/20_rbee_hive/build.rs); on a host without Node tools
+# it panics after printing its rerun directives, and cargo reports "failed to run custom build
+# command". Here pnpm is looked up on an empty PATH, so no host's pnpm is ever found. Each
+# build script appends `<event> <epoch seconds>` to ~/rbee-fixture-build.log.
+_STAMP = r"""
+fn stamp(event: &str) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".to_string());
+    if let Ok(mut log) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{home}/rbee-fixture-build.log"))
+    {
+        let _ = writeln!(log, "{event} {now:.3}");
+    }
+}
+"""
+
+_HIVE_BUILD_RS = r"""use std::process::Command;
+
+fn main() {
+    for n in 0..40 {
+        println!("cargo:rerun-if-changed=ui/packages/rbee-hive-sdk/src/part{n}.ts");
+    }
+    for var in ["PNPM_HOME", "NODE_ENV", "npm_config_user_agent", "RBEE_SKIP_UI", "CI",
+                "VITE_API_URL", "VITE_QUEEN_URL", "RBEE_UI_DIST", "NODE_OPTIONS", "PATH"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    println!("cargo:warning=building the rbee-hive UI with pnpm");
+    stamp("hive-build-script-panics");
+    Command::new("pnpm")
+        .args(["--filter", "@rbee/rbee-hive-sdk", "build"])
+        .env("PATH", "/nonexistent")
+        .status()
+        .expect("Failed to build rbee-hive-sdk");
+}
+""" + _STAMP
+
+# a worker build script that keeps both cores busy for __SECONDS__ s (a long compile)
+_WORKER_BUILD_RS = r"""use std::time::{Duration, Instant};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    stamp("worker-build-script-starts");
+    let end = Instant::now() + Duration::from_secs_f64(__SECONDS__);
+    let burners: Vec<_> = (0..2u64)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                let mut x = seed;
+                while Instant::now() < end {
+                    for _ in 0..100_000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    }
+                }
+                x
+            })
+        })
+        .collect();
+    let sum = burners.into_iter().map(|b| b.join().unwrap_or(0)).fold(0, u64::wrapping_add);
+    println!("cargo:rustc-env=RBEE_FIXTURE_BURN={sum}");
+    stamp("worker-build-script-ends");
+}
+""" + _STAMP
+
+
+# the hive build script's panic message, as cargo shows it
+BUILD_SCRIPT_PANIC = (
+    'Failed to build rbee-hive-sdk: Os { code: 2, kind: NotFound, message: "No such file or '
+    'directory" }'
+)
+
+
+def build_script_events(host: Host) -> dict[str, float]:
+    """What the `build-script` branch's build scripts stamped on `host`: event -> epoch."""
+    text = host.run("cat rbee-fixture-build.log 2>/dev/null || true").stdout
+    return {event: float(stamp) for event, stamp in (ln.split() for ln in text.splitlines())}
+
+
+def build_processes(host: Host) -> list[str]:
+    """The command lines of cargo (the real one or the stand-in) and of build scripts running
+    as `host`'s user."""
+    out = host.run('ps -u "$(id -u)" -o args= || true').stdout
+    return [ln for ln in out.splitlines() if "build-script-build" in ln or "cargo build" in ln]
+
+
+def build_script_files(*, worker_seconds: float = 0.0) -> dict[str, str]:
+    """The `build-script` variant: the hive's build script fails like rbee's without pnpm,
+    the worker's build script burns both cores for `worker_seconds` first."""
+    return {
+        "bin/rbee-hive/build.rs": _HIVE_BUILD_RS,
+        "bin/llm-worker-rbee/build.rs": _WORKER_BUILD_RS.replace(
+            "__SECONDS__", f"{float(worker_seconds)!r}"
+        ),
+    }
 
 
 # `unhealthy`: it listens, but /health says it is not ready
@@ -209,9 +383,9 @@ def _hive_main(
     *, bad_version: bool = False, broken: bool = False, no_listen: bool = False,
     unhealthy: bool = False,
 ) -> str:
-    body = _BAD_VERSION if bad_version else _HIVE_VERSION_OK
     text = (
-        _HIVE_MAIN.replace("__VERSION_BODY__", body)
+        _HIVE_MAIN.replace("__VERSION_BODY__", _BAD_VERSION if bad_version else _HIVE_VERSION_OK)
+        .replace("__HELP_BODY__", _BAD_HELP if bad_version else _HIVE_HELP_OK)
         .replace("__BROKEN__", _BROKEN if broken else "")
         .replace("__HEALTH__", _UNHEALTHY if unhealthy else '("200 OK", "ok")')
     )
@@ -222,12 +396,8 @@ def _hive_main(
 
 
 def _worker_lib(*, bad_version: bool = False, broken: bool = False) -> str:
-    body = (
-        '            eprintln!("version check failed");\n            ExitCode::from(3)'
-        if bad_version
-        else _WORKER_VERSION_OK
-    )
-    return _WORKER_LIB.replace("__VERSION_BODY__", body).replace(
+    """`bad_version`: `--help` fails too (exit 3), so no check can pass."""
+    return _WORKER_LIB.replace("__HELP_BODY__", _BAD_HELP if bad_version else _WORKER_HELP_OK).replace(
         "__BROKEN__", _BROKEN if broken else ""
     )
 
@@ -268,12 +438,29 @@ def workspace_files(
     return files
 
 
-def expected_version_line(bin_name: str, version: str, features: tuple[str, ...] = ()) -> str:
-    """The exact `--version` line a fixture binary prints."""
-    if bin_name == HIVE_BIN:
-        return f"rbee-hive {version}"
+def expected_version_line(bin_name: str, version: str) -> str:
+    """The exact `--version` line the fixture's hive prints. Its workers, like rbee's, have
+    no `--version` (see `expected_worker_about`)."""
+    if bin_name != HIVE_BIN:
+        raise ValueError(f"{bin_name} has no --version (as in rbee): use expected_worker_about")
+    return f"rbee-hive {version}"
+
+
+def expected_worker_about(version: str, features: tuple[str, ...] = ()) -> str:
+    """The first line of a fixture worker's `--help`: what was built."""
     enabled = [f for f in FEATURES if f in features]
-    return f"{bin_name} {version} features={','.join(enabled) or 'none'}"
+    return (
+        f"Fixture worker daemon shaped like rbee's (llm-worker-rbee {version}, "
+        f"features={','.join(enabled) or 'none'})"
+    )
+
+
+def worker_usage(name: str) -> str:
+    """The usage line of a fixture worker run as `name` (clap names it after argv[0])."""
+    return (
+        f"Usage: {name} --worker-id <WORKER_ID> --model <MODEL> --model-ref <MODEL_REF> "
+        "--port <PORT> --hive-url <HIVE_URL>"
+    )
 
 
 # --------------------------------------------------------------------------- git
@@ -383,6 +570,20 @@ class RbeeRepo:
         )
         return self.commit(branch, files, f"{branch}: version {version}")
 
+    def build_script_branch(self, branch: str, *, worker_seconds: float = 0.0) -> str:
+        """A branch (from main, version 0.2.0) whose hive's build script panics as rbee's does
+        without pnpm, and whose workers' build script keeps both cores busy for
+        `worker_seconds` (see `build_script_files`); returns its commit."""
+        files = {
+            **workspace_files(
+                "0.2.0",
+                worker_default_features=self.worker_default_features,
+                worker_required_features=self.worker_required_features,
+            ),
+            **build_script_files(worker_seconds=worker_seconds),
+        }
+        return self.commit(branch, files, f"{branch}: the hive's build script fails")
+
     def tag(self, name: str, ref: str) -> str:
         with self._lock:
             self.git("tag", "-a", name, "-m", name, ref)
@@ -451,8 +652,8 @@ def make_rbee_repo(
 ) -> RbeeRepo:
     """Create the fixture repo under a new directory in `base_dir` (made world-readable).
 
-    History: v0.1.0 (tag) -> v0.2.0 (tag, main); branches `broken`, `bad-version` and
-    `moving` start at main; `no-listen` (version 0.3.0: `--version` works, `--port` exits 1);
+    History: v0.1.0 (tag) -> v0.2.0 (tag, main); branches `broken`, `bad-version` (no binary
+    passes a check: `--version` and `--help` exit 3) and `moving` start at main; `no-listen` (version 0.3.0: `--version` works, `--port` exits 1);
     `unhealthy` (version 0.3.0: it listens, but GET /health answers 503).
     """
     root = Path(tempfile.mkdtemp(prefix="rbee-repo-", dir=base_dir))
@@ -484,7 +685,7 @@ def make_rbee_repo(
         repo.git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
         repo.git("remote", "add", "origin", str(bare))
         repo.commit("broken", files("0.2.0", broken=True), "broken: does not compile")
-        repo.commit("bad-version", files("0.2.0", bad_version=True), "bad-version: --version fails")
+        repo.commit("bad-version", files("0.2.0", bad_version=True), "bad-version: --version and --help fail")
         repo.commit("no-listen", files("0.3.0", no_listen=True), "no-listen: --port exits 1")
         repo.commit("unhealthy", files("0.3.0", unhealthy=True), "unhealthy: /health says 503")
         repo.git("push", "-q", "origin", "main:moving")
@@ -495,3 +696,103 @@ def make_rbee_repo(
         repo.remove()
         raise
     return repo
+
+
+# --------------------------------------------------------------------------- web UI variant
+
+# rbee's hive has a build script that builds its web UI with pnpm and wasm-pack (Node.js, pnpm,
+# the pnpm workspace's install, wasm-pack and the wasm32 target), a rust-toolchain.toml with
+# targets, and no Cargo.lock. This variant has the same shape, dependency-free: `pnpm build`
+# in bin/rbee-hive/ui runs `wasm-pack build`, and the UI's workspace dependency is only there
+# once `pnpm install` ran in the root (the build script refuses to go on without it).
+WEB_UI_PNPM = "9.15.0"
+
+_WEB_UI_BUILD_RS = r"""// Builds the hive's web UI before the hive (as rbee's bin/20_rbee_hive/build.rs does).
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=ui/package.json");
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let ui = Path::new(&manifest_dir).join("ui");
+    if !ui.join("node_modules").exists() {
+        panic!("the UI's dependencies are not installed: run 'pnpm install' in the workspace root");
+    }
+    let status = Command::new("pnpm")
+        .args(["build"])
+        .current_dir(&ui)
+        .status()
+        .expect("Failed to build the hive UI");
+    if !status.success() {
+        panic!("UI build failed! Run 'cd bin/rbee-hive/ui && pnpm build' to debug.");
+    }
+    if !ui.join("pkg").exists() {
+        panic!("UI output not found at {:?} after build", ui.join("pkg"));
+    }
+}
+"""
+
+_WEB_UI_FILES = {
+    ".gitignore": "/target\nCargo.lock\nnode_modules\n/bin/rbee-hive/ui/pkg\n",
+    "rust-toolchain.toml": (
+        '[toolchain]\nchannel = "stable"\ncomponents = ["rustfmt", "clippy"]\n'
+        'targets = ["wasm32-wasip1", "wasm32-wasip1-threads"]\n'
+    ),
+    "package.json": (
+        '{\n  "name": "rbee-fixture",\n  "private": true,\n'
+        f'  "packageManager": "pnpm@{WEB_UI_PNPM}",\n'
+        '  "engines": {\n    "node": ">=18"\n  }\n}\n'
+    ),
+    "pnpm-workspace.yaml": "packages:\n  - bin/rbee-hive/ui\n  - bin/rbee-hive/ui/sdk\n",
+    # written by pnpm 9.15.0 for this workspace
+    "pnpm-lock.yaml": """\
+lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .: {}
+
+  bin/rbee-hive/ui:
+    dependencies:
+      '@rbee/fixture-hive-sdk':
+        specifier: workspace:*
+        version: link:sdk
+
+  bin/rbee-hive/ui/sdk: {}
+""",
+    "bin/rbee-hive/build.rs": _WEB_UI_BUILD_RS,
+    "bin/rbee-hive/ui/package.json": """\
+{
+  "name": "@rbee/fixture-hive-ui",
+  "private": true,
+  "scripts": {
+    "build": "wasm-pack build --target bundler --out-dir pkg"
+  },
+  "dependencies": {
+    "@rbee/fixture-hive-sdk": "workspace:*"
+  }
+}
+""",
+    "bin/rbee-hive/ui/sdk/package.json": (
+        '{\n  "name": "@rbee/fixture-hive-sdk",\n  "version": "0.1.0",\n  "private": true\n}\n'
+    ),
+}
+
+
+def web_ui_files(version: str, **variant: bool) -> dict[str, str]:
+    """The workspace at `version` with the web UI build of rbee's hive (see above)."""
+    return {**workspace_files(version, **variant), **_WEB_UI_FILES}
+
+
+def add_web_ui_branch(repo: RbeeRepo, branch: str = "web-ui", version: str = "0.3.0") -> str:
+    """Commit the web UI variant on `branch` (from main); returns its commit."""
+    files = web_ui_files(
+        version,
+        worker_default_features=repo.worker_default_features,
+        worker_required_features=repo.worker_required_features,
+    )
+    return repo.commit(branch, files, f"{branch}: the hive builds a web UI (pnpm, wasm-pack)")

@@ -16,9 +16,9 @@ import dill
 import pulumi
 
 from rbee_infra.stack.program import declare_fleet, read_stack_config
-from tests.program_mocks import install_mocks, is_secret, unwrap
+from tests.program_mocks import OUTPUT_REF, install_mocks, is_secret, unwrap
 
-from .engine import Decl, Secret
+from .engine import Decl, Ref, Secret
 from .fixture_repo import RbeeRepo
 from .hosts import HostSet
 
@@ -69,6 +69,9 @@ def hive_config(config: dict[str, Any], alias: str) -> dict[str, Any]:
 
 
 def _engine_value(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(OUTPUT_REF):
+        resource, key = value[len(OUTPUT_REF):].rsplit(":", 1)
+        return Ref(resource, key)
     return Secret(unwrap(value)) if is_secret(value) else value
 
 

@@ -95,6 +95,13 @@ def version(host: Host, path: str) -> str:
     return (r.stdout.splitlines() or [f"<exit {r.returncode}>"])[0]
 
 
+def worker_about(host: Host, path: str) -> str:
+    """The first line a fixture worker at `path` prints for `--help`, which says what was built
+    (`expected_worker_about`); like rbee's workers, it has no `--version`."""
+    r = host.run(f"'{path}' --help 2>&1", check=False)
+    return (r.stdout.splitlines() or [f"<exit {r.returncode}>"])[0]
+
+
 def link(host: Host, path: str) -> str:
     return host.run(f"readlink '{path}' || true").stdout.strip()
 
@@ -108,13 +115,20 @@ def release_ids(host: Host, name: str) -> list[str]:
     return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
 
-def leftovers(host: Host) -> list[str]:
-    """Anything under ~/.local that is not an empty directory, and rbee's root if present."""
+def leftovers(host: Host, *, but_the_build_cache: bool = False) -> list[str]:
+    """Anything under ~/.local that is not an empty directory, and rbee's root if present.
+    `but_the_build_cache`: what a failed install leaves on purpose (the checkout and cargo
+    target dir under build/, and the lock files) is left out, and must be there."""
     r = host.run(
         "find .local -mindepth 1 ! -type d 2>/dev/null; "
         f"[ -e {RBEE_ROOT} ] && echo {RBEE_ROOT}; true"
     )
-    return sorted(line for line in r.stdout.splitlines() if line)
+    found = sorted(line for line in r.stdout.splitlines() if line)
+    if not but_the_build_cache:
+        return found
+    assert any(p.startswith(f"{RBEE_ROOT}/build/") for p in found), found
+    kept = (f"{RBEE_ROOT}/build/", f"{RBEE_ROOT}/.lock")
+    return [p for p in found if p != RBEE_ROOT and not p.startswith(kept)]
 
 
 def ok(result: RunResult) -> RunResult:

@@ -1,5 +1,6 @@
 """A stand-in `cargo` for timing tests and benchmarks: it sleeps like a long build, then leaves
-a binary that answers `--version` like the fixture's, without compiling anything.
+a binary that answers like the fixture's (the hive `--version`; a worker only `--help`),
+without compiling anything.
 
 Concurrency measurements need a build whose length does not depend on how many builds share
 the machine's two cores; real cargo builds of 16 hosts at once would measure the CPU instead.
@@ -15,7 +16,7 @@ from .hosts import Host
 CARGO = "~/bench/cargo"
 
 _SCRIPT = r"""#!/bin/sh
-# stand-in cargo (benchmarks): sleeps, then writes a binary that answers --version
+# stand-in cargo (benchmarks): sleeps, then writes a binary that answers like the fixture's
 case "${1:-}" in
   --version) date +%s.%N >> "$HOME/bench/cargo.versions"; echo "cargo 1.80.0 (stand-in)"; exit 0;;
   build) shift;;
@@ -34,10 +35,20 @@ sleep __SECONDS__
 out="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$out" || exit 1
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml 2>/dev/null | head -n 1)
-if [ "$bin" = rbee-hive ]; then line="rbee-hive ${version:-0.0.0}"
-else line="$bin ${version:-0.0.0} features=${features:-none}"; fi
-printf '#!/bin/sh\necho "%s"\n' "$line" > "$out/$bin.tmp" && chmod 0755 "$out/$bin.tmp" \
-  && mv -f "$out/$bin.tmp" "$out/$bin"
+if [ "$bin" = rbee-hive ]; then
+  printf '#!/bin/sh\necho "%s"\n' "rbee-hive ${version:-0.0.0}" > "$out/$bin.tmp"
+else
+  # like the fixture's (and rbee's) workers: no --version (usage error, exit 2), --help
+  about="Fixture worker daemon shaped like rbee's (llm-worker-rbee ${version:-0.0.0}, features=${features:-none})"
+  cat > "$out/$bin.tmp" <<EOF
+#!/bin/sh
+usage="Usage: \${0##*/} --worker-id <WORKER_ID> --model <MODEL> --model-ref <MODEL_REF> --port <PORT> --hive-url <HIVE_URL>"
+if [ "\${1:-}" = --help ]; then printf '%s\n\n%s\n' "$about" "\$usage"; exit 0; fi
+printf "error: unexpected argument '%s' found\n\n%s\n\nFor more information, try '--help'.\n" "\${1:-}" "\$usage" >&2
+exit 2
+EOF
+fi
+chmod 0755 "$out/$bin.tmp" && mv -f "$out/$bin.tmp" "$out/$bin"
 echo "end $(date +%s.%N) $bin" >> "$log"
 echo "    Finished release (stand-in)" >&2
 """

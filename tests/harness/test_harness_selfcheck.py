@@ -18,7 +18,12 @@ import pytest
 
 from tests.harness._selfcheck_provider import FileProvider
 from tests.harness.engine import Decl, Engine, Ref, Secret
-from tests.harness.fixture_repo import RbeeRepo, expected_version_line
+from tests.harness.fixture_repo import (
+    RbeeRepo,
+    expected_version_line,
+    expected_worker_about,
+    worker_usage,
+)
 from tests.harness.fixtures import requires_root
 from tests.harness.hosts import HostSet, mount_tmpfs, running_hosts, unmount_tmpfs
 from tests.harness.proxy import TcpProxy
@@ -171,8 +176,30 @@ def test_host_user_clones_builds_and_runs_rbee(hosts1: HostSet, rbee_repo: RbeeR
           "&& cargo build -q --release --bin llm-worker-rbee-cuda --features cuda")
     assert h.run("rbee/target/release/rbee-hive --version").stdout == (
         expected_version_line("rbee-hive", "0.2.0") + "\n")
-    assert h.run("rbee/target/release/llm-worker-rbee-cuda --version").stdout == (
-        "llm-worker-rbee-cuda 0.2.0 features=cuda\n")
+    # the workers are shaped like rbee's: no --version, five required arguments, clap's
+    # usage error (exit 2), and --help with a usage line (exit 0)
+    no_version = h.run("rbee/target/release/llm-worker-rbee-cuda --version", check=False)
+    assert (no_version.returncode, no_version.stdout, no_version.stderr) == (
+        2,
+        "",
+        "error: unexpected argument '--version' found\n\n"
+        + worker_usage("llm-worker-rbee-cuda")
+        + "\n\nFor more information, try '--help'.\n",
+    )
+    bare = h.run("rbee/target/release/llm-worker-rbee-cuda", check=False)
+    assert bare.returncode == 2
+    assert bare.stderr.startswith(
+        "error: the following required arguments were not provided:\n  --worker-id <WORKER_ID>\n"
+    )
+    helped = h.run("rbee/target/release/llm-worker-rbee-cuda --help")
+    assert helped.stdout.splitlines()[:3] == [
+        expected_worker_about("0.2.0", ("cuda",)), "", worker_usage("llm-worker-rbee-cuda")
+    ]
+    # clap names the program after argv[0]: run through a link, the usage names the link
+    h.run("ln -s rbee/target/release/llm-worker-rbee-cuda rbee-worker-cuda")
+    assert worker_usage("rbee-worker-cuda") in h.run("./rbee-worker-cuda --help").stdout
+    hive_help = h.run("rbee/target/release/rbee-hive --help").stdout
+    assert "\nUsage: rbee-hive [OPTIONS]\n" in hive_help
     usage = h.run("rbee/target/release/rbee-hive --listen 0.0.0.0", check=False)
     assert (usage.returncode, usage.stderr) == (
         2, "usage: rbee-hive [--version] [-p|--port PORT] [--hive-id ID] [--queen-url URL]\n"
@@ -187,8 +214,8 @@ def test_host_user_clones_builds_and_runs_rbee(hosts1: HostSet, rbee_repo: RbeeR
 
     h.run("git -C rbee checkout -q v0.1.0 && cd rbee && cargo build -q --release "
           "--bin llm-worker-rbee-cpu")
-    assert h.run("rbee/target/release/llm-worker-rbee-cpu --version").stdout == (
-        expected_version_line("llm-worker-rbee-cpu", "0.1.0") + "\n")
+    about = h.run("rbee/target/release/llm-worker-rbee-cpu --help").stdout.splitlines()[0]
+    assert about == expected_worker_about("0.1.0")
 
     broken = h.run(f"git clone -q -b broken {rbee_repo.file_url} broken && cd broken "
                    "&& cargo build -q --release --bin rbee-hive", check=False)
@@ -197,9 +224,11 @@ def test_host_user_clones_builds_and_runs_rbee(hosts1: HostSet, rbee_repo: RbeeR
     h.run(f"git clone -q -b bad-version {rbee_repo.url} bad && cd bad "
           "&& cargo build -q --release --bin rbee-hive --bin llm-worker-rbee-metal "
           "--features metal")
-    for binary in ("rbee-hive", "llm-worker-rbee-metal"):
-        r = h.run(f"bad/target/release/{binary} --version", check=False)
-        assert (r.returncode, r.stdout, r.stderr) == (3, "", "version check failed\n")
+    # bad-version: no check passes (the hive's --version and --help, the worker's --help)
+    for binary, flag in (("rbee-hive", "--version"), ("rbee-hive", "--help"),
+                         ("llm-worker-rbee-metal", "--help")):
+        r = h.run(f"bad/target/release/{binary} {flag}", check=False)
+        assert (r.returncode, r.stdout, r.stderr) == (3, "", f"{flag[2:]} check failed\n")
 
 
 def _free_port() -> int:
@@ -511,3 +540,45 @@ def _kill_mid_up(engine: Engine, tmp_path: Path) -> None:
     assert up.ops() == {"slow": "create"}
     assert "=== provider server start" in engine.provider_log_path.read_text()
 
+
+
+def test_a_forked_provider_records_its_coverage_whatever_the_fork_server_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's coverage of the providers comes from these forked servers. Here the fork
+    server runs unmeasured, as it did on a fresh CI machine: a child must still measure itself
+    from its own environment and save before it exits (before, every forked provider's data
+    was lost there, and the total fell under the floor)."""
+    from coverage import CoverageData
+    from coverage.config import CoverageConfig
+
+    from rbee_infra.stack.providers import HiveProvider
+    from tests.harness import _provider_proc
+    from tests.harness.engine import REPO_ROOT
+
+    config = CoverageConfig()
+    config.data_file = str(tmp_path / "cov" / ".coverage")
+    config.parallel = True
+    config.source = [str(REPO_ROOT / "rbee_infra")]
+    (tmp_path / "cov").mkdir()
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    unmeasured = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    unmeasured["PYTHONPATH"] = os.pathsep.join(paths)
+    monkeypatch.setattr(_provider_proc, "_ZYGOTES", {})
+    _provider_proc.prewarm(unmeasured, REPO_ROOT)  # the fork server this engine will use
+    try:
+        env = {"COVERAGE_PROCESS_CONFIG": config.serialize()}
+        with Engine(tmp_path / "state.json", env=env) as engine:
+            plan = engine.preview([Decl("hive-x", HiveProvider(), {"alias": "bad alias!"})])
+            assert "alias" in plan.errors["hive-x"]  # the provider ran rbee_infra's validation
+    finally:
+        _provider_proc._close_zygotes()
+    # only this engine's provider servers write here
+    files = sorted((tmp_path / "cov").glob(".coverage.*"))
+    assert files, "the forked provider server saved no coverage data"
+    measured = set()
+    for f in files:
+        data = CoverageData(str(f))
+        data.read()
+        measured |= {Path(name).name for name in data.measured_files() if data.lines(name)}
+    assert {"providers.py", "spec.py"} <= measured

@@ -1,7 +1,9 @@
 #!/bin/sh
 # The detached build job (started by start_job.sh). args: job dir, lock, lock wait, holder,
 # source dir, marker, repo, ref to fetch, expected commit (may be empty), cargo, binary,
-# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first).
+# features (comma list or empty), stage dir, fresh (1 = wipe checkout and target first), build
+# mode (see `buildneeds`: "" | path | pnpm | npm; set: ~/.local/bin first and ~/.cargo/bin last
+# on PATH for the build script's tools; pnpm/npm: the workspace install runs first, phase deps).
 # When the fetched ref is not the expected commit, it fails in phase clone with exit 3 and
 # the commit it fetched in "$job/commit". Standard input: git credentials for the fetch
 # (start_job.sh's pipe), written to "$job/cred" only once the build lock is held.
@@ -11,12 +13,13 @@
 . lib/git_creds.sh
 . lib/release_id.sh
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
-cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5
+cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5 mode=${6:-}
 RBEE_GIT_CREDENTIALS=
 # cargo runs from inside the checkout: anchor `~/...` and home-relative paths to $HOME
 # shellcheck disable=SC2088  # a literal "~/" from the config, made absolute here
 case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$cargo";; esac
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
+printf '%s\n%s\n' "$holder" "$bin" > "$job/about"  # whose build this is (jobs.sh)
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
 # a signal (kill_job.sh's TERM) ends the job through finish: the credentials go too
 trap 'finish 129' HUP
@@ -60,9 +63,20 @@ rm -f -- "$job/cred"; RBEE_GIT_CREDENTIALS=
 git -C "$src/checkout" checkout -q --force --detach "$got" || finish $?
 rm -f -- "$src/checkout/.git/FETCH_HEAD"  # it records the URL, which may carry a token
 echo "$got" > "$job/commit"
+if [ -n "$mode" ]; then
+  case $cargo in */*) ;; *) cargo=$(command -v "$cargo") || finish 127;; esac
+  PATH=$HOME/.local/bin:$PATH:$HOME/.cargo/bin; export PATH
+fi
+case $mode in
+  pnpm) phase deps; (cd -- "$src/checkout" && pnpm install --frozen-lockfile) || finish $?;;
+  npm) phase deps; (cd -- "$src/checkout" && npm ci) || finish $?;;
+esac
 phase build
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
 (cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
+# the package versions at this commit (the install records its binary's; best effort)
+(cd -- "$src/checkout" && "$cargo" metadata --no-deps --format-version 1 --offline) \
+  > "$job/metadata.json" 2> /dev/null || rm -f -- "$job/metadata.json"
 phase install
 { rm -rf -- "$stage.incoming" && mkdir -p -- "$stage.incoming"; } || finish $?
 { cp -- "$src/target/release/$bin" "$stage.incoming/$bin" && chmod 0755 -- "$stage.incoming/$bin"; } \

@@ -1,6 +1,7 @@
 #!/bin/sh
 # args: cargo, then triples as for inventory.sh. Everything preflight needs as well (tools,
-# cargo/rustc versions, GPUs, free disk, systemd) in the same round trip; read-only.
+# cargo/rustc versions, GPUs, free disk, systemd, and what a build script may run: Node.js,
+# pnpm, wasm-pack, rustup and the Rust targets installed) in the same round trip; read-only.
 . lib/env.sh
 . lib/sha.sh
 . lib/systemd.sh
@@ -11,17 +12,20 @@ case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; esac
 printf 'user\t%s\n' "$(id -un 2>/dev/null)"
 printf 'uname\t%s\n' "$(uname -sm 2>/dev/null)"
 printf 'os\t%s\n' "$(rbee_os 2>/dev/null)"
+printf 'glibc\t%s\n' "$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')"
 for t in git flock curl wget tar nvidia-smi setsid; do printf 'tool\t%s\t%s\n' "$t" "$(command -v "$t" 2>/dev/null)"; done
 nvcc=$(command -v nvcc 2>/dev/null) || nvcc=
 [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
 printf 'tool\tnvcc\t%s\n' "$nvcc"
 [ -n "$nvcc" ] && printf 'nvcc\t%s\n' "$("$nvcc" --version 2>/dev/null | grep -i 'release' | head -n 1)"
 rbee_gpus | while IFS= read -r g; do printf 'gpu\t%s\n' "$g"; done
-printf 'cargopath\t%s\n' "$(command -v "$cargo" 2>/dev/null)"
+cargopath=$(command -v "$cargo" 2>/dev/null) || cargopath=
+printf 'cargopath\t%s\n' "$cargopath"
 printf 'cargo\t%s\n' "$("$cargo" --version 2>/dev/null | head -n 1)"
 rustc=rustc
 case $cargo in */*) [ -x "${cargo%/*}/rustc" ] && rustc="${cargo%/*}/rustc";; esac
 printf 'rustc\t%s\n' "$("$rustc" --version 2>/dev/null | head -n 1)"
+rbee_build_tools "$cargo" "$cargopath" "$rustc"
 printf 'homecargo\t%s\n' "$(.cargo/bin/cargo --version 2>/dev/null | head -n 1)"
 printf 'disk\tdata\t%s\n' "$(rbee_free .local/share/rbee)"
 printf 'disk\tbin\t%s\n' "$(rbee_free .local/bin)"

@@ -1,19 +1,30 @@
 #!/bin/sh
-# args: lock, wait, holder, mode (delete | abort-create | abort-update), stable path, receipt
-# path, install id, releases dir of this name, source dir (may be empty), marker, jobs dir,
-# then release ids this resource made (removed unless the stable path points at them).
+# args: lock, wait, holder, mode, stable path, receipt path, install id, releases dir of this
+# name, source dir (may be empty), marker, jobs dir, build lock wait (seconds, or "now"), then
+# release ids this resource made (removed unless the stable path points at them). Modes:
+# `delete` (the resource goes: its files, and the build cache once no resource uses it),
+# `undo-create` (a create that was activated but did not start: its files, not the build
+# cache), `abort-create` and `abort-update` (a failed install: the release ids given and the
+# jobs). Only `delete` ever removes a checkout and its cargo target dir: after a failure the
+# next build is incremental. The build lock guards the shared checkout; a delete with "now"
+# never waits for another resource's build (minutes): while one holds the lock, the checkout
+# is in use and stays.
 . lib/env.sh
 . lib/lock.sh
 . lib/build_lock.sh
 . lib/release_id.sh
 . lib/set_aside.sh
-[ -z "$9" ] || rbee_build_lock "$1.build" "$2" "$3" || exit $?
+keep_src=1
+if [ "$4" = delete ] && [ -n "$9" ]; then
+  rbee_build_lock "$1.build" "${12}" "$3"; s=$?
+  if [ $s = 0 ]; then keep_src=0; elif [ $s != 75 ] || [ "${12}" != now ]; then exit $s; fi
+fi
 rbee_lock "$1" "$2" "$3" || exit $?
 mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
-marker=$1 jobs=$2; shift 2
+marker=$1 jobs=$2; shift 3
 for rid in "$@"; do rbee_release_id "${rid%.incoming}" || exit 2; done
 owned=0
-if [ "$mode" = delete ]; then
+if [ "$mode" = delete ] || [ "$mode" = undo-create ]; then
   if [ -f "$receipt" ]; then
     grep -qF -- "\"installId\": \"$id\"" "$receipt" && owned=1
   elif [ -L "$stable" ]; then
@@ -40,9 +51,18 @@ fi
 rm -rf -- "$jobs"
 if [ -n "$src" ]; then
   [ "$mode" = abort-update ] || rm -f -- "$marker"
-  if [ -z "$(ls -A -- "$src/users" 2>/dev/null)" ]; then rm -rf -- "$src" || exit 1; fi
+  if [ $keep_src = 0 ] && [ -z "$(ls -A -- "$src/users" 2>/dev/null)" ]; then
+    rm -rf -- "$src" || exit 1
+  fi
 fi
 root=.local/share/rbee
+if [ "$mode" = delete ] && [ -z "$(ls -A -- "$root/jobs" 2>/dev/null)" ]; then
+  # no build is under way or pending on the host: the build caches no resource uses (a failed
+  # create leaves its cache for the next build) go too
+  for d in "$root/build"/*/; do
+    [ -d "$d" ] && [ -z "$(ls -A -- "${d}users" 2>/dev/null)" ] && { rm -rf -- "${d%/}" || exit 1; }
+  done
+fi
 for d in "$reldir" "$root/releases" "$root/workers" "$root/receipts" "$root/build" "$root/jobs"; do
   rmdir -- "$d" 2>/dev/null
 done
