@@ -533,8 +533,8 @@ class _Silent:
 
 
 def _secret_files(host: Host) -> list[str]:
-    found = host.run(f"{{ grep -rlF {SECRET} . ; find /tmp -user \"$(id -u)\" -type f "
-                     f"-exec grep -lF {SECRET} {{}} + ; }} 2>/dev/null || true").stdout
+    """Files holding the secret in the host's home (the scripts' TMPDIR is in it, see below)."""
+    found = host.run(f"grep -rlF {SECRET} . 2>/dev/null || true").stdout
     return sorted(found.split())
 
 
@@ -559,9 +559,11 @@ def test_r3_9_credentials_never_outlive_a_signal_nor_wait_on_disk_for_the_build_
             (scripts.RESOLVE, [url, "refs/heads/main"]),
             (scripts.BATCH, hostview.encode([(scripts.RESOLVE, [url, "refs/heads/main"])])),
         ):
+            host.run("mkdir -p tmp")  # mktemp's dir: this test's own, not the shared /tmp
             proc = subprocess.Popen(
                 [RUNUSER, "-u", host.user, "--", "sh", "-c", script, "rbee", *args],
-                cwd=host.home, env=host.env(), stdin=subprocess.PIPE,
+                cwd=host.home, env={**host.env(), "TMPDIR": str(host.home / "tmp")},
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )
             assert proc.stdin is not None

@@ -21,11 +21,9 @@ case $cargo in "~/"*) cargo="$HOME/${cargo#"~/"}";; /*) ;; */*) cargo="$HOME/$ca
 echo $$ > "$job/pid.tmp" && mv -f -- "$job/pid.tmp" "$job/pid"
 printf '%s\n%s\n' "$holder" "$bin" > "$job/about"  # whose build this is (jobs.sh)
 finish() { rm -f -- "$job/cred"; echo "end $(date +%s.%N)" >> "$job/times"; echo "$1" > "$job/exit.tmp"; mv -f -- "$job/exit.tmp" "$job/exit"; exit "$1"; }
-# a signal (kill_job.sh's TERM) ends the job through finish: the credentials go too
-trap 'finish 129' HUP
-trap 'finish 130' INT
-trap 'finish 141' PIPE
-trap 'finish 143' TERM
+# a signal (kill_job.sh's TERM) ends the job as before (kill_job.sh records its status), and
+# the credentials go with it
+rbee_creds_cleanup "$job/cred"
 phase() { echo "$1" > "$job/phase"; echo "$1 $(date +%s.%N)" >> "$job/times"; echo "== $1" >&2; }
 rbee_release_dir "$stage" || finish 2
 phase lock
