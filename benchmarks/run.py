@@ -33,6 +33,7 @@ from benchmarks import (
     status_bench,
 )
 from benchmarks.common import open_lab
+from benchmarks.conditions import header
 
 BENCHMARKS = {
     "1": cold_install,
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "benchmarks": {}}
     print(f"# rbee-infra benchmarks ({report['machine']}{', quick' if args.quick else ''})\n")
+    report["conditions"] = header()
+    print(f"conditions at the start: {report['conditions']}\n", flush=True)
     lab = open_lab(hosts)
     try:
         for number in chosen:
@@ -96,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             result["wall_seconds"] = round(time.monotonic() - t0, 1)
             report["benchmarks"][number] = result
             verdict = "met" if result["met"] else "NOT met"
+            result["conditions"] = header()
             print(f"## {number}. {result['name']}\n\n{result['table']}\n")
+            print(f"conditions after it: {result['conditions']}")
             took = result["wall_seconds"]
             print(f"target {result['target']}: {verdict} ({took} s)\n", flush=True)
     finally:

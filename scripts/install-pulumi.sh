@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes the pinned Pulumi CLI (the version of the `pulumi` Python SDK in requirements.txt) ready
-# in ${PULUMI_HOME:-~/.pulumi}/bin: one already there at that version is kept; otherwise Pulumi's
-# official installer; where that cannot download and Go is present, a build from Pulumi's Go
-# modules (tools/pulumi/build.sh). Prints the bin directory to put on PATH as its last line.
+# in ${PULUMI_HOME:-~/.pulumi}/bin: one already there at that version is kept (and, where Go is
+# present, only if the project's tools there were built from the current tools/pulumi sources);
+# otherwise Pulumi's official installer; where that cannot download and Go is present, a build
+# from Pulumi's Go modules (tools/pulumi/build.sh). Prints the bin directory to put on PATH as
+# its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,9 @@ bin=${PULUMI_HOME:-$HOME/.pulumi}/bin
 ready() {
     [ -x "$bin/pulumi" ] && [ -x "$bin/pulumi-language-python" ] &&
         [ -x "$bin/pulumi-resource-pulumi-python" ] &&
-        [ "$("$bin/pulumi" version 2>/dev/null)" = "v$version" ]
+        [ "$("$bin/pulumi" version 2>/dev/null)" = "v$version" ] &&
+        { ! command -v go >/dev/null 2>&1 ||
+            [ "$(cat "$bin/.rbee-tools" 2>/dev/null)" = "$(bash tools/pulumi/sources.sh)" ]; }
 }
 
 if ready; then

@@ -38,6 +38,17 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_
     export PULUMI_CONFIG_PASSPHRASE=""
 fi
 
+# The preview already lists what this machine lacks for a build (preflight: the toolchain, and
+# for rbee's hive Node.js, pnpm, wasm-pack and the wasm32 target); the stack sets
+# ensureToolchain, so `up` installs in this user's home what it can, refuses at once (before
+# compiling anything) what it cannot, and installs everything else.
 python3 -m rbee_infra.cli preview --stack localhost
-python3 -m rbee_infra.cli up --stack localhost --yes
-python3 -m rbee_infra.cli status --stack localhost
+status=0
+python3 -m rbee_infra.cli up --stack localhost --yes || status=$?
+python3 -m rbee_infra.cli status --stack localhost || true
+if [ "$status" != 0 ]; then
+    echo "the main job installed what it could; what it could not is named above (preflight" \
+        "failed: what is missing, how to install it, or the stack lines that install a" \
+        "prebuilt binary instead)" >&2
+fi
+exit "$status"

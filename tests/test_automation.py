@@ -259,3 +259,136 @@ def test_pinned_host_keys_come_from_the_hive_then_its_workers_then_the_kickoff()
         "a": "ssh-ed25519 HIVE-A", "b": "ssh-ed25519 WORKER-B", "c": "ssh-ed25519 KICK-C",
     }
     assert automation.pinned_host_keys({}) == {}
+
+
+# --- one `pulumi` process per operation (a stand-in CLI that records its calls) -----------
+
+FAKE_PULUMI = """#!/bin/sh
+# records argv and the environment it was given, answers like the CLI
+{ printf '%s|' "$@"; printf 'python=%s backend=%s\\n' "$PULUMI_PYTHON_CMD" "$PULUMI_BACKEND_URL"; } \\
+    >> "$(dirname "$0")/calls.log"
+case "$1" in
+  stack) [ "$2" = init ] && mkdir -p "$STATE/.pulumi/stacks/rbee-infra" \\
+         && : > "$STATE/.pulumi/stacks/rbee-infra/$3.json"; exit 0;;
+esac
+echo "Previewing update (dev)"
+echo "warning: something on stderr" >&2
+exit "${FAKE_EXIT:-0}"
+"""
+
+
+@pytest.fixture
+def fake_cli(project: Path, tmp_path: Path, monkeypatch: Any) -> Path:
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text(FAKE_PULUMI)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.setenv("STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "")
+    monkeypatch.delenv("PULUMI_PYTHON_CMD", raising=False)
+    monkeypatch.delenv("FAKE_EXIT", raising=False)
+    return bin_dir / "calls.log"
+
+
+def _calls(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.unit
+def test_up_is_one_pulumi_process_once_the_stack_exists(
+    project: Path, tmp_path: Path, fake_cli: Path, capsys: Any
+) -> None:
+    state = (tmp_path / "state").as_uri()
+    common = ["--project-dir", str(project), "--backend", state]
+    assert cli.main(["up", *common]) == 0
+    first = _calls(fake_cli)
+    # the stack is created on first use (its state file did not exist), then `up` runs
+    assert [c.split("|")[:3] for c in first] == [["stack", "init", "dev"], ["up", "--yes",
+                                                                             "--skip-preview"]]
+    assert first[1].startswith("up|--yes|--skip-preview|--continue-on-error|--stack|dev|"
+                               "--non-interactive|")
+    fake_cli.unlink()
+    assert cli.main(["up", *common]) == 0
+    assert cli.main(["preview", *common]) == 0
+    again = _calls(fake_cli)
+    assert [c.split("|")[0] for c in again] == ["up", "preview"]  # nothing else runs
+    # the program and the provider run on this interpreter, not on `python3` from PATH
+    assert all(f"python={sys.executable} backend={state}" in c for c in again)
+    out = capsys.readouterr()
+    assert "Previewing update (dev)" in out.out  # streamed: stdout to stdout, stderr to stderr
+    assert "warning: something on stderr" in out.err
+
+
+@pytest.mark.unit
+def test_a_failed_operation_is_one_line_and_exit_1(
+    project: Path, tmp_path: Path, fake_cli: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    monkeypatch.setenv("FAKE_EXIT", "255")
+    monkeypatch.setenv("PULUMI_PYTHON_CMD", "/opt/py/bin/python3")  # an explicit choice wins
+    state = (tmp_path / "state").as_uri()
+    code = cli.main(["refresh", "--project-dir", str(project), "--backend", state,
+                     "--clear-pending-creates"])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "rbee-infra: pulumi refresh failed (code: 255)"
+    refresh = _calls(fake_cli)[-1]
+    assert refresh.startswith("refresh|--yes|--skip-preview|--clear-pending-creates|--stack|dev|")
+    assert "python=/opt/py/bin/python3 " in refresh
+
+
+@pytest.mark.unit
+def test_another_backend_selects_or_creates_the_stack_first(
+    project: Path, fake_cli: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://bucket/state")
+    assert cli.main(["destroy", "--project-dir", str(project), "--yes"]) == 0
+    calls = [c.split("|") for c in _calls(fake_cli)]
+    assert calls[0][:6] == ["stack", "select", "--create", "dev", "--secrets-provider",
+                            "passphrase"]
+    assert calls[1][:5] == ["destroy", "--yes", "--skip-preview", "--stack", "dev"]
+
+
+@pytest.mark.unit
+def test_the_command_of_each_operation() -> None:
+    assert automation.command("preview", "s") == ["preview", "--stack", "s", "--non-interactive"]
+    assert automation.command("destroy", "s")[:3] == ["destroy", "--yes", "--skip-preview"]
+    assert "--clear-pending-creates" not in automation.command("refresh", "s")
+    settings = backend_settings({"PULUMI_CONFIG_PASSPHRASE": ""}, home=HOME)
+    env = automation.process_env({"PATH": "/bin"}, settings, "/usr/bin/python3.12")
+    assert env["PULUMI_PYTHON_CMD"] == "/usr/bin/python3.12"
+    assert env["PULUMI_BACKEND_URL"] == settings.url
+    mine = automation.process_env({"PULUMI_PYTHON_CMD": "/venv/bin/python"}, settings, "x")
+    assert mine["PULUMI_PYTHON_CMD"] == "/venv/bin/python"
+
+
+@pytest.mark.unit
+def test_ctrl_c_waits_for_the_cli_to_write_its_record(tmp_path: Path) -> None:
+    """Ctrl-C reaches rbee-infra and the CLI (one process group): rbee-infra keeps reading
+    until the CLI has finished stopping (it records what it left pending then), and only
+    then reports the interrupt."""
+    import signal
+    import subprocess
+    import time
+
+    fake = tmp_path / "pulumi"
+    fake.write_text("#!/bin/sh\ntrap 'sleep 0.5; echo record written; exit 3' INT\n"
+                    "echo started\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    driver = (
+        "import sys; from pathlib import Path; from rbee_infra.stack import automation\n"
+        "try:\n"
+        f"    automation._stream([{str(fake)!r}], cwd=Path('.'), env={{'PATH': '/usr/bin:/bin'}},"
+        " on_output=lambda l: print(l, flush=True), on_error=print)\n"
+        "except KeyboardInterrupt:\n    print('interrupted', flush=True); sys.exit(130)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=root, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it
+    out, _ = proc.communicate(timeout=30)
+    assert out.splitlines() == ["record written", "interrupted"]
+    assert proc.returncode == 130

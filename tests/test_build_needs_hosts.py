@@ -115,6 +115,7 @@ def test_a_host_without_the_build_tools_is_refused_before_any_build(
         # the preview's check lists the same problems (read-only)
         assert sorted(asyncio.run(lifecycle.preflight_problems(spec, needs))) == sorted(problems)
         error = refused(spec, needs)
+    error = installs.without_prebuilt_hint(error)
     assert error.startswith("hive h1: preflight failed: 4 problems:\n- ")
     assert sorted(error.split("\n")[1:]) == sorted(f"- {p}" for p in problems)
     nothing_built(host)
@@ -219,7 +220,7 @@ def test_ensure_toolchain_that_cannot_install_fails_the_host_naming_the_step(
         "in /usr ("
     )
     assert f"for user {user} ({WHY}); install that target's standard library" in error
-    assert "\n" not in error  # the only problem: pnpm and wasm-pack it could install
+    assert "\n" not in installs.without_prebuilt_hint(error)  # the only problem: not pnpm
     assert not (host.home / ".local/bin/pnpm").exists()
     nothing_built(host)
 
@@ -315,3 +316,31 @@ def test_ensure_toolchain_names_a_failed_wasm_pack_install(
     assert not (host.home / ".cargo/bin/wasm-pack").exists()
     assert build_tools.calls(host) == []
     assert installs.leftovers(host) == [".local/bin/pnpm"]  # the stand-in: nothing of rbee's
+
+
+def test_the_stack_reads_what_the_build_needs_from_the_tree_before_any_build(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo, tmp_path: Path
+) -> None:
+    """Through the real program and the providers: the tree at the resolved commit is read on
+    this machine; the preview lists what the host lacks, the kick-off starts no build its
+    preflight would refuse, and `up` refuses the hive with the same list, building nothing."""
+    from tests.harness.engine import Engine
+    from tests.harness.fleet import declare, make_fleet
+
+    (host,) = hosts1.hosts
+    add_web_ui_branch(fresh_rbee_repo)
+    config = make_fleet(hosts1, fresh_rbee_repo, ref={"branch": "web-ui"})
+    env = {"RBEE_INFRA_CACHE": str(tmp_path / "cache")}
+    with host_without(host, "node", "npm", "corepack", "pnpm", "wasm-pack"), \
+            Engine(tmp_path / "state.json", env=env) as engine:
+        plan = engine.preview(declare(config))
+        assert plan.ok, plan.errors
+        log = engine.provider_log_path.read_text()
+        assert "hive host1: preflight: Node.js >=18 not found on PATH" in log
+        assert "hive host1: preflight: wasm-pack not found" in log
+        result = engine.up(declare(config))
+        error = result.errors["hive-host1"]
+        assert "hive host1: preflight failed: 4 problems:" in error, error
+        assert "Rust target wasm32-unknown-unknown has no standard library" in error
+        assert not engine.state()["build-kickoff"].outputs.get("started")  # no build ahead
+    nothing_built(host)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,36 @@ def test_destroy_keeps_the_build_cache_and_prune_builds_removes_it(
         assert f"removed build {key}" in out
     assert "removed checkout and target dir" in out
     assert list((cache / "artifacts").iterdir()) == [] and list((cache / "src").iterdir()) == []
+
+
+def test_a_controller_build_is_refused_before_compiling_when_this_machine_lacks_its_tools(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo, tmp_path: Path,
+    counted: tuple[dict[str, str], Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tree's build needs are this machine's to meet when it builds (here: a hive build
+    script that runs pnpm and wasm-pack, and a PATH without them): the preview lists them on
+    the Build resource, `up` refuses it in phase preflight, and cargo never runs."""
+    from tests.harness.fixture_repo import add_web_ui_branch
+
+    env, log = counted
+    add_web_ui_branch(fresh_rbee_repo)
+    config = make_fleet(hosts1, fresh_rbee_repo, ref={"branch": "web-ui"},
+                        **{"rbee:build": "controller"})
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("git", "sh", "getconf", "rustc", "cargo", "id", "uname", "sed", "df", "awk",
+                 "head", "cat", "tr", "dirname", "sha256sum", "mktemp", "rm", "ls", "flock"):
+        found = shutil.which(tool)
+        if found:
+            (bare / tool).symlink_to(found)
+    env = {**env, "PATH": str(bare)}  # no node, pnpm or wasm-pack on this machine
+    with Engine(tmp_path / "state.json", env=env) as engine:
+        plan = engine.preview(declare(config))
+        assert plan.ok, plan.errors
+        log_text = engine.provider_log_path.read_text()
+        assert "preflight: on this machine: pnpm" in log_text, log_text[-3000:]
+        result = engine.up(declare(config))
+        (name,) = [k for k in result.errors if k.startswith(HIVE_BUILD)]
+        assert "preflight failed" in result.errors[name] and "on this machine: pnpm" in (
+            result.errors[name])
+    assert builds(log) == []  # nothing was compiled

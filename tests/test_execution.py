@@ -278,3 +278,21 @@ def test_job_dir_is_per_install_and_build_inputs() -> None:
     a = layout.job_dir("iid1", COMMIT, "rbee-hive", "", "", "False")
     assert a.startswith(".local/share/rbee/jobs/iid1/")
     assert a != layout.job_dir("iid1", COMMIT, "rbee-hive", "cpu", "", "False")
+
+
+def test_a_long_build_reports_that_it_is_alive(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The install waits for the build job at most 30 s at a time and reports, between waits,
+    the job's phase, the crates cargo compiled so far and its age."""
+    waits = iter([
+        Result(0, "exit\trunning\nphase\tbuild\ncompiled\t212\nstarted\t1000\nnow\t1185\n", ""),
+        Result(0, f"exit\t0\nphase\tinstall\ncommit\t{COMMIT}\n", ""),
+    ])
+    host = happy_host(WAIT_JOB=lambda args: next(waits))
+    patch_transport(monkeypatch, host)
+    asyncio.run(lifecycle.install(spec(), updating=False))
+    assert next(a for n, a in host.calls if n == "WAIT_JOB")[1] == "30"
+    assert "hive gpu-host: building rbee-hive: 212 crates compiled, 3m 05s (phase build)" in (
+        capsys.readouterr().err
+    )

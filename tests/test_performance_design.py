@@ -406,7 +406,7 @@ def test_kickoff_plans_builds_only_from_a_view_with_facts() -> None:
     assert kickoff.pending([spec], _view(spec, missing, with_facts=False)) == []
     assert kickoff.pending([spec], _view(spec, missing, with_facts=True)) == [
         {"alias": "h", "resource": "worker-h-cpu", "binary": "llm-worker-rbee-cpu",
-         "commit": COMMIT, "cargo": "cargo"}
+         "commit": COMMIT, "cargo": "cargo", "buildMode": ""}
     ]  # fmt: skip
     in_sync = _facts(spec, _receipt(spec, COMMIT))
     assert kickoff.to_build([spec], _view(spec, in_sync, with_facts=False)) == []

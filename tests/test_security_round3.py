@@ -651,15 +651,14 @@ def test_r3_10_a_queen_url_with_a_credential_is_refused(url: str) -> None:
 def test_r3_11_the_state_dir_is_created_for_its_user_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pulumi.automation as auto
-
     from rbee_infra.stack import automation
 
-    def no_further(**_: Any) -> None:
+    def no_further(*_: Any, **__: Any) -> int:
         raise RuntimeError("the operation itself is not run here")
 
     monkeypatch.setattr(automation, "pulumi_cli", lambda path=None: "pulumi")
-    monkeypatch.setattr(auto, "create_or_select_stack", no_further)
+    monkeypatch.setattr(automation, "_stream", no_further)
+    (tmp_path / "Pulumi.yaml").write_text("name: rbee-infra\nruntime: python\n")
     old = os.umask(0o022)
     try:
         environ = {"PULUMI_CONFIG_PASSPHRASE": ""}  # as scripts/localhost.sh runs it

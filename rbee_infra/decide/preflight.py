@@ -208,11 +208,29 @@ def preflight_problems(
     return problems
 
 
-def describe(problems: list[str]) -> str:
-    """One error message for all of them."""
-    if len(problems) == 1:
-        return problems[0]
-    return f"{len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems)
+def describe(problems: list[str], spec: InstallSpec | None = None) -> str:
+    """One error message for all of them; for a build on the host (`spec`), followed by the
+    other way on: the stack lines that install a prebuilt binary instead."""
+    text = problems[0] if len(problems) == 1 else (
+        f"{len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems)
+    )
+    return f"{text}\n{prebuilt_lines(spec)}" if spec is not None and builds_here(spec) else text
+
+
+def prebuilt_lines(spec: InstallSpec) -> str:
+    """The exact stack lines that install a prebuilt binary instead of building `spec`."""
+    if spec.component == "hive":
+        where = f"the hive {spec.alias} (rbee:hives, alias: {spec.alias})"
+        indent = " " * 6
+    else:
+        where = f"the worker `- type: {spec.worker_type}` of the hive {spec.alias}"
+        indent = " " * 10
+    lines = ["installMethod:", "  local:", f"    path: /path/to/{spec.binary}"]
+    return (
+        f"Or install a prebuilt {spec.binary} instead of building it: in the stack file, set "
+        f"under {where}:\n" + "\n".join(indent + line for line in lines)
+        + "\n(or `release: {tag: <tag>, sha256: <sha256>}`, see the README's prebuilt binaries)"
+    )
 
 
 def host_facts_output(facts: HostFacts) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from pathlib import Path
 from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.base.redact import git_credential, redact_text, url_secrets
+from rbee_infra.decide.facts import HostFacts, parse_probe
+from rbee_infra.host import scripts
 from rbee_infra.host.ssh import tail
 
 HERE = "this machine"
@@ -236,3 +238,11 @@ async def checkout(folder: Path, commit: str, *, label: str) -> Path:
     await _git(folder, "clean", "-q", "-f", "-d", "-x", "-e", "/target", label=label,
                phase="clone")
     return folder / "checkout"
+
+
+async def probe(cargo: str, *, label: str) -> HostFacts:
+    """This machine's facts as a host's preflight reads them (the same PROBE script, run here
+    from the user's home): the tools, the Rust toolchain and its targets, Node.js and pnpm."""
+    done = await run(["sh", "-c", scripts.PROBE, "rbee", cargo], label=label, phase="probe",
+                     cwd=Path.home(), timeout=120)
+    return parse_probe(done.stdout)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -29,10 +30,10 @@ from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.base.progress import report
 from rbee_infra.config.spec import Artifact, BuildRequest, InstallSpec
-from rbee_infra.decide import plan, verify
+from rbee_infra.decide import buildneeds, plan, preflight, verify
 from rbee_infra.host import controller
 from rbee_infra.host.remote import Link
-from rbee_infra.install import Staged, transfer
+from rbee_infra.install import Staged, source, transfer
 
 PROGRESS_EVERY = 20.0
 CARGO = os.environ.get("RBEE_INFRA_CARGO", "cargo")  # the controller's cargo
@@ -171,6 +172,31 @@ LOCKS: dict[tuple[str, str], tuple[str, str]] = {}  # -> (the lock, where it cam
 # -------------------------------------------------------------------- the build, here
 
 
+def _build_path() -> str:
+    """PATH for a build here: the user's prefixes of the build tools (pnpm in ~/.local/bin,
+    wasm-pack in ~/.cargo/bin), as the build job has them on a host."""
+    home = Path.home()
+    return os.pathsep.join([str(home / ".local" / "bin"), os.environ.get("PATH", ""),
+                            str(home / ".cargo" / "bin")])
+
+
+async def preflight_here(req: BuildRequest, commit: str) -> list[str]:
+    """For the preview: what this machine lacks to build `req` at `commit` (read-only but for
+    the fetch into this machine's cache)."""
+    ref = (plan.git_ref_names(req.source) or [commit])[0]
+    needs = await source.needs_at(req.source.repo, ref, commit, req.binary, label=req.label,
+                                  lock_timeout=req.lock_timeout)
+    return await problems_here(req, needs)
+
+
+async def problems_here(req: BuildRequest, needs: buildneeds.BuildNeeds) -> list[str]:
+    """What this machine lacks to build `req` (its tree's needs: Node.js, pnpm, wasm-pack,
+    Rust targets), as a host's preflight would say it."""
+    facts = await controller.probe(CARGO, label=req.label)
+    user = facts.user or getpass.getuser()
+    return [f"on this machine: {p}" for p in buildneeds.needs_problems(needs, facts, user)]
+
+
 @dataclass(frozen=True)
 class Built:
     artifact: Artifact
@@ -219,6 +245,16 @@ async def build(
             found = json.loads(meta.read_text())
             report(label, f"{req.binary} at {commit[:12]} is already built here ({key})")
             return Built(Artifact.model_validate(found["artifact"]), lock, origin, 0.0)
+        needs = await source.needs_at(req.source.repo, ref, commit, req.binary, label=label,
+                                      lock_timeout=req.lock_timeout)
+        problems = await problems_here(req, needs)
+        if problems:
+            raise HostError(label, "preflight", preflight.describe(problems))
+        env = {"CARGO_TARGET_DIR": str(folder / "target"), "PATH": _build_path()}
+        if needs.install_command:  # the workspace install the build script relies on
+            report(label, f"{needs.install_command} on this machine")
+            await controller.run(needs.install_command.split(), label=label, phase="deps",
+                                 cwd=checkout, env=env, timeout=req.build_timeout)
         metadata = await controller.run(
             [CARGO, "metadata", "--no-deps", "--format-version", "1", "--locked"],
             label=label, phase="build", cwd=checkout, timeout=300,
@@ -232,8 +268,8 @@ async def build(
         try:
             await controller.run(
                 [CARGO, "build", "--release", "--locked", "--bin", req.binary, *features],
-                label=label, phase="build", cwd=checkout, log=log,
-                env={"CARGO_TARGET_DIR": str(folder / "target")}, timeout=req.build_timeout,
+                label=label, phase="build", cwd=checkout, log=log, env=env,
+                timeout=req.build_timeout,
             )
         finally:
             ticker.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from rbee_infra.base import layout
 from rbee_infra.base.errors import CommandError, PhaseTimeout, RefMoved
@@ -10,7 +11,7 @@ from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import buildneeds, plan
-from rbee_infra.decide.facts import parse_fields, phase_seconds
+from rbee_infra.decide.facts import duration, parse_fields, phase_seconds
 from rbee_infra.decide.failure import useful_tail
 from rbee_infra.host import hostview, scripts
 from rbee_infra.host.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
@@ -42,14 +43,37 @@ async def resolve_commit(session: Session, spec: InstallSpec) -> str:
     return plan.commit_in_listing(spec, result.stdout)
 
 
+PROGRESS_SECONDS = 30  # how often a long build reports that it is alive
+
+
 async def wait_job(link: Link, spec: InstallSpec, job: str) -> dict[str, str]:
-    """Wait for a detached job (a dropped link is reopened by `Link.run`, which rejoins it)."""
-    try:
-        result = await link.run(scripts.WAIT_JOB, job, phase="build", timeout=spec.build_timeout)
-    except PhaseTimeout:
-        await link.run(scripts.KILL_JOB, job, phase="build", check=False, timeout=30)
-        raise
-    return parse_fields(result.stdout)
+    """Wait for a detached job (a dropped link is reopened by `Link.run`, which rejoins it),
+    reporting every PROGRESS_SECONDS what it does (phase, crates compiled, age); a job still
+    running after buildTimeout is killed."""
+    deadline = time.monotonic() + spec.build_timeout
+    while True:
+        most = max(1, min(PROGRESS_SECONDS, int(deadline - time.monotonic())))
+        try:
+            result = await link.run(scripts.WAIT_JOB, job, str(most), phase="build",
+                                    timeout=most + 60)
+        except PhaseTimeout:
+            result = None
+        fields = parse_fields(result.stdout) if result is not None else {"exit": "running"}
+        if fields.get("exit") != "running":
+            return fields
+        if time.monotonic() >= deadline:
+            await link.run(scripts.KILL_JOB, job, phase="build", check=False, timeout=30)
+            raise PhaseTimeout(spec.label, "build", spec.build_timeout)
+        report(spec.label, progress_line(spec.binary, fields))
+
+
+def progress_line(binary: str, fields: dict[str, str]) -> str:
+    """`building llm-worker-rbee-cpu: 212 crates compiled, 3m 05s (phase build)`."""
+    started, now = fields.get("started", ""), fields.get("now", "")
+    age = f", {duration(int(now) - int(started))}" if started.isdigit() and now.isdigit() else ""
+    compiled = fields.get("compiled", "")
+    crates = f"{compiled} crates compiled" if compiled.isdigit() else "running"
+    return f"building {binary}: {crates}{age} (phase {fields.get('phase') or 'starting'})"
 
 
 async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: str) -> Staged:

@@ -25,7 +25,7 @@ from rbee_infra.host.remote import (
     probe,
     remove_install,
 )
-from rbee_infra.install import Staged, build_once, git, local, release, toolchain
+from rbee_infra.install import Staged, build_once, git, local, release, source, toolchain
 
 VERIFY_RUN_SECONDS = 20  # bound on one run of the binary (`--version`, `--help`)
 VERIFY_TIMEOUT = 60.0
@@ -204,7 +204,7 @@ async def _preflight(
     the spec to stage with (its cargo and build mode)."""
     problems = preflight.preflight_problems(spec, facts, needs)
     if problems:
-        raise HostError(spec.label, "preflight", preflight.describe(problems))
+        raise HostError(spec.label, "preflight", preflight.describe(problems, spec))
     build_spec = spec
     try:
         if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
@@ -216,7 +216,7 @@ async def _preflight(
                 facts = await probe(link.session, build_spec)
                 problems = preflight.preflight_problems(build_spec, facts, needs)
                 if problems:
-                    raise HostError(spec.label, "preflight", preflight.describe(problems))
+                    raise HostError(spec.label, "preflight", preflight.describe(problems, spec))
         if needs is not None and preflight.builds_here(spec):
             if spec.ensure_toolchain:
                 await toolchain.ensure_build_needs(link, build_spec, needs, facts)
@@ -225,6 +225,13 @@ async def _preflight(
         await cleanup_install(link, spec, abort, iid, [])  # the lock file it made
         raise
     return build_spec
+
+
+def _commit_to_build(spec: InstallSpec) -> str | None:
+    """The commit a build on this host will build, as the check just read it (the engine
+    checks every resource it creates or updates first); None without that reading."""
+    seen = hostview.memoized(spec)
+    return seen.commit_for(spec) if seen is not None else None
 
 
 async def install(
@@ -244,6 +251,8 @@ async def install(
         # what this resource's check just read, if still valid
         seen = hostview.memoized(spec, facts=True)
         facts = seen.facts if seen is not None else await probe(link.session, spec)
+        if needs is None and preflight.builds_here(spec):
+            needs = await source.needs_for(spec, _commit_to_build(spec))
         build_spec = await _preflight(link, spec, facts, iid, abort, needs)
         current = facts.installed.get(spec.install_name)
         staged = await _stager(spec)(link, build_spec, iid, fresh=fresh, abort=abort)

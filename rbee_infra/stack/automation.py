@@ -1,10 +1,17 @@
-"""preview / up / destroy through the Pulumi Automation API, with no Pulumi account needed.
+"""preview / up / refresh / destroy: one `pulumi` process per operation, no Pulumi account.
 
 Backend: `--backend URL`, else `PULUMI_BACKEND_URL`, else a local file backend under the
 user's data dir (`$XDG_DATA_HOME/rbee-infra/state`, default `~/.local/share/rbee-infra/state`).
 Secrets: the passphrase provider. `PULUMI_CONFIG_PASSPHRASE` or `PULUMI_CONFIG_PASSPHRASE_FILE`
 must be set, as the Pulumi CLI requires without a terminal; an empty passphrase is allowed only
 when set on purpose (`PULUMI_CONFIG_PASSPHRASE=`).
+
+The CLI runs directly, as an operator would run it (`pulumi up --yes --skip-preview --stack S`),
+not through the Automation API, which wraps every operation in five more CLI processes (`pulumi
+version`, `stack select`, `stack output` before and after, `stack history`), two of which derive
+the passphrase key again. The stack is created only when it does not exist yet (on a file
+backend, its state file says so without a process). The program and the dynamic provider run on
+the interpreter that runs rbee-infra (`PULUMI_PYTHON_CMD`), not a version manager's shim.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +83,94 @@ def pulumi_cli(path: str | None = None) -> str:
     return found
 
 
+def command(operation: Operation, stack: str, *, clear_pending_creates: bool = False) -> list[str]:
+    """Pure: the `pulumi` arguments of an operation. `up`, `refresh` and `destroy` skip the
+    preview the CLI would run first (a whole second run of the program and the provider);
+    `up` goes on past a failed resource (see `run`)."""
+    args = {
+        "preview": ["preview"],
+        "up": ["up", "--yes", "--skip-preview", "--continue-on-error"],
+        "refresh": ["refresh", "--yes", "--skip-preview"]
+        + (["--clear-pending-creates"] if clear_pending_creates else []),
+        "destroy": ["destroy", "--yes", "--skip-preview"],
+    }[operation]
+    return [*args, "--stack", stack, "--non-interactive"]
+
+
+def process_env(
+    environ: Mapping[str, str], settings: BackendSettings, python: str
+) -> dict[str, str]:
+    """Pure: the CLI's environment. The program and the provider server run on `python` (the
+    interpreter running rbee-infra, where it is installed) unless PULUMI_PYTHON_CMD says
+    otherwise: `python3` on PATH can be a version manager's shim, a shell script that costs
+    each of the two processes ~0.1 s, or another interpreter altogether."""
+    return {"PULUMI_PYTHON_CMD": python, **environ, **settings.env}
+
+
+def project_name(project_dir: Path) -> str:
+    import yaml
+
+    data = yaml.safe_load((project_dir / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    return str(data.get("name") or "")
+
+
+def stack_recorded(state_dir: Path, project: str, stack: str) -> bool:
+    """Whether a file backend holds the stack (Pulumi's layout: `.pulumi/stacks/<project>/`,
+    or `.pulumi/stacks/` in the older layout without projects)."""
+    stacks = state_dir / ".pulumi" / "stacks"
+    return any(
+        (folder / f"{stack}{suffix}").is_file()
+        for folder in (stacks / project, stacks)
+        for suffix in (".json", ".json.gz")
+    )
+
+
+def _pump(stream: Any, sink: Callable[[str], None]) -> None:
+    for line in stream:
+        sink(line.rstrip("\n"))
+
+
+def _stream(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    on_output: Callable[[str], None],
+    on_error: Callable[[str], None],
+) -> int:
+    """Run the CLI, each line of its stdout and stderr to its callback; its exit code.
+
+    Ctrl-C reaches the CLI too (the same process group, from the terminal): it then stops
+    as it does on its own, cancelling or, on a second Ctrl-C, recording what it left pending.
+    This process keeps reading until the CLI has exited, so that record is always written
+    (the CLI would die writing to a closed pipe), and then reports the interrupt."""
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    assert process.stdout is not None and process.stderr is not None
+    errors = threading.Thread(target=_pump, args=(process.stderr, on_error), daemon=True)
+    errors.start()
+    interrupted = False
+    while True:
+        try:
+            _pump(process.stdout, on_output)
+            code = process.wait()
+            errors.join()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
+    return code
+
+
 def run(
     operation: Operation,
     *,
@@ -90,41 +187,27 @@ def run(
     must not keep the others, or the workers of a reachable hive, from being installed; the
     failures are reported together at the end and the run fails. `refresh` can clear the
     pending creates an interrupted `up` leaves in the state."""
-    pulumi_cli()
-    from pulumi import automation as auto  # imported late: `status`/`import` do not need it
-
+    cli = pulumi_cli()
+    errors = on_error if on_error is not None else on_output
+    env = process_env(os.environ, settings, sys.executable)
     if settings.state_dir is not None:
         # only this user: with an empty passphrase (scripts/localhost.sh) the state's secrets
         # are as good as plain text
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    options = auto.LocalWorkspaceOptions(
-        work_dir=str(project_dir), env_vars=settings.env, secrets_provider=SECRETS_PROVIDER
-    )
-    try:
-        selected = auto.create_or_select_stack(
-            stack_name=stack, work_dir=str(project_dir), opts=options
-        )
-        if operation == "preview":
-            selected.preview(on_output=on_output, on_error=on_error)
-        elif operation == "up":
-            selected.up(on_output=on_output, on_error=on_error, continue_on_error=True)
-        elif operation == "refresh":
-            selected.refresh(
-                on_output=on_output,
-                on_error=on_error,
-                clear_pending_creates=clear_pending_creates or None,
-            )
-        else:
-            selected.destroy(on_output=on_output, on_error=on_error)
-    except auto.CommandError as error:
-        raise OperationFailed(_summary(operation, error)) from None
-
-
-def _summary(operation: str, error: Exception) -> str:
-    """One line; the details (per-resource errors) were streamed above."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    code = next((ln for ln in lines if ln.startswith("code:")), "")
-    return f"pulumi {operation} failed" + (f" ({code})" if code else "")
+        exists = stack_recorded(settings.state_dir, project_name(project_dir), stack)
+        create = [] if exists else ["stack", "init", stack]
+    else:  # another backend: asking it costs a process either way
+        create = ["stack", "select", "--create", stack]
+    if create:
+        argv = [cli, *create, "--secrets-provider", SECRETS_PROVIDER, "--non-interactive"]
+        code = _stream(argv, cwd=project_dir, env=env, on_output=on_output, on_error=errors)
+        if code != 0:
+            raise OperationFailed(f"pulumi {' '.join(create[:2])} failed (code: {code})")
+    argv = [cli, *command(operation, stack, clear_pending_creates=clear_pending_creates)]
+    code = _stream(argv, cwd=project_dir, env=env, on_output=on_output, on_error=errors)
+    if code != 0:
+        # one line; the details (per-resource errors) were streamed above
+        raise OperationFailed(f"pulumi {operation} failed (code: {code})")
 
 
 class StateUnreadable(RuntimeError):

@@ -43,7 +43,7 @@ else:  # the program imports this module only to pickle the class: see `lazy`
     pool = lazy("rbee_infra.host.pool")
 
 # what check adds to the inputs, and what create/update record
-CHECKED = ("resolvedCommit", "cached")
+CHECKED = ("resolvedCommit", "cached", "preflight")
 OUTPUTS = ("artifact", "cargoLock", "lockOrigin", "buildSeconds")
 # inputs whose change means another binary
 REBUILD = ("source", "binary", "features", "cargo", "build", "cargoLockRefresh")
@@ -77,6 +77,15 @@ class BuildProvider(ResourceProvider):
             return CheckResult(inputs, [])
         inputs["resolvedCommit"] = commit
         inputs["cached"] = pool.run(build_once.cached(req, commit))
+        if req.build.place == "controller" and not inputs["cached"]:  # a build to come
+            try:
+                problems = pool.run(build_once.preflight_here(req, commit))
+            except HostError as error:
+                problems = [f"what the build needs could not be read: {error.message}"]
+            if problems:  # the preview lists them; `up` refuses the build before compiling
+                inputs["preflight"] = problems
+                for problem in problems:
+                    report(req.label, f"preflight: {problem}")
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

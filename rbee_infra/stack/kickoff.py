@@ -48,10 +48,11 @@ from rbee_infra.stack.provider_server import quiet_expected_errors
 
 if TYPE_CHECKING:
     from rbee_infra.config.spec import InstallSpec
-    from rbee_infra.decide import plan, preflight
+    from rbee_infra.decide import buildneeds, plan, preflight
+    from rbee_infra.decide.buildneeds import BuildNeeds
     from rbee_infra.decide.facts import HostFacts
     from rbee_infra.host import hostview, jobs, pins, pool, remote, scripts
-    from rbee_infra.install import git
+    from rbee_infra.install import git, source
 else:  # the program imports this module only to pickle the class: see `lazy`
     hostview = lazy("rbee_infra.host.hostview")
     jobs = lazy("rbee_infra.host.jobs")
@@ -62,6 +63,8 @@ else:  # the program imports this module only to pickle the class: see `lazy`
     remote = lazy("rbee_infra.host.remote")
     scripts = lazy("rbee_infra.host.scripts")
     git = lazy("rbee_infra.install.git")
+    source = lazy("rbee_infra.install.source")
+    buildneeds = lazy("rbee_infra.decide.buildneeds")
 
 quiet_expected_errors()  # in the provider server: expected errors as messages (`provider_server`)
 
@@ -104,10 +107,15 @@ def hosts_of(props: dict[str, Any]) -> tuple[Hosts, list[tuple[str, str]]]:
     return hosts, problems
 
 
-def build_cargo(spec: InstallSpec, facts: HostFacts) -> str | None:
+def build_cargo(
+    spec: InstallSpec, facts: HostFacts, needs: BuildNeeds | None = None
+) -> str | None:
     """The cargo the install will build with (as `lifecycle` preflight decides), or None when
-    the install must act first (a preflight problem, or rustup to install)."""
-    if preflight.preflight_problems(spec, facts):
+    the install must act first (a preflight problem, rustup or a build tool to install)."""
+    if preflight.preflight_problems(spec, facts, needs):
+        return None
+    user = facts.user or spec.connection.user
+    if needs is not None and spec.ensure_toolchain and buildneeds.ensure_steps(needs, facts, user):
         return None
     if spec.ensure_toolchain and preflight.cargo_missing(spec, facts):
         if preflight.needs_toolchain(spec, facts):
@@ -152,13 +160,19 @@ def to_build(specs: list[InstallSpec], seen: hostview.HostView) -> list[tuple[In
     return out
 
 
-def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str, str]]:
+def pending(
+    specs: list[InstallSpec],
+    seen: hostview.HostView,
+    needs: dict[str, BuildNeeds | None] | None = None,
+) -> list[dict[str, str]]:
     """The builds to start now, hive first: one per git binary the install would build, with
     the cargo it would build with. `seen` must hold the host's facts (`survey` reads them
-    where something is to be built)."""
+    where something is to be built); `needs`: what each resource's build needs (`source`),
+    so that no build starts that its preflight would refuse."""
     todo: list[dict[str, str]] = []
     for spec, commit in to_build(specs, seen):
-        cargo = build_cargo(spec, seen.facts) if seen.need.facts else None
+        wanted = (needs or {}).get(spec.resource_name)
+        cargo = build_cargo(spec, seen.facts, wanted) if seen.need.facts else None
         if cargo is None:
             continue
         todo.append(
@@ -168,9 +182,20 @@ def pending(specs: list[InstallSpec], seen: hostview.HostView) -> list[dict[str,
                 "binary": spec.binary,
                 "commit": commit,
                 "cargo": cargo,
+                "buildMode": wanted.build_mode if wanted is not None else "",
             }
         )
     return todo
+
+
+async def needs_of(
+    hosts: Hosts, seen: dict[str, hostview.HostView]
+) -> dict[str, BuildNeeds | None]:
+    """What each build to start needs, read from its tree on this machine (`source`)."""
+    builds = [(spec, commit) for alias, specs in hosts if alias in seen
+              for spec, commit in to_build(specs, seen[alias])]
+    found = await asyncio.gather(*(source.needs_for(spec, commit) for spec, commit in builds))
+    return {spec.resource_name: needs for (spec, _), needs in zip(builds, found, strict=True)}
 
 
 async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
@@ -231,7 +256,9 @@ async def launch(hosts: Hosts, todo: list[dict[str, str]]) -> list[dict[str, str
         spec = by_name.get(entry["resource"])
         if spec is None:
             continue
-        spec = spec.model_copy(update={"cargo": entry["cargo"]})
+        spec = spec.model_copy(
+            update={"cargo": entry["cargo"], "build_mode": entry.get("buildMode", "")}
+        )
         job = git.job_dir(spec, plan.install_id(spec), entry["commit"], False)
         if job in git.KICKED:
             continue
@@ -369,6 +396,7 @@ class BuildKickoffProvider(ResourceProvider):
         except HostKeyError as error:
             return CheckResult(inputs, [CheckFailure("trustedHostKeys", str(error))])
         seen = pool.run(survey(hosts)) if hosts else {}
+        needs = pool.run(needs_of(hosts, seen)) if seen else {}
         todo: list[dict[str, str]] = []
         for alias, specs in hosts:
             view = seen.get(alias)
@@ -378,7 +406,7 @@ class BuildKickoffProvider(ResourceProvider):
             if pins.first_use(first) and view.server_host_key:
                 kept[alias] = view.server_host_key
                 pins.record(first.connection, view.server_host_key, f"build {alias}")
-            todo += pending(specs, view)
+            todo += pending(specs, view, needs)
         if todo:
             inputs["pending"] = todo
         return CheckResult(inputs, [])

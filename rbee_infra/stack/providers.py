@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from rbee_infra.config.spec import InstallSpec
     from rbee_infra.decide import plan, preflight
     from rbee_infra.host import pins, pool, prune
-    from rbee_infra.install import lifecycle
+    from rbee_infra.install import lifecycle, source
 else:  # the program imports this module only to pickle the classes: see `lazy`
     lifecycle = lazy("rbee_infra.install.lifecycle")
+    source = lazy("rbee_infra.install.source")
     pins = lazy("rbee_infra.host.pins")
     plan = lazy("rbee_infra.decide.plan")
     pool = lazy("rbee_infra.host.pool")
@@ -158,7 +159,10 @@ class _InstallProvider(ResourceProvider):
             # What the host lacks matters only when something is to be installed; then the
             # preview lists it and `up` stops at preflight.
             installing = creating or plan.decide_diff(plan.public_props(olds), inputs).reinstall
-            problems = _run(spec, lifecycle.preflight_problems(spec)) if installing else []
+            needs = None
+            if installing and preflight.builds_here(spec):  # what the tree needs, read here
+                needs = _run(spec, source.needs_for(spec, observed.resolved_commit))
+            problems = _run(spec, lifecycle.preflight_problems(spec, needs)) if installing else []
             if problems:
                 inputs["preflight"] = problems
                 for problem in problems:

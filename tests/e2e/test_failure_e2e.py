@@ -33,7 +33,7 @@ from tests.harness.fixture_repo import (
     BUILD_SCRIPT_PANIC,
     build_processes,
     build_script_events,
-    expected_version_line,
+    expected_worker_about,
 )
 from tests.harness.fleet import hive_config, make_fleet
 from tests.harness.hosts import Host, wait_until
@@ -129,9 +129,8 @@ def test_a_failed_build_reads_as_its_message_at_once_and_the_build_left_running_
         assert again.returncode == 1, out[-4000:]
         assert_clean_build_failure(out)
         assert "unhandled exception" not in out and "ResourceRegistrationFailed" not in out
-        assert on_host(host, ".local/share/rbee/workers/rbee-worker-cpu --version") == (
-            expected_version_line("llm-worker-rbee-cpu", "0.2.0", ("cpu",))
-        )
+        about = on_host(host, ".local/share/rbee/workers/rbee-worker-cpu --help")
+        assert about.splitlines()[0] == expected_worker_about("0.2.0", ("cpu",))
         assert not exists(host, ".local/bin/rbee-hive")
         assert project.outputs()["host1"]["hive"]["path"] is None  # it failed: null
 

@@ -9,16 +9,19 @@ under its real home, as the script does for an operator, and destroyed at the en
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.e2e.project import REQUIRED, ROOT, needs_cli, require_cli
+from tests.harness import real_tree
 from tests.harness.fixture_repo import expected_version_line, make_rbee_repo
 
 pytestmark = needs_cli
@@ -77,3 +80,101 @@ def test_the_main_job_installs_the_localhost_stack_with_the_real_cli(tmp_path: P
             os.kill(int(Path("/run/sshd.pid").read_text().split()[0]), signal.SIGTERM)
     assert not hive_path.exists()
     assert not (Path.home() / ".local/share/rbee/workers").exists()
+
+
+def _run_timed(env: dict[str, str], timeout: float) -> tuple[int, str, float | None]:
+    """Run the main job; (exit status, output, seconds from `pulumi up`'s start to the hive's
+    refusal, or None when it was not refused)."""
+    job = subprocess.Popen(["bash", "scripts/localhost.sh"], cwd=ROOT, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert job.stdout is not None
+    lines: list[str] = []
+    started = refused = None
+    deadline = time.monotonic() + timeout
+    for line in job.stdout:
+        lines.append(line)
+        if started is None and line.startswith("Updating ("):
+            started = time.monotonic()
+        if refused is None and started is not None and "hive localhost: preflight failed" in line:
+            refused = time.monotonic() - started
+        if time.monotonic() > deadline:
+            job.kill()
+            break
+    return job.wait(), "".join(lines), refused
+
+
+def test_the_main_job_on_rbees_real_tree(tmp_path: Path) -> None:
+    """The README's main job on rbee's real source tree, as a user of this machine kind gets
+    it: the real cpu worker built, installed and verified; the hive refused at preflight,
+    naming the wasm32 target no toolchain here can get, before anything is compiled for it,
+    with the two ways on; nothing half-installed; a second run changes nothing."""
+    require_cli()
+    tarball, why = real_tree.find_tarball()
+    if tarball is None:
+        if REQUIRED:
+            pytest.fail(f"RBEE_REQUIRE_E2E=1: {why}")
+        pytest.skip(f"{why}; the main job's default, rbee's GitHub repository, is not used here")
+    if os.geteuid() != 0 and not REQUIRED:
+        pytest.skip("the main job test runs as root (it may start the system sshd)")
+    tmp_path.chmod(0o755)
+    tree = real_tree.serve(tarball, tmp_path)
+    project = tmp_path / "project"
+    (project / "stacks").mkdir(parents=True)
+    for name in ("Pulumi.yaml", "__main__.py"):
+        (project / name).write_text((ROOT / name).read_text())
+    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.localhost.yaml").read_text())
+    hive = stack["config"]["rbee:hives"][0]
+    assert hive["ensureToolchain"] is True
+    hive["installMethod"]["git"]["repo"] = tree.url  # the override; the default is GitHub's
+    (project / "stacks" / "Pulumi.localhost.yaml").write_text(yaml.safe_dump(stack))
+    (tmp_path / "state").mkdir()
+    env = {
+        **os.environ,
+        "RBEE_INFRA_PROJECT_DIR": str(project),
+        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": "main-job",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "RBEE_INFRA_CACHE": str(tmp_path / "cache"),
+    }
+    sshd_was_running = _listening(22)
+    home = Path.home()
+    hive_path = home / ".local" / "bin" / "rbee-hive"
+    worker = home / ".local/share/rbee/workers/rbee-worker-cpu"
+    assert not hive_path.exists() and not worker.exists(), "this test would overwrite them"
+    try:
+        code, out, refused = _run_timed(env, timeout=2400)
+        assert code == 1, out[-6000:]
+        # the hive: refused at preflight within seconds, naming the target, with both ways on
+        assert refused is not None and refused < 90, (refused, out[-6000:])
+        assert "Rust target wasm32-unknown-unknown has no standard library" in out, out[-6000:]
+        assert "Or install a prebuilt rbee-hive instead of building it" in out
+        assert "      installMethod:\n        local:\n          path: /path/to/rbee-hive" in out
+        assert not hive_path.exists() and not (home / ".local/share/rbee/releases/rbee-hive").exists()
+        # the real worker: built, installed, verified by --help, its version from the source
+        about = subprocess.run([str(worker), "--help"], capture_output=True, text=True)
+        assert about.returncode == 0 and "Usage: rbee-worker-cpu" in about.stdout, about
+        receipt = json.loads((home / ".local/share/rbee/receipts/rbee-worker-cpu.json").read_text())
+        assert receipt["verifiedBy"] == "--help"
+        assert receipt["version"] == "llm-worker-rbee 0.1.0" and receipt["commit"] == tree.commit
+        sha = receipt["sha256"]
+
+        again_code, again, refused_again = _run_timed(env, timeout=900)
+        assert again_code == 1 and refused_again is not None, again[-6000:]
+        assert "worker-localhost-cpu" not in _changed(again), again[-6000:]
+        receipt = json.loads((home / ".local/share/rbee/receipts/rbee-worker-cpu.json").read_text())
+        assert receipt["sha256"] == sha and not hive_path.exists()
+    finally:
+        subprocess.run(
+            ["python3", "-m", "rbee_infra.cli", "destroy", "--stack", "localhost", "--yes"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )
+        tree.close()
+        if not sshd_was_running and Path("/run/sshd.pid").exists():
+            os.kill(int(Path("/run/sshd.pid").read_text().split()[0]), signal.SIGTERM)
+    assert not worker.exists() and not hive_path.exists()
+
+
+def _changed(out: str) -> list[str]:
+    """The resources a `pulumi up` output shows created, updated or replaced."""
+    return [line for line in out.splitlines()
+            if any(word in line for word in (" created", " updated", " replaced"))]

@@ -21,6 +21,7 @@ from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
 
 START_MODES = ("fork", "spawn")
+EXIT_GRACE = 30.0
 
 
 class ServerStartError(RuntimeError):
@@ -216,8 +217,11 @@ class ProviderProcess:
         # calls in flight must fail on the dead socket, as the engine's did, not on our close
         threading.Timer(1.0, self._close_channel).start()
 
-    def shutdown(self, grace: float = 1.0) -> None:
-        """SIGINT the process group, then SIGKILL after `grace` seconds."""
+    def shutdown(self, grace: float = EXIT_GRACE) -> None:
+        """SIGINT the process group, then SIGKILL after `grace` seconds. A provider ends in
+        well under a second; the grace is long because what it does last (under the suite's
+        coverage, saving its data: a database write) can take seconds on a slow or busy disk,
+        and a process killed first loses it."""
         self._close_channel()
         if self.alive():
             self._signal_group(signal.SIGINT)

@@ -9,8 +9,9 @@ Coverage: the fork server itself runs no rbee_infra code and is started unmeasur
 `_provider_proc.zygote_env`). Each child measures itself when its own environment asks for it
 (`COVERAGE_PROCESS_CONFIG`, as `python -m pulumi.dynamic` started by the engine would see it),
 and saves its data before it exits. Nothing depends on whether coverage happened to be running
-in the fork server when it forked: that is how every forked provider's data was lost on a
-machine where it was not.
+in the fork server when it forked. The engine driver gives a provider ample time to end after
+its SIGINT (`_provider_proc.EXIT_GRACE`): saving the data is a database write, which a slow or
+busy disk can make take seconds, and a provider killed before it ends loses it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import runpy
 import signal
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -60,6 +62,8 @@ def _child(req: dict[str, Any]) -> None:
     except BaseException:
         traceback.print_exc()
     finally:
+        # the harness's own test of a slow disk: what a provider does last takes this long
+        time.sleep(float(os.environ.get("RBEE_HARNESS_SLOW_EXIT", "0") or 0))
         atexit._run_exitfuncs()
         if cov is not None:
             cov.stop()

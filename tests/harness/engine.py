@@ -247,7 +247,7 @@ class Engine:
             servers = [s for s in (self._server, self._spare) if s is not None]
             self._server = self._spare = None
         for s in servers:
-            s.shutdown(grace=0.5)
+            s.shutdown()
         for t in self._retiring:
             t.join(5)
 

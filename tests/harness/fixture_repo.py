@@ -266,11 +266,13 @@ _WORKER_BIN_MAIN = """fn main() -> std::process::ExitCode {{
 """
 
 
-# `build-script` (see `RbeeRepo.build_script_branch`): rbee's hive has a build script that
-# builds its web UI with pnpm (rbee's bin/20_rbee_hive/build.rs); on a host without Node tools
-# it panics after printing its rerun directives, and cargo reports "failed to run custom build
-# command". Here pnpm is looked up on an empty PATH, so no host's pnpm is ever found. Each
-# build script appends `<event> <epoch seconds>` to ~/rbee-fixture-build.log.
+# `build-script` (see `RbeeRepo.build_script_branch`): a hive build script that fails the way
+# rbee's does on a host without pnpm (bin/20_rbee_hive/build.rs): it panics after printing its
+# rerun directives, and cargo reports "failed to run custom build command". Preflight now
+# refuses a build script that runs pnpm before any build, so this one runs a UI builder that
+# preflight cannot foresee (`rbee-ui-build`, looked up on an empty PATH, never found): a
+# build-script failure that only the build shows. Each build script appends
+# `<event> <epoch seconds>` to ~/rbee-fixture-build.log.
 _STAMP = r"""
 fn stamp(event: &str) {
     use std::io::Write;
@@ -299,9 +301,9 @@ fn main() {
                 "VITE_API_URL", "VITE_QUEEN_URL", "RBEE_UI_DIST", "NODE_OPTIONS", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    println!("cargo:warning=building the rbee-hive UI with pnpm");
+    println!("cargo:warning=building the rbee-hive UI");
     stamp("hive-build-script-panics");
-    Command::new("pnpm")
+    Command::new("rbee-ui-build")
         .args(["--filter", "@rbee/rbee-hive-sdk", "build"])
         .env("PATH", "/nonexistent")
         .status()

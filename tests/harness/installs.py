@@ -140,3 +140,14 @@ def failed(result: RunResult, name: str) -> str:
     """The error of `name`'s step (the run must have failed on it)."""
     assert not result.ok and name in result.errors, (result.ops(), result.errors)
     return result.errors[name]
+
+
+def without_prebuilt_hint(error: str, binary: str = "rbee-hive") -> str:
+    """A build on the host refused at preflight ends with the other way on: the stack lines
+    that install a prebuilt binary instead. Check them; return the message before them."""
+    head, sep, hint = error.partition("\nOr install a prebuilt ")
+    assert sep, f"no prebuilt-binary lines in: {error}"
+    indent = " " * (6 if binary == "rbee-hive" else 10)
+    lines = ["installMethod:", "  local:", f"    path: /path/to/{binary}"]
+    assert "\n".join(indent + line for line in lines) in hint, hint
+    return head

@@ -546,9 +546,10 @@ def test_a_forked_provider_records_its_coverage_whatever_the_fork_server_ran(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The suite's coverage of the providers comes from these forked servers. Here the fork
-    server runs unmeasured, as it did on a fresh CI machine: a child must still measure itself
-    from its own environment and save before it exits (before, every forked provider's data
-    was lost there, and the total fell under the floor)."""
+    server runs unmeasured and the disk is slow, as on a busy fresh machine: a child must still
+    measure itself from its own environment, and be given the time to save before it is killed
+    (before, every forked provider's data was lost there, and the total fell under the
+    floor)."""
     from coverage import CoverageData
     from coverage.config import CoverageConfig
 
@@ -567,7 +568,8 @@ def test_a_forked_provider_records_its_coverage_whatever_the_fork_server_ran(
     monkeypatch.setattr(_provider_proc, "_ZYGOTES", {})
     _provider_proc.prewarm(unmeasured, REPO_ROOT)  # the fork server this engine will use
     try:
-        env = {"COVERAGE_PROCESS_CONFIG": config.serialize()}
+        # and its disk is slow: what it does last, saving, takes seconds
+        env = {"COVERAGE_PROCESS_CONFIG": config.serialize(), "RBEE_HARNESS_SLOW_EXIT": "2"}
         with Engine(tmp_path / "state.json", env=env) as engine:
             plan = engine.preview([Decl("hive-x", HiveProvider(), {"alias": "bad alias!"})])
             assert "alias" in plan.errors["hive-x"]  # the provider ran rbee_infra's validation

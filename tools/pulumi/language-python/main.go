@@ -10,7 +10,12 @@
 //   - GetRequiredPackages reports none: resource plugins are loaded when a resource first uses
 //     them (the dynamic provider `pulumi-python` is bundled next to the CLI);
 //   - dependency installation is left to pip (`pip install -e .`), and only the `pip` toolchain
-//     (with an optional `virtualenv`) is accepted.
+//     (with an optional `virtualenv`) is accepted;
+//   - with the runtime option `providerPreload` (a list of modules), Run also starts a dynamic-
+//     provider server ahead of the engine's need (pulumi-dynamic-warm.py, next to this binary),
+//     which imports the SDK's server and those modules while the program runs; the provider
+//     launcher hands itself over to it (see that file). One not handed over is stopped when the
+//     program has finished.
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -36,6 +42,7 @@ var Version = "3.0.0"
 
 const (
 	execName = "pulumi-language-python-exec"
+	warmName = "pulumi-dynamic-warm.py"
 	// the runner's exit code for "an error was already shown to the user"
 	bailExitCode = 32
 )
@@ -149,7 +156,8 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err != nil {
 		return nil, err
 	}
-	config, err := json.Marshal(req.GetConfig())
+	// a stack without config is an empty object to the runner (`null` would fail it)
+	config, err := json.Marshal(orEmptyMap(req.GetConfig()))
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +192,9 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	}
 	args = append(append(args, program), req.GetArgs()...)
 
+	warm := startWarmProvider(python, h.runner, pwd, req.GetInfo())
+	defer warm.stop()
+
 	cmd := exec.CommandContext(ctx, python, args...)
 	cmd.Dir = pwd
 	cmd.Stdout = os.Stdout
@@ -207,6 +218,83 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// warmProvider is a dynamic-provider server started ahead (see pulumi-dynamic-warm.py).
+type warmProvider struct {
+	cmd    *exec.Cmd
+	socket string
+}
+
+// startWarmProvider starts the server when the project lists modules to preload, on the
+// program's interpreter, listening on a socket the launcher finds by the engine's process id
+// (the parent of both): $TMPDIR/pulumi-python-warm-<uid>/<engine pid>.sock, in a directory
+// only this user can enter. Anything amiss: no server, and the launcher starts the provider
+// itself as before.
+func startWarmProvider(python, runner, pwd string, info *pulumirpc.ProgramInfo) *warmProvider {
+	var modules []string
+	if info != nil && info.GetOptions() != nil {
+		if listed, ok := info.GetOptions().AsMap()["providerPreload"].([]any); ok {
+			for _, m := range listed {
+				if name, ok := m.(string); ok && name != "" && !strings.HasPrefix(name, "-") {
+					modules = append(modules, name)
+				}
+			}
+		}
+	}
+	if len(modules) == 0 {
+		return nil
+	}
+	script := filepath.Join(filepath.Dir(runner), warmName)
+	if _, err := os.Stat(script); err != nil {
+		return nil
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("pulumi-python-warm-%d", os.Getuid()))
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if st, err := os.Lstat(dir); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 ||
+		st.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+		return nil
+	}
+	socket := filepath.Join(dir, fmt.Sprintf("%d.sock", os.Getppid()))
+	_ = os.Remove(socket)
+	// removed by the server once it is handed over: until then it is this host's to stop
+	pending, err := os.OpenFile(socket+".pending", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil
+	}
+	_ = pending.Close()
+	cmd := exec.Command(python, append([]string{"-u", script, "serve", socket}, modules...)...)
+	cmd.Dir = pwd
+	if err := cmd.Start(); err != nil {
+		_ = os.Remove(socket + ".pending")
+		return nil
+	}
+	return &warmProvider{cmd: cmd, socket: socket}
+}
+
+// stop ends a server that was not handed over; one handed over is the engine's provider now,
+// and the engine ends it.
+func (w *warmProvider) stop() {
+	if w == nil {
+		return
+	}
+	if _, err := os.Lstat(w.socket + ".pending"); err == nil {
+		_ = w.cmd.Process.Kill()
+		_ = w.cmd.Wait()
+		_ = os.Remove(w.socket)
+		_ = os.Remove(w.socket + ".pending")
+		return
+	}
+	go func() { _ = w.cmd.Wait() }()
+}
+
+func orEmptyMap(values map[string]string) map[string]string {
+	if values == nil {
+		return map[string]string{}
+	}
+	return values
 }
 
 func orEmpty(values []string) []string {

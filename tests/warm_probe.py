@@ -1,0 +1,22 @@
+"""A dynamic provider whose Check answers with what its process sees (tests/test_warm_provider).
+Pickled by reference: keep it importable as `tests.warm_probe.ProcessProbe`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from pulumi.dynamic import CheckResult, ResourceProvider
+
+
+class ProcessProbe(ResourceProvider):
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        seen = {
+            "pid": os.getpid(),
+            "cwd": os.getcwd(),
+            "marker": os.environ.get("WARM_PROBE", ""),
+            # the server started ahead imported rbee_infra's spec models before any call
+            "preloaded": "rbee_infra.config.spec" in sys.modules,
+        }
+        return CheckResult({**news, **seen}, [])
