@@ -406,10 +406,17 @@ def cmd_import(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
     path = stackfile.stack_file(project_dir(args, environ, cwd), stack)
     doc = stackfile.load(path)
     previous = (doc.get("config") or {}).get(stackfile.HIVES_KEY)
-    new = stackfile.with_hives(doc, hives)
+    # a token in a URL would land in plain text in the stack file (0644, usually committed)
+    tokens = hivesconf.credentials_in(hives, stackfile.HIVES_KEY)
     if args.dry_run:
-        print(stackfile.dump(new), end="", flush=True)
+        shown = stackfile.with_hives(doc, hivesconf.without_credentials(hives))
+        print(stackfile.dump(shown), end="", flush=True)
+        for path in tokens:
+            _print_error(f"{path}: {_TOKEN_NOTE}: {_secret_command(path)}")
         return EXIT_OK
+    if tokens:
+        raise ConfigError([(path, f"{_TOKEN_NOTE}: {_secret_command(path)}") for path in tokens])
+    new = stackfile.with_hives(doc, hives)
     stackfile.write(path, new)
     aliases = ", ".join(h.alias for h in fleet.hives)
     kept = len(new["config"]) - 1
@@ -420,6 +427,16 @@ def cmd_import(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
         flush=True,
     )
     return EXIT_OK
+
+
+_TOKEN_NOTE = (
+    "carries a credential, which import never writes in plain text; import the file without "
+    "it, then set it as a secret"
+)
+
+
+def _secret_command(path: str) -> str:
+    return f"pulumi config set --secret --path '{path}' '<url>'"
 
 
 def cmd_export(args: argparse.Namespace, environ: Any, cwd: Path) -> int:

@@ -29,8 +29,13 @@ class Registered:
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
     resources: list[Registered] = field(default_factory=list)
+    # what a StackReference (the program's to its own stack) reads: the stack's last outputs
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            outputs = {"outputs": self.stack_outputs, "secretOutputNames": []}
+            return args.name, {**dict(args.inputs), **outputs}
         outputs = dict(args.inputs)
         if "cargoLockRefresh" in outputs:  # a Build (its None outputs are not sent)
             outputs["artifact"] = f"{OUTPUT_REF}{args.name}:artifact"
@@ -65,9 +70,13 @@ class RecordingMonitor(MockMonitor):
 
 
 def install_mocks(
-    config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, stack: str = "test"
+    config: dict[str, Any],
+    secret_keys: tuple[str, ...] = (),
+    *,
+    stack: str = "test",
+    stack_outputs: dict[str, Any] | None = None,
 ) -> Recorder:
-    recorder = Recorder()
+    recorder = Recorder(stack_outputs=dict(stack_outputs or {}))
     # other tests' asyncio.run() leaves no current loop; the mocks need one
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(

@@ -126,10 +126,10 @@ def test_install_runs_probe_resolve_build_verify_activate(monkeypatch: pytest.Mo
 def test_update_keeps_the_previous_release_for_rollback(monkeypatch: pytest.MonkeyPatch) -> None:
     s = spec()
     mine = {"installId": plan.install_id(s), "sha256": "a" * 64}
-    host = happy_host(PROBE=probe_reply(mine, "../share/rbee/releases/rbee-hive/old1/rbee-hive"))
+    host = happy_host(PROBE=probe_reply(mine, "../share/rbee/releases/rbee-hive/fedcba987654/rbee-hive"))
     patch_transport(monkeypatch, host)
     asyncio.run(lifecycle.install(s, updating=True))
-    assert host.args_of("ACTIVATE")[9:] == (COMMIT[:12], "old1")
+    assert host.args_of("ACTIVATE")[9:] == (COMMIT[:12], "fedcba987654")
 
 
 def test_failed_build_cleans_up_and_reports_phase_exit_and_tail(
@@ -292,7 +292,7 @@ def test_a_long_build_reports_that_it_is_alive(
     host = happy_host(WAIT_JOB=lambda args: next(waits))
     patch_transport(monkeypatch, host)
     asyncio.run(lifecycle.install(spec(), updating=False))
-    assert [a for n, a in host.calls if n == "WAIT_JOB"][0][1] == "30"
+    assert next(a for n, a in host.calls if n == "WAIT_JOB")[1] == "30"
     assert "hive gpu-host: building rbee-hive: 212 crates compiled, 3m 05s (phase build)" in (
         capsys.readouterr().err
     )

@@ -55,7 +55,7 @@ def test_probe_parser_reads_tools_items_and_receipts() -> None:
             "tool\tgit\t/usr/bin/git",
             "tool\tcurl\t",
             "cargo\tcargo 1.96.0",
-            f"item\trbee-hive\tsymlink\t../share/rbee/releases/rbee-hive/abc123-x/rbee-hive\t{'f' * 64}\t{encoded}",
+            f"item\trbee-hive\tsymlink\t../share/rbee/releases/rbee-hive/abc1234-x/rbee-hive\t{'f' * 64}\t{encoded}",
             "item\trbee-worker-cpu\tmissing\t\t-\t",
         ]
     )
@@ -63,14 +63,14 @@ def test_probe_parser_reads_tools_items_and_receipts() -> None:
     assert facts.home == "/home/rbee" and facts.tools == {"git": "/usr/bin/git"}
     assert facts.cargo_version == "cargo 1.96.0"
     hive = facts.installed["rbee-hive"]
-    assert hive.receipt == receipt and hive.release_id == "abc123-x" and hive.drift() is None
+    assert hive.receipt == receipt and hive.release_id == "abc1234-x" and hive.drift() is None
     assert facts.installed["rbee-worker-cpu"].present is False
 
 
 def installed(
     kind: str = "symlink", sha: str | None = "a" * 64, receipt: object = None
 ) -> InstalledBinary:
-    return InstalledBinary("rbee-hive", kind, "x/releases/rbee-hive/r1/rbee-hive", sha, receipt)  # type: ignore[arg-type]
+    return InstalledBinary("rbee-hive", kind, "x/releases/rbee-hive/0a1b2c3d4e5f/rbee-hive", sha, receipt)  # type: ignore[arg-type]
 
 
 def test_host_state_words() -> None:
@@ -165,11 +165,11 @@ def test_layout_paths() -> None:
     assert layout.stable_path("rbee-hive") == ".local/bin/rbee-hive"
     assert layout.stable_path("rbee-worker-cuda") == ".local/share/rbee/workers/rbee-worker-cuda"
     assert layout.release_id("0123456789abcdef", ["cpu", "cuda"]) == "0123456789ab-cpu+cuda"
-    assert layout.link_target("rbee-hive", "r1", "rbee-hive") == (
-        "../share/rbee/releases/rbee-hive/r1/rbee-hive"
+    assert layout.link_target("rbee-hive", "0a1b2c3d4e5f", "rbee-hive") == (
+        "../share/rbee/releases/rbee-hive/0a1b2c3d4e5f/rbee-hive"
     )
-    assert layout.link_target("rbee-worker-cpu", "r1", "llm-worker-rbee-cpu") == (
-        "../releases/rbee-worker-cpu/r1/llm-worker-rbee-cpu"
+    assert layout.link_target("rbee-worker-cpu", "0a1b2c3d4e5f", "llm-worker-rbee-cpu") == (
+        "../releases/rbee-worker-cpu/0a1b2c3d4e5f/llm-worker-rbee-cpu"
     )
     spec = parse_spec(spec_props(reinstallTrigger="again"))
     assert plan.release_id(spec, "c" * 40).startswith("cccccccccccc-cuda-r")

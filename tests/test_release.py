@@ -216,7 +216,7 @@ def test_release_with_wget_and_with_neither(
     )
 
     with host_without(host, "curl"):
-        ok(engine.up([decl(src2)]))  # wget on the host, tar unpacks there
+        ok(engine.up([decl(src2)]))  # wget is never given the token: this machine downloads
         assert version(host, stable) == "llm-worker-rbee-cpu 0.2.0 features=cpu"
         assert receipt(host, "rbee-worker-cpu")["commit"] == sha2
 
@@ -242,7 +242,7 @@ def test_release_with_wget_and_with_neither(
 
     log = engine.provider_log_path.read_text()
     assert "llm-worker-rbee-cpu with curl on the host" in log
-    assert "cpu.tar.gz with wget on the host" in log
+    assert "cpu.tar.gz on this machine (the host has no curl; wget is never given a credential)" in log
     assert "llm-worker-rbee-cpu on this machine (the host has no curl or wget)" in log
     authed = [r for r in server.requests if r.authorization == server.required_auth]
     assert len(authed) == len(server.requests)

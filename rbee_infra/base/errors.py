@@ -93,6 +93,19 @@ class CommandError(HostError):
         return str(self.args[0])
 
 
+class RefMoved(CommandError):
+    """The host's fetch of a ref got another commit than the one resolved for it: nothing was
+    built (`git.stage` asks the host once more)."""
+
+    EXIT = 3  # build_job.sh's exit status for it
+
+    def __init__(self, host: str, ref: str, expected: str, fetched: str, why: str = "") -> None:
+        self.expected = expected
+        self.fetched = fetched
+        message = f"{ref} moved: expected {expected}, fetched {fetched}"
+        super().__init__(host, "clone", self.EXIT, why, message)
+
+
 class VerifyError(HostError):
     """The freshly built binary passed no check: `--version`, `--help`, or the configured one
     (see `decide/verify`)."""

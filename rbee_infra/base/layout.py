@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 
 ROOT = ".local/share/rbee"
 BIN_DIR = ".local/bin"
@@ -16,6 +17,9 @@ ARTIFACTS_DIR = f"{ROOT}/artifacts"
 JOBS_DIR = f"{ROOT}/jobs"
 LOCK_FILE = f"{ROOT}/.lock"
 HAND_MADE_SUFFIX = ".pre-rbee-infra"
+# what `release_id` makes: 7-64 hex digits (a commit, a short `rev`, a sha256), then the
+# features and the reinstall trigger's hash; never a path (no '/', no '.')
+_RELEASE_ID = re.compile(r"[0-9a-f]{7,64}(?:-[A-Za-z0-9_+-]{1,400})?")
 
 
 def short_hash(*parts: str, length: int = 16) -> str:
@@ -40,7 +44,16 @@ def release_id(version_key: str, features: list[str]) -> str:
     return f"{key}-{'+'.join(features)}" if features else key
 
 
+def is_release_id(value: object) -> bool:
+    """Whether `value` is a release id, and so one safe path component under `releases/`.
+    Every release id read from a host (its link, its receipt) or from state is checked here
+    before it names a path."""
+    return isinstance(value, str) and _RELEASE_ID.fullmatch(value) is not None
+
+
 def release_dir(install_name: str, rid: str) -> str:
+    if not is_release_id(rid):
+        raise ValueError(f"not a release id: {rid!r}")
     return f"{RELEASES_DIR}/{install_name}/{rid}"
 
 

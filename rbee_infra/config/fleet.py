@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from rbee_infra.base.errors import ConfigError
-from rbee_infra.base.redact import redact_rejected, url_has_credentials
+from rbee_infra.base.redact import ambiguous_userinfo, redact_rejected, url_has_credentials
 
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
@@ -68,6 +68,27 @@ def _pattern(regex: re.Pattern[str], allowed: str) -> Any:
     return AfterValidator(check)
 
 
+def _userinfo_rules(value: str) -> str:
+    """A credential in an http(s) URL must read the same to git, curl and Python: else it
+    could stay in a command line or a log, or be sent wrong."""
+    problem = ambiguous_userinfo(value)
+    if problem:
+        raise ValueError(f"this URL {problem}")
+    return value
+
+
+def _plain_url(value: str) -> str:
+    """rbee-hive gets its queen's URL on its command line and in its unit file, which every
+    user of the host can read: no credential may ride in it."""
+    if url_has_credentials(value):
+        raise ValueError(
+            f"{redact_rejected(value)!r} carries a credential; rbee-hive's --queen-url is "
+            "readable by every user of the host (its command line and unit file), so it "
+            "cannot carry one"
+        )
+    return value
+
+
 def _ref_rules(value: str) -> str:
     if ".." in value or "//" in value or value.endswith(("/", ".lock", ".")) or "@{" in value:
         raise ValueError(f"{value!r} is not a valid git ref name")
@@ -90,12 +111,15 @@ WorkerType = Annotated[
 BinaryName = Annotated[str, _pattern(_BINARY, "a cargo binary name (letters, digits, _ . -)")]
 ToolPath = Annotated[str, _pattern(_TOOL_PATH, "a command name or path without spaces")]
 RepoUrl = Annotated[
-    str, _pattern(_URL, "a git URL (https://, ssh://, git://, file:// or user@host:path)")
+    str,
+    _pattern(_URL, "a git URL (https://, ssh://, git://, file:// or user@host:path)"),
+    AfterValidator(_userinfo_rules),
 ]
 Sha256 = Annotated[str, _pattern(_SHA256, "64 lowercase hex digits")]
 Trigger = Annotated[str, _pattern(_TRIGGER, "up to 128 characters of [A-Za-z0-9_.:+=@/-]")]
 HttpsUrl = Annotated[str, _pattern(_HTTPS_URL, "an https:// URL")]
 HttpUrl = Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")]
+QueenUrl = Annotated[HttpUrl, AfterValidator(_plain_url)]
 DiskMb = Annotated[int, Field(ge=0, le=10_000_000)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 DEFAULT_RUSTUP_URL = "https://sh.rustup.rs"
@@ -144,7 +168,9 @@ class ReleaseSource(Model):
     tag: GitRef
     asset: BinaryName | None = None
     sha256: Sha256 | None = None
-    base_url: Annotated[str, _pattern(_HTTP_URL, "an http(s) URL")] = "https://github.com"
+    base_url: Annotated[
+        str, _pattern(_HTTP_URL, "an http(s) URL"), AfterValidator(_userinfo_rules)
+    ] = "https://github.com"
 
 
 class LocalSource(Model):
@@ -227,7 +253,10 @@ def build_label(place: str | BuilderRef) -> str:
 
 class WorkerConfig(Model):
     type: WorkerType
-    version: Annotated[str, _pattern(_REF, "'latest' or a git tag/branch")] = "latest"
+    # a git tag or branch, or a release tag: as strict as either (it becomes a ref and a URL path)
+    version: Annotated[
+        str, _pattern(_REF, "'latest' or a git tag/branch"), AfterValidator(_ref_rules)
+    ] = "latest"
     features: list[Feature] | None = None
     binary: BinaryName | None = None
     install_method: Source | None = None
@@ -404,7 +433,7 @@ class HiveConfig(Model):
     proxy_jump: Annotated[list[JumpHost], BeforeValidator(_jump_list)] | None = None
     hive_port: Port = 8600
     # rbee-hive's --queen-url (rbee's own default when unset: http://localhost:7833)
-    queen_url: HttpUrl | None = None
+    queen_url: QueenUrl | None = None
     # as in rbee's hives.conf: after an install the hive runs as a service on hive_port
     auto_start: bool = True
     install_method: Source = Field(default_factory=GitSource)
@@ -518,8 +547,9 @@ def worker_source(hive: HiveConfig, worker: WorkerConfig) -> Source:
             else {"branch": worker.version}
         )
         return GitSource(repo=source.repo, **ref)
-    if source.method == "release":
-        return source.model_copy(update={"tag": worker.version})
+    if isinstance(source, ReleaseSource):
+        # built anew, so validated (a copy with an update would skip it)
+        return ReleaseSource.model_validate({**source.model_dump(), "tag": worker.version})
     return source
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rbee_infra.base import layout
 from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.redact import redact_url, url_has_credentials
 from rbee_infra.config.fleet import (
     HIVE_BINARY,
     Alias,
@@ -266,6 +267,24 @@ def to_stack_hives(conf: HivesConf) -> list[dict[str, Any]]:
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def credentials_in(value: Any, path: str = "hives") -> list[str]:
+    """The paths (`hives[0].installMethod.repo`) of the strings that carry a credential."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in credentials_in(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in credentials_in(v, f"{path}[{i}]")]
+    return [path] if isinstance(value, str) and url_has_credentials(value) else []
+
+
+def without_credentials(value: Any) -> Any:
+    """`value` with every credential-bearing URL shown without its credential."""
+    if isinstance(value, dict):
+        return {k: without_credentials(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    return redact_url(value) if isinstance(value, str) and url_has_credentials(value) else value
 
 
 def conf_path(stack_path: str) -> str:

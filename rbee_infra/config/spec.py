@@ -22,10 +22,10 @@ from rbee_infra.config.fleet import (
     GitSource,
     Hostname,
     HttpsUrl,
-    HttpUrl,
     JumpHop,
     Model,
     Port,
+    QueenUrl,
     Sha256,
     Source,
     ToolPath,
@@ -143,7 +143,7 @@ class InstallSpec(Model):
     # program passes the hive's autoStart (true by default, as in rbee); a bare spec runs none.
     auto_start: bool = False
     hive_port: Port = 8600
-    queen_url: HttpUrl | None = None
+    queen_url: QueenUrl | None = None
     reinstall_trigger: Trigger = ""
     # how the installed binary proves it runs (None: `--version`, else `--help`; see `verify`)
     verify: VerifyCheck | None = None

@@ -3,6 +3,11 @@
 The file is read by asyncssh's own OpenSSH config parser, on the operator's machine, so
 `Host` aliases resolve as `ssh` resolves them: HostName, User, Port, IdentityFile, ProxyJump
 and UserKnownHostsFile. A value the stack config sets wins over the file's.
+
+The file is read as data, never run: `Match exec` (which would run its command on every
+preview, up and status), and a `ProxyCommand` or `LocalCommand` that applies to a hive, are
+refused with the reason; another option that would change how `ssh` reaches the host and that
+rbee-infra does not apply (BindAddress, HostKeyAlias, ...) is named in a warning.
 """
 
 from __future__ import annotations
@@ -13,10 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rbee_infra.base.errors import ConfigError
+from rbee_infra.base.progress import warn
 from rbee_infra.base.quiet import import_asyncssh
 from rbee_infra.config.fleet import FleetConfig, HiveConfig, JumpHop, parse_proxy_jump
 
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
+# what `ssh` would do differently with these, which rbee-infra does not apply
+DROPPED = (
+    "AddressFamily",
+    "BindAddress",
+    "BindInterface",
+    "CanonicalDomains",
+    "CanonicalizeHostname",
+    "GlobalKnownHostsFile",
+    "HostKeyAlias",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,7 @@ class Target:
     jumps: list[JumpHop] = field(default_factory=list)
     identity_file: str | None = None
     known_hosts: str | None = None
+    dropped: tuple[str, ...] = ()  # options of the file for this host that are not applied
 
 
 def config_path(fleet: FleetConfig) -> str | None:
@@ -37,24 +54,53 @@ def config_path(fleet: FleetConfig) -> str | None:
     return fleet.ssh_config or None
 
 
+def _reader() -> Any:
+    """asyncssh's client config parser, refusing what would run a command (see the module
+    docstring). Its handlers run for an option only where the option applies to the host
+    looked up; `Match` runs for every Match line, before its criteria are evaluated."""
+    module = import_asyncssh("asyncssh.config")
+    SSHClientConfig, SSHConfig = module.SSHClientConfig, module.SSHConfig
+
+    def match(config: Any, option: str, args: list[str]) -> None:
+        if any(arg.lower().lstrip("!") == "exec" for arg in args):
+            config._error(
+                "Match exec is refused: it would run its command on every preview, up and "
+                "status (rbee-infra reads this file as data, never runs it)"
+            )
+        SSHConfig._match(config, option, args)
+
+    def command(config: Any, option: str, args: list[str]) -> None:
+        if option == "ProxyCommand" and [a.lower() for a in args] == ["none"]:
+            args.clear()
+            return
+        instead = "use ProxyJump for jump hosts" if option == "ProxyCommand" else "remove it"
+        config._error(f"{option} is refused: rbee-infra runs no command from this file; {instead}")
+
+    class Reader(SSHClientConfig):  # type: ignore[misc]
+        _handlers = {
+            **SSHClientConfig._handlers,
+            "match": ("Match", match),
+            "proxycommand": ("ProxyCommand", command),
+            "localcommand": ("LocalCommand", command),
+            "bindinterface": ("BindInterface", SSHConfig._set_string),
+        }
+
+    return Reader
+
+
 def _lookup(path: str, host: str) -> dict[str, Any]:
     """asyncssh's reading of the file for `host` (empty when nothing matches)."""
-    SSHClientConfig = import_asyncssh("asyncssh.config").SSHClientConfig
-
     expanded = os.path.expanduser(path)
     if not os.path.isfile(expanded):
         raise ConfigError([("sshConfig", f"{path} does not exist")])
     try:
-        parsed = SSHClientConfig.load(
+        parsed = _reader().load(
             None, [expanded], False, False, False, getpass.getuser(), (), host, ()
         )
     except (OSError, ValueError) as error:
         raise ConfigError([("sshConfig", f"{path}: {error}")]) from None
-    return {
-        name: parsed.get(name)
-        for name in ("Hostname", "User", "Port", "IdentityFile", "ProxyJump", "UserKnownHostsFile")
-        if parsed.get(name) is not None
-    }
+    names = ("Hostname", "User", "Port", "IdentityFile", "ProxyJump", "UserKnownHostsFile")
+    return {name: parsed.get(name) for name in (*names, *DROPPED) if parsed.get(name) is not None}
 
 
 def _first(value: Any) -> str | None:
@@ -99,6 +145,7 @@ def resolve(fleet: FleetConfig, hive: HiveConfig) -> Target:
             jumps=jumps,
             identity_file=_first(found.get("IdentityFile")),
             known_hosts=_first(found.get("UserKnownHostsFile")),
+            dropped=tuple(name for name in DROPPED if name in found),
         )
         HiveConfig.model_validate(
             {"alias": hive.alias, "hostname": target.host, "sshUser": target.user,
@@ -114,6 +161,13 @@ def connection_fields(fleet: FleetConfig, hive: HiveConfig) -> dict[str, Any]:
     the stack config is added: host, port, user, jumps, and the file's IdentityFile and
     UserKnownHostsFile where the stack config sets no key path or knownHosts."""
     target = resolve(fleet, hive)
+    if target.dropped:
+        warn(
+            f"hive {hive.alias}",
+            f"{config_path(fleet)} sets {', '.join(target.dropped)} for Host {hive.hostname}, "
+            f"which rbee-infra does not apply: it connects to {target.host}:{target.port}"
+            + (" through the jump hosts" if target.jumps else " directly"),
+        )
     fields: dict[str, Any] = {"host": target.host, "port": target.port, "user": target.user}
     if target.jumps:
         fields["jumps"] = [j.model_dump(by_alias=True, exclude_none=True) for j in target.jumps]

@@ -6,8 +6,18 @@ import base64
 import binascii
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from rbee_infra.base import layout
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def is_commit_id(value: str) -> bool:
+    """A full commit id as `git ls-remote` prints it: 40 lowercase hex digits."""
+    return _COMMIT_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -26,9 +36,12 @@ class InstalledBinary:
 
     @property
     def release_id(self) -> str | None:
-        """The release dir the link points into (`.../releases/<name>/<id>/<bin>`)."""
+        """The release dir the link points into (`.../releases/<name>/<id>/<bin>`), when it is
+        one (the link is the host's to say: never let it name another path)."""
         parts = self.link.split("/")
-        return parts[-2] if self.kind == "symlink" and len(parts) >= 2 else None
+        if self.kind != "symlink" or len(parts) < 2 or not layout.is_release_id(parts[-2]):
+            return None
+        return parts[-2]
 
     def drift(self) -> str | None:
         """Why the installed binary no longer matches its receipt, or None."""
@@ -159,7 +172,8 @@ def _decode_receipt(encoded: str) -> dict[str, Any] | None:
 
 
 def parse_ls_remote(output: str) -> dict[str, str]:
-    """`<sha>\\t<ref>` lines -> {ref: sha}; a peeled tag (`ref^{}`) replaces the tag object."""
+    """`<sha>\\t<ref>` lines -> {ref: sha}; a peeled tag (`ref^{}`) replaces the tag object.
+    The ids are as the host printed them: `plan.commit_in_listing` accepts only commit ids."""
     refs: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, ref = line.partition("\t")

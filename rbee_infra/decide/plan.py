@@ -11,7 +11,7 @@ from rbee_infra.base.errors import HostError
 from rbee_infra.base.redact import redact_url
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
-from rbee_infra.decide.facts import InstalledBinary, parse_ls_remote
+from rbee_infra.decide.facts import InstalledBinary, is_commit_id, parse_ls_remote
 
 # Input properties whose change moves the install to another target: replace, not update.
 REPLACE_PATHS = (
@@ -212,13 +212,26 @@ def resolve_summary(source: GitSource) -> str:
 
 
 def commit_in_listing(spec: InstallSpec, listing: str) -> str:
-    """The commit the spec's ref names in `git ls-remote` output, or the resolve error."""
+    """The commit the spec's ref names in `git ls-remote` output made on its host."""
     source = spec.source
     assert isinstance(source, GitSource)
+    return commit_of(source, spec.label, listing)
+
+
+def commit_of(source: GitSource, label: str, listing: str) -> str:
+    """The commit `source`'s ref names in `git ls-remote` output (made on the host that builds,
+    or on this machine for a build here), or the resolve error naming `label`. The one place a
+    listing becomes a commit: only a full commit id is accepted, whatever the listing says (it
+    becomes a release id, a path, and what gets built)."""
     commit = pick_commit(source, parse_ls_remote(listing))
+    where = redact_url(source.repo)
     if commit is None:
-        where = redact_url(source.repo)
+        raise HostError(label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}")
+    if not source.rev and not is_commit_id(commit):
         raise HostError(
-            spec.label, "resolve", f"{source.ref_kind} {source.ref!r} not found in {where}"
+            label,
+            "resolve",
+            f"git ls-remote named {commit[:80]!r} for {source.ref_kind} {source.ref!r} in "
+            f"{where}, which is not a commit id (40 hex digits); refusing it",
         )
     return commit

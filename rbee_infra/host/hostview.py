@@ -298,13 +298,6 @@ def memoized(spec: InstallSpec, *, facts: bool = False) -> HostView | None:
     return _lookup(spec, need) if pool.on_shared_loop() else None
 
 
-def remember(spec: InstallSpec, seen: HostView) -> None:
-    """Memoize a view assembled elsewhere (see `kickoff.survey`) for the host's resources."""
-    if pool.on_shared_loop():
-        memo = pool.memo(spec.effective_connection())
-        memo["views"] = [*memo.get("views", [])[-3:], Memo(time.monotonic(), seen)]
-
-
 async def view(
     spec: InstallSpec, need: Need | None = None, *, specs: Sequence[InstallSpec] = ()
 ) -> HostView:

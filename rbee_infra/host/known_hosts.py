@@ -51,23 +51,35 @@ def _matches(patterns: str, name: str) -> bool:
     return matched
 
 
-def host_keys(text: str, host: str, port: int = 22) -> list[str]:
-    """The plain (not CA, not revoked) keys listed for host:port, as `type base64`, best first."""
+def entries(text: str, host: str, port: int = 22) -> tuple[list[str], set[str], bool]:
+    """What the file says of host:port: its plain keys (`type base64`, in file order), the
+    keys marked `@revoked` for it, and whether a `@cert-authority` line names it."""
     name = host_pattern_name(host, port)
     found: list[str] = []
     revoked: set[str] = set()
+    authority = False
     for raw in text.splitlines():
         fields = raw.split()
         if not fields or fields[0].startswith("#"):
             continue
         marker = fields.pop(0) if fields[0].startswith("@") else ""
-        if len(fields) < 3 or not _matches(fields[0], name):
+        if len(fields) < 3:
             continue
         key = f"{fields[1]} {fields[2]}"
-        if marker == "@revoked":
+        if marker == "@revoked" and _matches(fields[0], name):
             revoked.add(key)
+        elif not _matches(fields[0], name):
+            continue
+        elif marker == "@cert-authority":
+            authority = True
         elif not marker and key not in found:
             found.append(key)
+    return found, revoked, authority
+
+
+def host_keys(text: str, host: str, port: int = 22) -> list[str]:
+    """The plain (not CA, not revoked) keys listed for host:port, as `type base64`, best first."""
+    found, revoked, _ = entries(text, host, port)
     keys = [key for key in found if key not in revoked]
 
     def rank(key: str) -> int:

@@ -120,8 +120,17 @@ async def remove_install(
     wait_for_builds: bool = True,
 ) -> None:
     """REMOVE. Without `wait_for_builds` it never waits for another resource's build (the
-    shared checkout then stays, in use): for a cleanup, whose own job has ended."""
+    shared checkout then stays, in use): for a cleanup, whose own job has ended. `release_ids`
+    may come from state or from the host: one that is not a release id never reaches it."""
     name = spec.install_name
+
+    def valid(rid: object) -> bool:  # a release, or its download in progress (`.incoming`)
+        return isinstance(rid, str) and layout.is_release_id(rid.removesuffix(".incoming"))
+
+    for rid in release_ids:
+        if not valid(rid):
+            report(spec.label, f"not removing release {str(rid)[:80]!r}: not a release id")
+    release_ids = [rid for rid in release_ids if valid(rid)]
     src = layout.source_dir(spec.source.repo) if isinstance(spec.source, GitSource) else ""
     await link.run(
         scripts.REMOVE,

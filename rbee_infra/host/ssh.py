@@ -28,7 +28,7 @@ from rbee_infra.base.errors import (
 from rbee_infra.base.quiet import import_asyncssh
 from rbee_infra.base.redact import git_credential, redact_text
 from rbee_infra.config.spec import Connection
-from rbee_infra.host.known_hosts import host_keys
+from rbee_infra.host.known_hosts import entries
 
 
 class _OnFirstUse:
@@ -254,16 +254,31 @@ def _known_hosts(c: Connection, label: str) -> object:
     return str(path)
 
 
-def listed_in_known_hosts(c: Connection) -> str | None:
-    """The known_hosts file, when it lists any key for this host and port."""
+def _known_hosts_text(c: Connection) -> tuple[str, str] | None:
     if not c.known_hosts:
         return None
     path = Path(os.path.expanduser(c.known_hosts))
     try:
-        text = path.read_text(errors="replace")
+        return str(path), path.read_text(errors="replace")
     except OSError:
         return None
-    return str(path) if host_keys(text, c.host, c.port) else None
+
+
+def listed_in_known_hosts(c: Connection) -> str | None:
+    """The known_hosts file, when it vouches for this host and port: a key of its, or a
+    certificate authority for it (then only a key that CA signed is accepted)."""
+    found = _known_hosts_text(c)
+    if found is None:
+        return None
+    keys, _, authority = entries(found[1], c.host, c.port)
+    return found[0] if keys or authority else None
+
+
+def revoked_in_known_hosts(c: Connection, key: str) -> bool:
+    """Whether the known_hosts file marks this key `@revoked` for the host: refused under
+    every policy, as OpenSSH does (a pinned key, or one seen first, too)."""
+    found = _known_hosts_text(c)
+    return found is not None and " ".join(key.split()[:2]) in entries(found[1], c.host, c.port)[1]
 
 
 async def _host_key_mismatch(
@@ -343,7 +358,7 @@ async def _connect_once(
     if c.jumps:
         tunnel = await _through_jumps(c, label)
     try:
-        return await asyncio.wait_for(
+        conn = await asyncio.wait_for(
             asyncssh.connect(
                 c.host,
                 port=c.port,
@@ -369,6 +384,16 @@ async def _connect_once(
         raise ConnectError(label, f"timed out after {c.connect_timeout:.0f}s") from None
     except (asyncssh.Error, OSError) as error:
         raise ConnectError(label, f"{_describe(error)} ({c.host}:{c.port})") from None
+    shown = conn.get_server_host_key()
+    line = shown.export_public_key("openssh").decode().strip() if shown else ""
+    if line and revoked_in_known_hosts(c, line):
+        conn.close()
+        raise HostKeyError(
+            label,
+            f"host key for {c.host}:{c.port} ({fingerprint(line)}) is marked @revoked in "
+            f"{c.known_hosts}; refusing to connect",
+        )
+    return conn
 
 
 async def dial(c: Connection, label: str, *, secrets: Sequence[str] = ()) -> Session:

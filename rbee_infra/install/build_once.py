@@ -29,10 +29,8 @@ from pathlib import Path
 from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.base.progress import report
-from rbee_infra.base.redact import redact_url
 from rbee_infra.config.spec import Artifact, BuildRequest, InstallSpec
 from rbee_infra.decide import buildneeds, plan, preflight, verify
-from rbee_infra.decide.facts import parse_ls_remote
 from rbee_infra.host import controller
 from rbee_infra.host.remote import Link
 from rbee_infra.install import Staged, source, transfer
@@ -133,17 +131,7 @@ async def resolve(req: BuildRequest) -> str:
     if source.rev:
         return source.rev
     listing = await controller.ls_remote(source.repo, plan.git_ref_names(source), label=req.label)
-    commit = plan.pick_commit(source, parse_ls_remote(listing))
-    if commit is None:
-        raise HostError(req.label, "resolve",
-                        f"{source.ref_kind} {source.ref!r} not found in {redact_url(source.repo)}")
-    if not _COMMIT.fullmatch(commit):
-        raise HostError(req.label, "resolve", f"git ls-remote answered {commit[:60]!r}, which is "
-                        "not a commit id")
-    return commit
-
-
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+    return plan.commit_of(source, req.label, listing)
 
 
 def cached_keys(req: BuildRequest, commit: str) -> list[str]:

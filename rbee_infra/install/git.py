@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from rbee_infra.base import layout
-from rbee_infra.base.errors import CommandError, PhaseTimeout
+from rbee_infra.base.errors import CommandError, PhaseTimeout, RefMoved
 from rbee_infra.base.progress import report
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
@@ -77,11 +77,29 @@ def progress_line(binary: str, fields: dict[str, str]) -> str:
 
 
 async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: str) -> Staged:
-    """Resolve the ref, then run (or rejoin) the detached build job."""
+    """Resolve the ref (on this host), then run (or rejoin) the detached build job. When the
+    host's fetch of the ref gets another commit (the ref moved since it was resolved), ask
+    the host once more: if its `git ls-remote` now names what the fetch got, build that;
+    if not, nothing is built."""
     assert link.session is not None
     seen = hostview.memoized(spec)  # the commit the check resolved, if its view is still valid
     commit = seen.commit_for(spec) if seen else await resolve_commit(link.session, spec)
-    return await build(link, spec, iid, commit, fresh, abort)
+    try:
+        return await build(link, spec, iid, commit, fresh, abort)
+    except RefMoved as moved:
+        again = await resolve_commit(link.session, spec)
+        if again != moved.fetched:
+            why = f"git ls-remote on the host now names {again}; building neither"
+            raise RefMoved(spec.label, _ref(spec), moved.expected, moved.fetched, why) from None
+        report(spec.label, f"{_ref(spec)} moved from {commit[:12]} to {again[:12]} since it "
+                           f"was resolved; building {again[:12]}")
+        return await build(link, spec, iid, again, fresh, abort)
+
+
+def _ref(spec: InstallSpec) -> str:
+    source = spec.source
+    assert isinstance(source, GitSource)
+    return f"{source.ref_kind} {source.ref!r}"
 
 
 async def build(
@@ -111,6 +129,10 @@ async def build(
             log = await link.run(scripts.JOB_LOG, job, str(LOG_LINES), phase="build", check=False)
             phase = fields.get("phase") or "build"
             await cleanup_install(link, spec, abort, iid, [rid])
+            fetched = fields.get("commit", "")
+            moved = fetched and not fetched.startswith(commit)
+            if phase == "clone" and status == str(RefMoved.EXIT) and moved:
+                raise RefMoved(spec.label, _ref(spec), commit, fetched)
             code = None if status == "lost" else int(status) if status.isdigit() else None
             what = {
                 "clone": f"git fetch of {source.ref_kind} {source.ref!r}",

@@ -16,7 +16,7 @@ from pathlib import Path
 from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.base.progress import report
-from rbee_infra.base.redact import redact_text
+from rbee_infra.base.redact import redact_text, url_has_credentials
 from rbee_infra.config.fleet import ReleaseSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide import plan
@@ -36,11 +36,14 @@ HERE = "this machine"  # the operator's, where the provider runs
 NOT_PUBLISHED = ("404", "410")
 
 
-def pick_tool(tools: dict[str, str], archive: bool) -> str | None:
-    """curl, else wget, on the host; None when the download must happen on this machine."""
+def pick_tool(tools: dict[str, str], archive: bool, credential: bool = False) -> str | None:
+    """curl, else wget, on the host; None when the download must happen on this machine. A
+    URL with a credential goes to curl only (it never sends it on to another host a redirect
+    points at; wget was given it unasked, with --auth-no-challenge), else this machine."""
     if archive and "tar" not in tools:
         return None
-    return next((t for t in ("curl", "wget") if t in tools), None)
+    usable = ("curl",) if credential else ("curl", "wget")
+    return next((t for t in usable if t in tools), None)
 
 
 class _Getter:
@@ -186,13 +189,16 @@ async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: 
     assert isinstance(source, ReleaseSource) and link.session is not None
     asset = assets.asset_for(source, spec.binary)
     facts = await probe(link.session, spec)
-    getter = _Getter(link, spec, pick_tool(facts.tools, asset.archive))
+    credential = url_has_credentials(asset.url)
+    getter = _Getter(link, spec, pick_tool(facts.tools, asset.archive, credential))
     sha, origin = await published_sha(getter, spec, asset)
     rid = plan.release_id(spec, sha)
     if getter.tool:
         where = f"with {getter.tool} on the host"
     else:
         lacking = "tar" if asset.archive and "tar" not in facts.tools else "curl or wget"
+        if lacking != "tar" and credential and "wget" in facts.tools:
+            lacking = "curl; wget is never given a credential"
         where = f"on {HERE} (the host has no {lacking})"
     report(spec.label, f"downloading {asset.shown} {where}")
     try:

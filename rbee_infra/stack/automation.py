@@ -191,7 +191,9 @@ def run(
     errors = on_error if on_error is not None else on_output
     env = process_env(os.environ, settings, sys.executable)
     if settings.state_dir is not None:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        # only this user: with an empty passphrase (scripts/localhost.sh) the state's secrets
+        # are as good as plain text
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         exists = stack_recorded(settings.state_dir, project_name(project_dir), stack)
         create = [] if exists else ["stack", "init", stack]
     else:  # another backend: asking it costs a process either way

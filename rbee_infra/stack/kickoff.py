@@ -5,11 +5,12 @@ and an install's create holds its thread while its build runs. Without help, onl
 build at once, however many the engine schedules. One `BuildKickoff` per stack, declared first
 (every hive depends on it), does the host work of all hosts inside single calls, concurrently
 on the provider's shared SSH loop: its check reads every host (one batched probe each, which
-the hosts' hives and workers then reuse, see `hostview`); its create/update starts the detached
-build job of every binary that needs one (`git.start_job`'s deterministic job, the one the
-install would start) and returns at once. All hosts build together; each install then only
-waits for its job, or finds it done. On one host the jobs take turns on the build lock; they
-share the checkout and the cargo target dir, so the workers build incrementally after the hive.
+the hosts' hives and workers then reuse, see `hostview`; each host resolves its own refs);
+its create/update starts the detached build job of every binary that needs one
+(`git.start_job`'s deterministic job, the one the install would start) and returns at once.
+All hosts build together; each install then only waits for its job, or finds it done. On one
+host the jobs take turns on the build lock; they share the checkout and the cargo target dir,
+so the workers build incrementally after the hive.
 
 It is an optimisation, never a source of truth: it plans a build only where the install would
 make the same one, and anything it skips or fails to start, the install does itself (a host it
@@ -94,6 +95,8 @@ def hosts_of(props: dict[str, Any]) -> tuple[Hosts, list[tuple[str, str]]]:
             data = {**item, "alias": alias, "connection": host.get("connection")}
             if isinstance(alias, str) and trusted.get(alias):
                 data["trustedHostKey"] = trusted[alias]
+            elif isinstance(host.get("trustedHostKey"), str) and host["trustedHostKey"]:
+                data["trustedHostKey"] = host["trustedHostKey"]  # the stack's, from its state
             try:
                 specs.append(parse_spec(data))
             except ConfigError as error:
@@ -148,8 +151,6 @@ def to_build(specs: list[InstallSpec], seen: hostview.HostView) -> list[tuple[In
     for spec in sorted(specs, key=lambda s: s.component != "hive"):
         if not isinstance(spec.source, GitSource) or spec.build is not None:
             continue  # not built on this host (a release, a local file, or shipped)
-        if not spec.source.rev and spec.source.repo not in seen.listings:
-            continue  # not resolved for this host (see `survey`): the install resolves it
         try:
             commit = seen.commit_for(spec)
         except HostError:
@@ -200,22 +201,15 @@ async def needs_of(
 async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
     """Every reachable host's batched probe, at once, memoized for its hive and workers.
 
-    Each repository's refs are resolved once for the fleet (`git ls-remote` on the first host
-    that uses it, for the refs of all hosts) and the answer is shared: N hosts on one repo
-    cost the git server one request, not N. A host whose repo could not be resolved that way
-    keeps a view without it; its hive and workers then resolve on their own host.
+    Each host resolves its own refs (`git ls-remote` in its own probe): what one host answers
+    never decides what another builds (a host that lies, or a man in the middle on its way to
+    the git server, picks nothing for the rest of the fleet).
 
     The first round trip reads no toolchain facts; a host with something to build gets a
     second one for them (its installs' preflight reads them from the memo), so a converged
     fleet costs one light probe per host."""
     gate = asyncio.Semaphore(CONCURRENT_HOSTS)
     needs = {alias: hostview.need_of_all(specs) for alias, specs in hosts}
-    owner: dict[str, str] = {}
-    refs: dict[str, set[tuple[str, str]]] = {}
-    for alias, need in needs.items():
-        for repo, ref in need.refs:
-            owner.setdefault(repo, alias)
-            refs.setdefault(repo, set()).add((repo, ref))
 
     async def one(alias: str, specs: list[InstallSpec], need: hostview.Need
                   ) -> tuple[str, hostview.HostView | None]:  # fmt: skip
@@ -226,25 +220,8 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
                 report(f"build {alias}", f"could not inspect the host: {error}")
                 return alias, None
 
-    def own(alias: str) -> hostview.Need:
-        mine = frozenset().union(*(refs[r] for r, a in owner.items() if a == alias))
-        return dataclasses.replace(needs[alias], refs=mine)
-
-    found = dict(await asyncio.gather(*(one(alias, specs, own(alias)) for alias, specs in hosts)))
-    seen: dict[str, hostview.HostView] = {}
-    for alias, specs in hosts:
-        view = found.get(alias)
-        if view is None:
-            continue
-        listings = dict(view.listings)
-        for repo in needs[alias].repos():
-            shared = found.get(owner[repo])
-            if repo not in listings and shared is not None and repo in shared.listings:
-                listings[repo] = shared.listings[repo]
-        if set(needs[alias].repos()) <= set(listings):
-            view = dataclasses.replace(view, need=needs[alias], listings=listings)
-            hostview.remember(specs[0], view)
-        seen[alias] = view
+    found = await asyncio.gather(*(one(alias, specs, needs[alias]) for alias, specs in hosts))
+    seen = {alias: view for alias, view in found if view is not None}
 
     # `view` memoizes these facts for the host's preflight and installs
     building = {a: specs for a, specs in hosts if a in seen and to_build(specs, seen[a])}
@@ -362,11 +339,12 @@ def report_left_running() -> None:
 
 
 def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
-    """alias -> (host, port, user) of each host entry."""
+    """alias -> (host, port) of each host entry: the machine as SSH knows it (its host key is
+    the same whoever logs in)."""
     out: dict[str, tuple[Any, ...]] = {}
     for host in props.get("hosts") or []:
         c = host.get("connection") or {}
-        out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port", "user"))
+        out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port"))
     return out
 
 
@@ -402,7 +380,7 @@ class BuildKickoffProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in plan.public_props(news).items() if k not in ADDED}
-        # hostKeyPolicy "tofu": a host's key seen first is kept while the host stays the same
+        # hostKeyPolicy "tofu": a host's key seen first is kept while the host and port stay
         old_keys, old_targets = olds.get("trustedHostKeys") or {}, _targets(olds)
         kept = {
             alias: old_keys[alias]

@@ -44,6 +44,10 @@ from rbee_infra.stack.resources import (
 if TYPE_CHECKING:
     from rbee_infra.stack.command import CommandConfig
 
+# The stack output that carries, under hostKeyPolicy "tofu", the key pinned for each host
+# ("host:port" -> key). Not a valid alias, so it never collides with a hive's own output.
+HOST_KEYS = "rbee:hostKeys"
+
 @dataclass(frozen=True)
 class Secrets:
     """Secret config values, kept as Outputs so they stay secret in state."""
@@ -101,9 +105,11 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
-def connection_for(fleet: FleetConfig, hive: HiveConfig, secrets: Secrets) -> pulumi.Output:
+def connection_for(
+    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
+) -> pulumi.Output:
     plain: dict[str, Any] = {
-        **sshconfig.connection_fields(fleet, hive),
+        **(fields if fields is not None else sshconfig.connection_fields(fleet, hive)),
         "hostKeyPolicy": fleet.host_key_policy,
         "connectTimeout": fleet.connect_timeout,
     }
@@ -203,7 +209,11 @@ class Builds:
 
 
 def _worker_args(
-    fleet: FleetConfig, hive: HiveConfig, worker: WorkerConfig, connection: pulumi.Output
+    fleet: FleetConfig,
+    hive: HiveConfig,
+    worker: WorkerConfig,
+    connection: pulumi.Output,
+    pin: pulumi.Output | None,
 ) -> tuple[WorkerArgs, bool]:
     """A worker's inputs, and whether its source is secret."""
     wsource, wsecret = _source_input(worker_source(hive, worker))
@@ -219,6 +229,7 @@ def _worker_args(
         lock_timeout=fleet.lock_timeout,
         operation_timeout=fleet.operation_timeout,
         worker_type=worker.type,
+        trusted_host_key=pin,
         verify=_verify_input(worker.verify),
         **hive.preflight_settings(),
     )
@@ -232,12 +243,36 @@ class _PlannedHive:
     args: HiveArgs
     secret: bool
     workers: list[tuple[WorkerConfig, WorkerArgs, bool]]
+    target: str  # "host:port", as SSH knows the host (its host key is the same for any user)
+    pin: pulumi.Output | None  # the key the stack pinned for the host before (tofu)
+
+
+def _target(fields: dict[str, Any]) -> str:
+    """"host:port": the machine as SSH knows it (its host key is the same for any user)."""
+    return f"{str(fields['host']).lower()}:{fields['port']}"
+
+
+def pinned_in_state() -> pulumi.Output:
+    """The host keys this stack pinned in earlier runs ("host:port" -> key): its own last
+    `HOST_KEYS` output, read back through a reference to the stack itself. Every resource of
+    a host gets the host's pin from here, so the pin holds for any resource the engine steps,
+    even when it skips the other resources' checks (`pulumi up --target`)."""
+    me = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    )
+    return me.get_output(HOST_KEYS).apply(lambda keys: keys if isinstance(keys, dict) else {})
 
 
 def _plan_hive(
-    fleet: FleetConfig, hive: HiveConfig, connection: pulumi.Output, builds: Builds
+    fleet: FleetConfig,
+    hive: HiveConfig,
+    connection: pulumi.Output,
+    builds: Builds,
+    target: str,
+    pinned: pulumi.Output | None,
 ) -> _PlannedHive:
     """The inputs of a hive and its workers."""
+    pin = None if pinned is None else pinned.apply(lambda keys: keys.get(target))
     source, secret = _source_input(hive.install_method)
     args = HiveArgs(
         alias=hive.alias,
@@ -255,14 +290,15 @@ def _plan_hive(
         auto_start=hive.auto_start,
         hive_port=hive.hive_port,
         queen_url=hive.queen_url,
+        trusted_host_key=pin,
         verify=_verify_input(hive.verify),
         **hive.preflight_settings(),
     )
     builds.ship(args, build_place(fleet, hive), hive.install_method, secret)
-    workers = [(w, *_worker_args(fleet, hive, w, connection)) for w in hive.workers]
+    workers = [(w, *_worker_args(fleet, hive, w, connection, pin)) for w in hive.workers]
     for worker, wargs, wsecret in workers:
         builds.ship(wargs, build_place(fleet, hive, worker), worker_source(hive, worker), wsecret)
-    return _PlannedHive(hive, connection, args, secret, workers)
+    return _PlannedHive(hive, connection, args, secret, workers, target, pin)
 
 
 def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
@@ -279,7 +315,10 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
             build_props(args, "worker", f"worker-{hive.alias}-{w.type}")
             for w, args, _ in p.workers
         ]
-        hosts.append({"alias": hive.alias, "connection": p.connection, "installs": installs})
+        host = {"alias": hive.alias, "connection": p.connection, "installs": installs}
+        if p.pin is not None:
+            host["trustedHostKey"] = p.pin
+        hosts.append(host)
         secret = secret or p.secret or any(s for _, _, s in p.workers)
     if not hosts:
         return None
@@ -316,12 +355,23 @@ def _exported(resource: pulumi.CustomResource, **outputs: str) -> dict[str, pulu
 def declare_fleet(
     fleet: FleetConfig, secrets: Secrets, commands: Sequence[CommandConfig] = ()
 ) -> dict[str, dict[str, Any]]:
-    """Declare every hive, worker and command; return what the stack exports per hive."""
+    """Declare every hive, worker and command; return what the stack exports per hive (and,
+    under hostKeyPolicy "tofu", the host keys the stack pinned, as `HOST_KEYS`)."""
     exports: dict[str, dict[str, Any]] = {}
-    connections = {hive.alias: connection_for(fleet, hive, secrets) for hive in fleet.hives}
+    pinned = pinned_in_state() if fleet.host_key_policy == "tofu" and fleet.hives else None
+    fields = {hive.alias: sshconfig.connection_fields(fleet, hive) for hive in fleet.hives}
+    connections = {
+        hive.alias: connection_for(fleet, hive, secrets, fields[hive.alias])
+        for hive in fleet.hives
+    }
     builds = Builds(fleet, connections, {})
-    planned = [_plan_hive(fleet, hive, connections[hive.alias], builds) for hive in fleet.hives]
+    planned = [
+        _plan_hive(fleet, hive, connections[hive.alias], builds, _target(fields[hive.alias]),
+                   pinned)
+        for hive in fleet.hives
+    ]
     kickoff = _kickoff(planned)
+    keys: dict[str, list[Any]] = {}
     after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
     for p in planned:
         hive, connection = p.hive, p.connection
@@ -339,6 +389,17 @@ def declare_fleet(
             worker_resources[worker.type] = resource
             workers[worker.type] = _exported(resource, path="installPath", version="version",
                                              verifiedBy="verifiedBy", commit="commit")
+        # a resource that failed under `up --continue-on-error` holds no pin to export
+        keys.setdefault(p.target, []).extend(
+            r.trustedHostKey.recover(lambda _: None)  # type: ignore[attr-defined]
+            for r in (hive_resource, *worker_resources.values())
+        )
+        if kickoff is not None:
+            keys[p.target].append(
+                kickoff.trustedHostKeys.apply(  # type: ignore[attr-defined]
+                    lambda found, alias=hive.alias: (found or {}).get(alias)
+                ).recover(lambda _: None)
+            )
         for command in commands:
             if command.hive == hive.alias:
                 from rbee_infra.stack.command import declare_command
@@ -356,6 +417,11 @@ def declare_fleet(
                 hostFacts="hostFacts",
             ),
             "workers": workers,
+        }
+    if pinned is not None:
+        exports[HOST_KEYS] = {
+            target: pulumi.Output.all(*found).apply(lambda keys: next(filter(None, keys), None))
+            for target, found in keys.items()
         }
     return exports
 

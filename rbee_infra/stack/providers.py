@@ -105,9 +105,10 @@ def _extras(spec: InstallSpec, planned: Any) -> dict[str, Any]:
     return {"extras": left, **({"pruneExtras": []} if spec.prune_unmanaged else {})}
 
 
-def _same_target(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+def _same_host(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """The same machine as SSH knows it: its host key is the same whoever logs in."""
     old, new = olds.get("connection") or {}, news.get("connection") or {}
-    keys = ("host", "port", "user")
+    keys = ("host", "port")
     return bool(old) and all(plan.norm(old.get(k)) == plan.norm(new.get(k)) for k in keys)
 
 
@@ -116,16 +117,24 @@ class _InstallProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = {k: v for k, v in plan.public_props(news).items() if k not in plan_keys()}
-        inputs.pop("trustedHostKey", None)
+        # the key the stack pinned for this host before, from its state (see `program`)
+        stacks = inputs.pop("trustedHostKey", None)
+        stacks = stacks if isinstance(stacks, str) and stacks else None
         if isinstance(inputs.get("artifact"), Unknown):
             del inputs["artifact"]  # its Build runs first in this `up`: a new binary to come
-        if _same_target(olds, inputs) and olds.get("trustedHostKey"):
+        if _same_host(olds, inputs) and olds.get("trustedHostKey"):
             inputs["trustedHostKey"] = olds["trustedHostKey"]
+        elif stacks:
+            inputs["trustedHostKey"] = stacks
         try:
             spec = parse_spec(inputs)
         except ConfigError as error:
             return CheckResult(inputs, [CheckFailure(p or "", r) for p, r in error.problems])
         try:  # one pin per host for the whole stack (see `pins`)
+            c = spec.connection
+            tofu = c.host_key_policy == "tofu" and not c.host_key
+            if tofu and stacks and stacks != spec.trusted_host_key:
+                pins.record(c, stacks, spec.label)  # its own pin differs: `adopt` refuses
             if known := pins.adopt(spec, spec.label):
                 inputs["trustedHostKey"] = known
                 spec = parse_spec(inputs)

@@ -47,6 +47,9 @@ class InstallArgs:
     rustup_url: pulumi.Input[str] = "https://sh.rustup.rs"
     min_free_disk_mb: pulumi.Input[int] | None = None
     check_platform: pulumi.Input[bool] = True
+    # hostKeyPolicy "tofu": the key the stack pinned for this host in an earlier run (from its
+    # state, see `program`); the provider trusts it like a pin of the resource's own
+    trusted_host_key: pulumi.Input[str | None] = None
     # built elsewhere and shipped (see `build_once`): where, and its Build's `artifact` output
     build: pulumi.Input[dict[str, Any]] | None = None
     artifact: pulumi.Input[dict[str, Any]] | None = None
@@ -76,6 +79,7 @@ class InstallArgs:
             "stack": pulumi.get_stack(),
             "resourceName": resource_name,
             **{key: None for key in _OUTPUTS},
+            "trustedHostKey": self.trusted_host_key,
         }
 
 

@@ -97,7 +97,8 @@ def declare(
                 r.name,
                 provider,
                 inputs,
-                depends_on=tuple(by_urn[u] for u in r.dependencies),
+                # a read (the program's StackReference to its own stack) is no resource here
+                depends_on=tuple(by_urn[u] for u in r.dependencies if u in by_urn),
                 secret_outputs=tuple(r.secret_outputs),
             )
         )

@@ -1,5 +1,6 @@
-"""Take commands away from one test host: its sshd hands sessions a PATH of symlinks to every
-command of the normal PATH except the ones named (a host without curl, wget or tar)."""
+"""Change the commands of one test host: its sshd hands sessions a PATH of symlinks to every
+command of the normal PATH except the ones named (a host without curl, wget or tar), or with
+some replaced by scripts of the test's (a host whose `git` lies)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from .hosts import HOST_PATH, Host
 _SETENV = re.compile(r"^SetEnv PATH=.*$", re.MULTILINE)
 
 
-def _tool_dir(host: Host, without: tuple[str, ...]) -> Path:
-    target = host.home.parent / f"_path-{host.name}-without-{'-'.join(without)}"
+def _tool_dir(host: Host, without: tuple[str, ...], scripts: dict[str, str]) -> Path:
+    target = host.home.parent / f"_path-{host.name}-without-{'-'.join((*without, *scripts))}"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(mode=0o755)
@@ -32,14 +33,32 @@ def _tool_dir(host: Host, without: tuple[str, ...]) -> Path:
                 link.unlink()
             with contextlib.suppress(OSError):
                 os.symlink(entry, link)
+    for name, text in scripts.items():
+        (target / name).unlink(missing_ok=True)
+        (target / name).write_text(text)
+        (target / name).chmod(0o755)
     return target
 
 
 @contextlib.contextmanager
 def host_without(host: Host, *tools: str) -> Iterator[Path]:
     """While inside, new SSH sessions to `host` find none of `tools` on PATH."""
+    with _host_path(host, tools, {}) as tool_dir:
+        yield tool_dir
+
+
+@contextlib.contextmanager
+def host_with_scripts(host: Host, scripts: dict[str, str]) -> Iterator[Path]:
+    """While inside, new SSH sessions to `host` run these scripts (name -> text) for those
+    commands (the real one stays at its own path, e.g. /usr/bin/git)."""
+    with _host_path(host, (), scripts) as tool_dir:
+        yield tool_dir
+
+
+@contextlib.contextmanager
+def _host_path(host: Host, without: tuple[str, ...], scripts: dict[str, str]) -> Iterator[Path]:
     original = host.sshd_config.read_text()
-    tool_dir = _tool_dir(host, tools)
+    tool_dir = _tool_dir(host, without, scripts)
     host.sshd_config.write_text(_SETENV.sub(f"SetEnv PATH={tool_dir}", original))
     host.stop()
     host.start()

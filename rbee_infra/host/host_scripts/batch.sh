@@ -8,7 +8,7 @@
 RBEE_GIT_CREDENTIALS=$(rbee_creds_in) || exit 1
 if [ -n "$RBEE_GIT_CREDENTIALS" ]; then
   export RBEE_GIT_CREDENTIALS  # a path: the parts' git calls read the credentials from it
-  trap 'rm -f -- "$RBEE_GIT_CREDENTIALS"' EXIT
+  rbee_creds_cleanup "$RBEE_GIT_CREDENTIALS"
 else
   unset RBEE_GIT_CREDENTIALS
 fi

@@ -7,8 +7,10 @@
 . lib/lock.sh
 . lib/sha.sh
 . lib/get.sh
+. lib/release_id.sh
 rbee_lock "$1" "$2" "$3" || exit $?
 tool=$4 stage=$5 asset=$6 sha=$7 bin=$8 archive=$9
+rbee_release_dir "$stage" || exit 2
 inc="$stage.incoming"
 fail() { rm -rf -- "$inc"; printf '@@failed\t%s\n' "$1" >&2; exit "$2"; }
 { rm -rf -- "$inc" && mkdir -p -- "$inc"; } || fail place 1

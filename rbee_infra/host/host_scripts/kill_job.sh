@@ -8,5 +8,6 @@ if rbee_job_alive "$pid" "$1"; then
   kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid" 2>/dev/null
   sleep 1; kill -s KILL -- "-$pid" 2>/dev/null
 fi
+rm -f -- "$1/cred"  # a job killed outright takes no trap: its credentials go here
 # killed (or it had already ended on its own: its status stays)
 [ -f "$1/exit" ] || echo 124 > "$1/exit"

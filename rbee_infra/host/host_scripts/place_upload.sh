@@ -4,8 +4,10 @@
 . lib/env.sh
 . lib/lock.sh
 . lib/sha.sh
+. lib/release_id.sh
 rbee_lock "$1" "$2" "$3" || exit $?
 stage=$4 bin=$5 sha=$6
+rbee_release_dir "$stage" || exit 2
 inc="$stage.incoming"
 fail() { rm -rf -- "$inc"; printf '@@failed\t%s\n' "$1" >&2; exit "$2"; }
 got=$(rbee_sha "$inc/$bin") || fail checksum 1

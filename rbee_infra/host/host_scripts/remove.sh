@@ -12,6 +12,8 @@
 . lib/env.sh
 . lib/lock.sh
 . lib/build_lock.sh
+. lib/release_id.sh
+. lib/set_aside.sh
 keep_src=1
 if [ "$4" = delete ] && [ -n "$9" ]; then
   rbee_build_lock "$1.build" "${12}" "$3"; s=$?
@@ -20,6 +22,7 @@ fi
 rbee_lock "$1" "$2" "$3" || exit $?
 mode=$4 stable=$5 receipt=$6 id=$7 reldir=$8 src=$9; shift 9
 marker=$1 jobs=$2; shift 3
+for rid in "$@"; do rbee_release_id "${rid%.incoming}" || exit 2; done
 owned=0
 if [ "$mode" = delete ] || [ "$mode" = undo-create ]; then
   if [ -f "$receipt" ]; then
@@ -29,9 +32,15 @@ if [ "$mode" = delete ] || [ "$mode" = undo-create ]; then
   fi
 fi
 if [ $owned = 1 ]; then
-  rm -f -- "$stable" "$receipt" || exit 1
+  case "$(readlink -- "$stable" 2>/dev/null)" in
+    *"/releases/${reldir##*/}/"*) rm -f -- "$stable" || exit 1;;
+    # not our link (a binary of the user's replaced it): never removed, set aside like the
+    # first one (which goes back below, so a lone one stays where it is)
+    *) if [ -e "$stable" ] || [ -L "$stable" ]; then rbee_set_aside "$stable" || exit 1; fi;;
+  esac
+  rm -f -- "$receipt" || exit 1
   rm -rf -- "$reldir" || exit 1
-  if [ -e "$stable.pre-rbee-infra" ]; then mv -f -- "$stable.pre-rbee-infra" "$stable"; fi
+  rbee_put_back "$stable"
 else
   current=$(readlink -- "$stable" 2>/dev/null || true)
   for rid in "$@"; do

@@ -5,6 +5,6 @@
 repo=$1; shift
 if [ -z "${RBEE_GIT_CREDENTIALS:-}" ]; then
   RBEE_GIT_CREDENTIALS=$(rbee_creds_in) || exit 1
-  [ -z "$RBEE_GIT_CREDENTIALS" ] || trap 'rm -f -- "$RBEE_GIT_CREDENTIALS"' EXIT
+  [ -z "$RBEE_GIT_CREDENTIALS" ] || rbee_creds_cleanup "$RBEE_GIT_CREDENTIALS"
 fi
 rbee_git ls-remote -- "$repo" "$@"

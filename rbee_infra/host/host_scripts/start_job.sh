@@ -10,12 +10,13 @@ elif [ -f "$job/pid" ] && rbee_job_alive "$(cat -- "$job/pid")" "$job"; then
   echo running; exit 0
 fi
 rm -rf -- "$job" && mkdir -p -- "$job" || exit 1
-# git credentials for the job's fetch (see lib/git_creds.sh): batch.sh's file, else standard input;
-# the job removes them once fetched
-if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then (umask 077 && cp -- "$RBEE_GIT_CREDENTIALS" "$job/cred")
-else (umask 077 && cat > "$job/cred"); fi || exit 1
-[ -s "$job/cred" ] || rm -f -- "$job/cred"
-setsid nohup sh -c "$body" rbee-job "$job" "$@" > "$job/log" 2>&1 < /dev/null &
+# git credentials for the job's fetch (see lib/git_creds.sh): batch.sh's file, else standard
+# input. They reach the job through a pipe, never a file: the job writes them down only once
+# it holds the build lock, and removes them once fetched.
+if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then creds=$(cat -- "$RBEE_GIT_CREDENTIALS")
+else creds=$(cat); fi || exit 1
+{ [ -z "$creds" ] || printf '%s\n' "$creds"; } | setsid nohup sh -c "$body" rbee-job "$job" "$@" > "$job/log" 2>&1 &
+creds=
 n=0
 while [ ! -f "$job/pid" ] && [ ! -f "$job/exit" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
 echo started

@@ -10,9 +10,22 @@ rbee_creds_in() {
   cat > "$f" || { rm -f -- "$f"; return 1; }
   if [ -s "$f" ]; then echo "$f"; else rm -f -- "$f"; fi
 }
+# rbee_creds_cleanup FILE: remove FILE when the script ends, a signal included: dash runs no
+# EXIT trap when a signal kills it, but does when a signal's trap exits.
+rbee_creds_cleanup() {
+  rbee_cred_file=$1
+  trap 'rm -f -- "$rbee_cred_file"' EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 141' PIPE
+  trap 'exit 143' TERM
+}
 rbee_git() {
   if [ -n "${RBEE_GIT_CREDENTIALS:-}" ]; then
-    git -c credential.helper= -c "credential.helper=store --file=$RBEE_GIT_CREDENTIALS" "$@"
+    # git runs the helper through the shell: the path is quoted for it (a $HOME or $TMPDIR
+    # with a space, or a quote, stays one argument)
+    rbee_q=$(printf '%s' "$RBEE_GIT_CREDENTIALS" | sed "s/'/'\\\\''/g")
+    git -c credential.helper= -c "credential.helper=store --file='$rbee_q'" "$@"
   else
     git "$@"
   fi
