@@ -280,9 +280,7 @@ def test_job_dir_is_per_install_and_build_inputs() -> None:
     assert a != layout.job_dir("iid1", COMMIT, "rbee-hive", "cpu", "", "False")
 
 
-def test_a_long_build_reports_that_it_is_alive(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_long_build_reports_that_it_is_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     """The install waits for the build job at most 30 s at a time and reports, between waits,
     the job's phase, the crates cargo compiled so far and its age."""
     waits = iter([
@@ -291,8 +289,10 @@ def test_a_long_build_reports_that_it_is_alive(
     ])
     host = happy_host(WAIT_JOB=lambda args: next(waits))
     patch_transport(monkeypatch, host)
+    reported: list[str] = []
+    monkeypatch.setattr(git, "report", lambda label, message: reported.append(f"{label}: {message}"))
     asyncio.run(lifecycle.install(spec(), updating=False))
     assert next(a for n, a in host.calls if n == "WAIT_JOB")[1] == "30"
     assert "hive gpu-host: building rbee-hive: 212 crates compiled, 3m 05s (phase build)" in (
-        capsys.readouterr().err
+        reported
     )

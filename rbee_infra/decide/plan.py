@@ -171,6 +171,7 @@ def receipt(
     installed_at: str,
     verified_by: str,
     version_line: str = "",
+    cargo_lock: str = "",
 ) -> str:
     """The JSON left on the host; one line, keys sorted (REMOVE greps `"installId": "<id>"`).
     `verifiedBy` is the check the binary passed (see `verify`); `versionOutput` the line
@@ -195,6 +196,8 @@ def receipt(
     }
     if version_line:
         data["versionOutput"] = version_line
+    if cargo_lock:
+        data["cargoLockSha256"] = cargo_lock  # the dependency graph it was built with
     return json.dumps(data, sort_keys=True)
 
 

@@ -12,3 +12,4 @@ class Staged:
     version_key: str  # the git commit, or the sha256 of a downloaded/uploaded binary
     job_dir: str = ""  # removed once the install is active
     phase_seconds: dict[str, float] = field(default_factory=dict)  # clone, build, ... timings
+    lock_sha256: str = ""  # the Cargo.lock the build used (a git build on the host)

@@ -17,6 +17,7 @@ from rbee_infra.host import hostview, scripts
 from rbee_infra.host.remote import PROBE_TIMEOUT, Link, cleanup_install, holder
 from rbee_infra.host.ssh import Session
 from rbee_infra.install import Staged
+from rbee_infra.install import source as lockfiles
 
 # Jobs this provider process starts ahead of their install (see `kickoff`): job dir -> the
 # state its START_JOB answered. The install waits for such a job as it is, even when it
@@ -111,6 +112,7 @@ async def build(
     rid = plan.release_id(spec, commit)
     job = job_dir(spec, iid, commit, fresh)
     timings: dict[str, float] = {}
+    lock_sha = ""
     ahead = KICKED.pop(job, None)
     state = await ahead if ahead is not None else "not started"
     if state in ("started", "running"):
@@ -125,6 +127,7 @@ async def build(
             fields = {"exit": "0"} if state == "reuse" else await wait_job(link, spec, job)
         status = fields.get("exit", "lost")
         timings = phase_seconds(fields.get("times", ""))
+        lock_sha = fields.get("lock", "")
         if status != "0":
             log = await link.run(scripts.JOB_LOG, job, str(LOG_LINES), phase="build", check=False)
             phase = fields.get("phase") or "build"
@@ -144,7 +147,8 @@ async def build(
             if status == "lost":
                 what = f"{what} (the build process vanished)".strip()
             raise CommandError(spec.label, phase, code, useful_tail(log.stdout), what)
-    return Staged(release_id=rid, version_key=commit, job_dir=job, phase_seconds=timings)
+    return Staged(release_id=rid, version_key=commit, job_dir=job, phase_seconds=timings,
+                  lock_sha256=lock_sha)
 
 
 def job_dir(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> str:
@@ -183,10 +187,22 @@ def start_args(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> list[st
     ]
 
 
+async def send_lock(runner: Link | Session, spec: InstallSpec, commit: str) -> None:
+    """The Cargo.lock the stack keeps for this commit (a tree without one), before its build
+    starts: the build job then builds --locked with it."""
+    source = spec.source
+    assert isinstance(source, GitSource)
+    lock = lockfiles.lock_for(source.repo, commit)
+    if lock is not None:
+        await runner.run(scripts.PUT_LOCK, layout.source_dir(source.repo), commit, stdin=lock,
+                         phase="build", timeout=60)
+
+
 async def start_job(
     runner: Link | Session, spec: InstallSpec, iid: str, commit: str, fresh: bool
 ) -> str:
     """Start the detached build (or find it running or done): `started`, `running`, `reuse`."""
+    await send_lock(runner, spec, commit)
     started = await runner.run(
         scripts.START_JOB, *start_args(spec, iid, commit, fresh), phase="build", timeout=60
     )

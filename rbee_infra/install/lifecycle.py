@@ -92,6 +92,7 @@ class Installed:
     phase_seconds: dict[str, float]
     facts: HostFacts | None = None
     hive_service: service.ServiceState | None = None  # hive only; None without autoStart
+    cargo_lock: str = ""  # the sha256 of the Cargo.lock a build on the host used
 
     def outputs(self) -> dict[str, Any]:
         outs = {
@@ -108,6 +109,8 @@ class Installed:
         }
         if self.facts is not None:
             outs["hostFacts"] = preflight.host_facts_output(self.facts)
+        if self.cargo_lock:
+            outs["cargoLockSha256"] = self.cargo_lock
         return outs
 
 
@@ -284,6 +287,7 @@ async def install(
                 installed_at=now(),
                 verified_by=checked.verified_by,
                 version_line=checked.version_line,
+                cargo_lock=staged.lock_sha256,
             ),
             f"{layout.RELEASES_DIR}/{name}",
             staged.job_dir or f"{layout.JOBS_DIR}/{iid}/none",
@@ -307,6 +311,7 @@ async def install(
             phase_seconds=staged.phase_seconds,
             facts=facts,
             hive_service=running,
+            cargo_lock=staged.lock_sha256,
         )
 
 

@@ -59,3 +59,28 @@ async def needs_for(spec: InstallSpec, commit: str | None) -> BuildNeeds | None:
     report(spec.label, f"what the build at {commit[:12]} needs is not known here ({why}); "
            "preflight checks git and cargo only")
     return None
+
+
+# The Cargo.lock each (repository, commit) built on the hosts uses in this run, as the stack
+# keeps it (`kickoff`): every host builds that commit's dependency graph, --locked.
+LOCKS: dict[tuple[str, str], str] = {}
+
+
+def lock_for(repo: str, commit: str) -> str | None:
+    return LOCKS.get((layout.short_hash(repo), commit))
+
+
+async def generate_lock(
+    repo: str, ref: str, commit: str, cargo: str, *, label: str, lock_timeout: float
+) -> str:
+    """A Cargo.lock for `commit` of a tree that has none, generated on this machine (trusted:
+    no host decides the dependency graph the others build)."""
+    folder = await controller.fetch(repo, ref, commit, label=label, lock_timeout=lock_timeout)
+    async with controller.repo_lock(repo, label=label, timeout=lock_timeout):
+        checkout = await controller.checkout(folder, commit, label=label)
+        await controller.run([cargo, "generate-lockfile"], label=label, phase="lock",
+                             cwd=checkout, timeout=600)
+        lock = checkout / "Cargo.lock"
+        text = lock.read_text()
+        lock.unlink()
+        return text

@@ -39,6 +39,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from rbee_infra.base import layout
 from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
 from rbee_infra.base.progress import report, warn
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from rbee_infra.decide.buildneeds import BuildNeeds
     from rbee_infra.decide.facts import HostFacts
     from rbee_infra.host import hostview, jobs, pins, pool, remote, scripts
-    from rbee_infra.install import git, source
+    from rbee_infra.install import build_once, git, source
 else:  # the program imports this module only to pickle the class: see `lazy`
     hostview = lazy("rbee_infra.host.hostview")
     jobs = lazy("rbee_infra.host.jobs")
@@ -64,11 +65,12 @@ else:  # the program imports this module only to pickle the class: see `lazy`
     scripts = lazy("rbee_infra.host.scripts")
     git = lazy("rbee_infra.install.git")
     source = lazy("rbee_infra.install.source")
+    build_once = lazy("rbee_infra.install.build_once")
     buildneeds = lazy("rbee_infra.decide.buildneeds")
 
 quiet_expected_errors()  # in the provider server: expected errors as messages (`provider_server`)
 
-ADDED = ("pending", "started", "trustedHostKeys")  # what check/create add to the inputs
+ADDED = ("pending", "started", "trustedHostKeys", "cargoLocks")  # what check/create add
 
 
 Hosts = list[tuple[str, list["InstallSpec"]]]  # (alias, its installs)
@@ -237,6 +239,54 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
     return seen
 
 
+async def kept_locks(
+    hosts: Hosts, seen: dict[str, hostview.HostView], kept: dict[str, str], *, refresh: bool
+) -> dict[str, str]:
+    """The Cargo.lock of every commit the hosts build or hold, for the trees that have none:
+    the one the stack kept (state), else one generated now on this machine (`source`); every
+    host then builds that commit's same dependency graph, --locked. Keyed
+    `<repository hash>@<commit>`, compressed. `refresh` (rbee:cargoLockRefresh changed)
+    generates them all again. Also memoized for this run's builds (`source.LOCKS`)."""
+    wanted: dict[str, tuple[InstallSpec, str]] = {}
+    for alias, specs in hosts:
+        for spec in specs:
+            source_ = spec.source
+            if alias not in seen or not isinstance(source_, GitSource) or spec.build is not None:
+                continue
+            try:
+                commit = seen[alias].commit_for(spec)
+            except HostError:
+                continue
+            wanted.setdefault(f"{layout.short_hash(source_.repo)}@{commit}", (spec, commit))
+    locks: dict[str, str] = {}
+    for key, (spec, commit) in sorted(wanted.items()):
+        source_ = spec.source
+        assert isinstance(source_, GitSource)
+        needs = await source.needs_for(spec, commit)
+        if needs is None or needs.cargo_lock:
+            continue  # the tree could not be read here, or it has its own (built --locked)
+        if key in kept and not refresh:
+            locks[key] = kept[key]
+        else:
+            ref = (plan.git_ref_names(source_) or [commit])[0]
+            try:
+                text = await source.generate_lock(
+                    source_.repo, ref, commit, build_once.CARGO, label=f"build {spec.alias}",
+                    lock_timeout=spec.lock_timeout,
+                )
+            except HostError as error:
+                report(f"build {spec.alias}", f"no Cargo.lock kept for {commit[:12]} (each "
+                       f"host resolves its own dependencies): {error.message}")
+                continue
+            report(f"build {spec.alias}", f"generated the Cargo.lock for {commit[:12]} on this "
+                   "machine; every host builds it --locked")
+            locks[key] = build_once.pack_lock(text)
+        source.LOCKS[(layout.short_hash(source_.repo), commit)] = build_once.unpack_lock(
+            locks[key]
+        )
+    return locks
+
+
 _background: set[asyncio.Task[None]] = set()
 # every job launched ahead by this provider process -> the install it is for; what is still in
 # `git.KICKED` at the end, no install took up (see `report_left_running`)
@@ -285,6 +335,8 @@ async def _start(jobs: list[tuple[dict[str, str], InstallSpec, asyncio.Future[st
     states = ["not started"] * len(jobs)
     try:
         async with remote.open_session(first) as session:
+            for commit, spec in {entry["commit"]: spec for entry, spec, _ in jobs}.items():
+                await git.send_lock(session, spec, commit)  # before the builds that use it
             results = await hostview.run_batch(session, parts, phase="build", timeout=120)
         states = [r.stdout.strip() if r.exit_status == 0 else "not started" for r in results]
     except HostError as error:
@@ -397,6 +449,11 @@ class BuildKickoffProvider(ResourceProvider):
             return CheckResult(inputs, [CheckFailure("trustedHostKeys", str(error))])
         seen = pool.run(survey(hosts)) if hosts else {}
         needs = pool.run(needs_of(hosts, seen)) if seen else {}
+        refresh = bool(olds) and olds.get("cargoLockRefresh") != inputs.get("cargoLockRefresh")
+        kept = olds.get("cargoLocks") or {}
+        inputs["cargoLocks"] = (
+            pool.run(kept_locks(hosts, seen, kept, refresh=refresh)) if seen else {}
+        )
         todo: list[dict[str, str]] = []
         for alias, specs in hosts:
             view = seen.get(alias)
@@ -412,8 +469,11 @@ class BuildKickoffProvider(ResourceProvider):
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        locks_changed = (olds.get("cargoLocks") or {}) != (news.get("cargoLocks") or {}) or (
+            (olds.get("cargoLockRefresh") or "") != (news.get("cargoLockRefresh") or "")
+        )
         return DiffResult(
-            changes=bool(news.get("pending")),
+            changes=bool(news.get("pending")) or locks_changed,
             replaces=[],
             stables=[],
             delete_before_replace=False,

@@ -301,7 +301,7 @@ def _plan_hive(
     return _PlannedHive(hive, connection, args, secret, workers, target, pin)
 
 
-def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
+def _kickoff(planned: Sequence[_PlannedHive], fleet: FleetConfig) -> BuildKickoff | None:
     """The stack's BuildKickoff (see `kickoff`): every host, so that its check reads the whole
     fleet at once (the engine calls Check one resource at a time; the hives' and workers' own
     checks then answer from memory) and its update starts every git build before any install
@@ -322,7 +322,7 @@ def _kickoff(planned: Sequence[_PlannedHive]) -> BuildKickoff | None:
         secret = secret or p.secret or any(s for _, _, s in p.workers)
     if not hosts:
         return None
-    return BuildKickoff(KICKOFF_NAME, hosts)
+    return BuildKickoff(KICKOFF_NAME, hosts, cargo_lock_refresh=fleet.cargo_lock_refresh)
 
 
 def _installed_first(hive: Hive) -> pulumi.Output[Any]:
@@ -370,7 +370,7 @@ def declare_fleet(
                    pinned)
         for hive in fleet.hives
     ]
-    kickoff = _kickoff(planned)
+    kickoff = _kickoff(planned, fleet)
     keys: dict[str, list[Any]] = {}
     after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
     for p in planned:

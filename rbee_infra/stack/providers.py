@@ -91,6 +91,7 @@ def plan_keys() -> tuple[str, ...]:
         "installPath",
         "extras",
         "phaseSeconds",
+        "cargoLockSha256",
         "hostFacts",
         "service",
     )

@@ -25,6 +25,7 @@ _OUTPUTS = (
     "hostState",
     "trustedHostKey",
     "phaseSeconds",
+    "cargoLockSha256",
     "hostFacts",
 )
 
@@ -210,8 +211,11 @@ class BuildKickoff(Resource):
         name: str,
         hosts: list[dict[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        cargo_lock_refresh: str = "",
     ) -> None:
-        props = {"hosts": hosts, "pending": None, "started": None, "trustedHostKeys": None}
+        props = {"hosts": hosts, "pending": None, "started": None, "trustedHostKeys": None,
+                 "cargoLocks": None, "cargoLockRefresh": cargo_lock_refresh}
         # the hosts' connections (keys, passwords) and any token in a repo URL stay secret
         options = pulumi.ResourceOptions(additional_secret_outputs=["hosts"])
         super().__init__(

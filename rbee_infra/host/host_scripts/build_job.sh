@@ -12,6 +12,7 @@
 . lib/build_lock.sh
 . lib/git_creds.sh
 . lib/release_id.sh
+. lib/sha.sh
 job=$1 lock=$2 wait=$3 holder=$4 src=$5 marker=$6 repo=$7 ref=$8 commit=$9; shift 9
 cargo=$1 bin=$2 features=$3 stage=$4 fresh=$5 mode=${6:-}
 RBEE_GIT_CREDENTIALS=
@@ -73,8 +74,16 @@ case $mode in
   npm) phase deps; (cd -- "$src/checkout" && npm ci) || finish $?;;
 esac
 phase build
+# --locked: the tree's own Cargo.lock, else the one the stack keeps for this commit (put_lock.sh);
+# with neither, cargo resolves the dependencies and writes one
+locked=
+if git -C "$src/checkout" cat-file -e -- "$got:Cargo.lock" 2>/dev/null; then locked=--locked
+elif [ -f "$src/locks/$got.lock" ]; then
+  cp -f -- "$src/locks/$got.lock" "$src/checkout/Cargo.lock" || finish $?; locked=--locked
+fi
 if [ -n "$features" ]; then set -- --features "$features"; else set --; fi
-(cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release --bin "$bin" "$@") || finish $?
+(cd -- "$src/checkout" && CARGO_TARGET_DIR="$HOME/$src/target" "$cargo" build --release $locked --bin "$bin" "$@") || finish $?
+if [ -f "$src/checkout/Cargo.lock" ]; then rbee_sha "$src/checkout/Cargo.lock" > "$job/lock.sha256"; fi
 # the package versions at this commit (the install records its binary's; best effort)
 (cd -- "$src/checkout" && "$cargo" metadata --no-deps --format-version 1 --offline) \
   > "$job/metadata.json" 2> /dev/null || rm -f -- "$job/metadata.json"

@@ -23,6 +23,6 @@ while [ ! -f "$job/exit" ]; do
   sleep 0.2
   waited=$((waited + 1))
 done
-printf 'exit\t%s\nphase\t%s\ncommit\t%s\ntimes\t%s\n' "$(cat -- "$job/exit")" \
+printf 'exit\t%s\nphase\t%s\ncommit\t%s\ntimes\t%s\nlock\t%s\n' "$(cat -- "$job/exit")" \
   "$(cat -- "$job/phase" 2>/dev/null)" "$(cat -- "$job/commit" 2>/dev/null)" \
-  "$(tr '\n' ';' < "$job/times" 2>/dev/null)"
+  "$(tr '\n' ';' < "$job/times" 2>/dev/null)" "$(cat -- "$job/lock.sha256" 2>/dev/null)"
