@@ -15,7 +15,7 @@ from rbee_infra.base.errors import CommandError, HostError, PhaseTimeout, Verify
 from rbee_infra.config.spec import parse_spec
 from rbee_infra.decide import plan
 from rbee_infra.host.ssh import Result
-from rbee_infra.install import lifecycle
+from rbee_infra.install import git, lifecycle
 from tests.fake_ssh import FakeHost, patch_transport
 
 pytestmark = pytest.mark.unit
