@@ -292,7 +292,7 @@ def test_a_long_build_reports_that_it_is_alive(
     host = happy_host(WAIT_JOB=lambda args: next(waits))
     patch_transport(monkeypatch, host)
     asyncio.run(lifecycle.install(spec(), updating=False))
-    assert [a for n, a in host.calls if n == "WAIT_JOB"][0][1] == "30"
+    assert next(a for n, a in host.calls if n == "WAIT_JOB")[1] == "30"
     assert "hive gpu-host: building rbee-hive: 212 crates compiled, 3m 05s (phase build)" in (
         capsys.readouterr().err
     )
