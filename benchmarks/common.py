@@ -153,15 +153,18 @@ RBEE_PATHS = (
 )
 
 
-def rbee_config(lab: Lab, hosts: Sequence[Host], *, cargo: str | None = None) -> dict[str, Any]:
-    """hive + cpu + cuda worker per host, from the fixture repo's v0.1.0 (no service: the
-    peers run none either)."""
+def rbee_config(
+    lab: Lab, hosts: Sequence[Host], *, cargo: str | None = None,
+    worker_types: Sequence[str] = WORKER_TYPES,
+) -> dict[str, Any]:
+    """hive + cpu + cuda worker (or `worker_types`) per host, from the fixture repo's v0.1.0
+    (no service: the peers run none either)."""
     sub = dataclasses.replace(lab.hosts, hosts=list(hosts))
     config = make_fleet(
         sub,
         lab.repo,
-        workers_per_hive=len(WORKER_TYPES),
-        worker_types=WORKER_TYPES,
+        workers_per_hive=len(worker_types),
+        worker_types=worker_types,
         ref={"tag": TAG},
     )
     for hive in config["rbee:hives"]:
@@ -225,10 +228,13 @@ def answers(line: str, binary: str) -> bool:
     return line.startswith(binary) or line.lower().startswith("usage:")
 
 
-def check_rbee_installed(lab: Lab, hosts: Sequence[Host]) -> None:
+def check_rbee_installed(
+    lab: Lab, hosts: Sequence[Host], worker_types: Sequence[str] = WORKER_TYPES
+) -> None:
+    paths = [RBEE_PATHS[0], *(f".local/share/rbee/workers/rbee-worker-{t}" for t in worker_types)]
+    expected = ["rbee-hive", *(f"llm-worker-rbee-{t}" for t in worker_types)]
     for host in hosts:
-        lines = versions(lab, host, RBEE_PATHS)
-        expected = ["rbee-hive", "llm-worker-rbee-cpu", "llm-worker-rbee-cuda"]
+        lines = versions(lab, host, paths)
         for line, binary in zip(lines, expected, strict=True):
             if not answers(line, binary):
                 raise AssertionError(f"{host.name}: {binary} --version/--help said {line!r}")

@@ -143,3 +143,53 @@ def phases(log: str, *, spawned: float, exited: float) -> dict[str, float]:
         out[name] = round(at - previous, 3)
         previous = at
     return out
+
+
+_SAVED = re.compile(r"^Saved stack \S+ checkpoint to: ")
+_CREATED = re.compile(r"^Provider\[[^\]]*\]\.Create\((urn:[^)]*)\) success")
+_RETIRED = re.compile(r"^StepExecutor worker\(-?\d+\): step create on (urn:\S+) retired")
+
+
+def saves(log: str) -> list[float]:
+    """When the engine saved the stack's checkpoint (the file backend logs each save)."""
+    return [line.at for line in lines(log) if _SAVED.match(line.msg)]
+
+
+def checkpoint_waits(log: str) -> list[float]:
+    """For each resource created, the seconds from its provider's answer to its step's end:
+    the step ends once the checkpoint that records it is saved (behind any saves queued
+    before it)."""
+    answered: dict[str, float] = {}
+    waits: list[float] = []
+    for line in lines(log):
+        if (found := _CREATED.match(line.msg)) is not None:
+            answered[found.group(1)] = line.at
+        elif (found := _RETIRED.match(line.msg)) is not None and found.group(1) in answered:
+            waits.append(line.at - answered.pop(found.group(1)))
+    return waits
+
+
+def save_times(log: str) -> list[tuple[int, float]]:
+    """(which save, counted from 0; its seconds) for the saves that can be timed alone: the
+    first save after a resource's create answered, when it is the one that ended that
+    resource's step (the step retires before the next save). Another save under way then
+    (another step's, begun or ended) comes first and is followed by no such retirement: not
+    timed. The time is the save's: serializing the state, backing up the previous file and
+    writing the new one."""
+    out: list[tuple[int, float]] = []
+    count = 0
+    answered: tuple[str, float] | None = None  # the first create answered since the last save
+    timed: tuple[str, int, float] | None = None  # a save waiting for its step's retirement
+    for line in lines(log):
+        if (found := _CREATED.match(line.msg)) is not None:
+            answered = answered or (found.group(1), line.at)
+        elif _SAVED.match(line.msg):
+            timed = None
+            if answered is not None:
+                timed = (answered[0], count, line.at - answered[1])
+            answered, count = None, count + 1
+        elif (found := _RETIRED.match(line.msg)) is not None and timed is not None:
+            if found.group(1) == timed[0]:
+                out.append((timed[1], timed[2]))
+            timed = None
+    return out

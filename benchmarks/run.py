@@ -4,9 +4,11 @@
     python -m benchmarks.run --quick    # smaller fleets, one repeat (about 3 minutes)
     python -m benchmarks.run --only 2,4 --json reports/benchmarks.json
     python -m benchmarks.run --only 5,8 --sizes 16,32,64   # at scale: 64 sshd hosts
+    python -m benchmarks.run --only 9   # build once against on every host; 64 sshd hosts
 
 Needs the `bench` extra (`pip install -e '.[bench]'`: pyinfra, ansible-core), git, cargo,
-sshd, the OpenSSH client, and for benchmark 5 the Pulumi CLI (`bash scripts/install-pulumi.sh`).
+sshd, the OpenSSH client, and for benchmarks 5, 8 and 9 the Pulumi CLI
+(`bash scripts/install-pulumi.sh`).
 Each benchmark prints its table with the ratios measured side by side in this run; `--json`
 also writes every number (default reports/benchmarks.json).
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    build_once,
     cli_noop,
     cold_install,
     concurrency,
@@ -44,8 +47,9 @@ BENCHMARKS = {
     "6": startup,
     "7": handshake,
     "8": scale_install,
+    "9": build_once,
 }
-# run by default: 8 starts 64 hosts (choose it with --only)
+# run by default: 8 and 9 start 64 hosts (choose them with --only)
 DEFAULT = "1,2,3,4,5,6,7"
 
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
     hosts = max([8 if args.quick else 16, *sizes])
-    if "8" in chosen and not sizes:
+    if ("8" in chosen and not sizes) or "9" in chosen:
         hosts = max(hosts, 8 if args.quick else 64)
     started = time.monotonic()
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "benchmarks": {}}

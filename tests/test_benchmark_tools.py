@@ -1,13 +1,19 @@
-"""The benchmarks' own instruments: the engine-log phases and the conditions check."""
+"""The benchmarks' own instruments: the engine-log phases and the conditions check; benchmark
+9's arithmetic, its stand-in cargo for this machine, and one install of 1 host each way."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from benchmarks import conditions, enginelog
+from benchmarks import build_once, conditions, enginelog
+from benchmarks.common import Lab
 from benchmarks.conditions import Sample
+from tests.e2e.project import requires_cli
+from tests.harness.fixture_repo import RbeeRepo
+from tests.harness.hosts import HostSet
 
 
 def _log(entries: list[tuple[float, str]]) -> str:
@@ -129,3 +135,156 @@ def test_benchmark_5_compares_only_what_it_may() -> None:
     refused = [t for t in report["targets"] if t["met"] is None]
     assert refused and refused[0]["not_compared"] == "the load differed (2.0 against 6.0)"
     assert not report["met"]
+
+
+# -------------------------------------------------------------------- benchmark 9: build once
+
+SAVE = ("Saved stack organization/rbee-infra/bench checkpoint to: "
+        ".pulumi/stacks/rbee-infra/bench.json (backup=.pulumi/stacks/rbee-infra/bench.json.bak)")
+SAVES = [
+    (1.0, SAVE),  # the stack's step begins
+    (1.01, SAVE),
+    (2.0, f"Provider[0xc0].Create({URN}hive-h1) executing (#props=24)"),
+    (2.5, f"Provider[0xc0].Create({URN}hive-h1) success: id=a6; #outs=35"),
+    (2.507, SAVE),
+    (2.508, f"StepExecutor worker(4): step create on {URN}hive-h1 retired"),
+    (2.6, f"Provider[0xc0].Create({URN}worker-h1-cpu) success: id=e0; #outs=31"),
+    # answered while the cpu worker's save is under way: its save waits, and is not timed
+    (2.61, f"Provider[0xc0].Create({URN}worker-h1-cuda) success: id=e1; #outs=31"),
+    (2.62, SAVE),
+    (2.625, f"StepExecutor worker(7): step create on {URN}worker-h1-cpu retired"),
+    (2.64, SAVE),
+    (2.645, f"StepExecutor worker(2): step create on {URN}worker-h1-cuda retired"),
+    # answered while another step's begin is being saved: that save comes first, not timed
+    (3.0, f"Provider[0xc0].Create({URN}hive-h2) success: id=a7; #outs=35"),
+    (3.005, SAVE),
+    (3.006, f"Provider[0xc0].Create({URN}worker-h2-cpu) executing (#props=21)"),
+    (3.02, SAVE),
+    (3.021, f"StepExecutor worker(1): step create on {URN}hive-h2 retired"),
+    (3.1, SAVE),  # the stack's outputs
+]
+
+
+@pytest.mark.unit
+def test_the_checkpoint_saves_and_the_steps_waiting_for_them_are_read_from_the_log() -> None:
+    base = enginelog.lines(_log(SAVES))[0].at - 1.0
+    stamps = [round(t - base, 3) for t in enginelog.saves(_log(SAVES))]
+    assert stamps == [1.0, 1.01, 2.507, 2.62, 2.64, 3.005, 3.02, 3.1]
+    waits = enginelog.checkpoint_waits(_log(SAVES))
+    assert [round(w, 3) for w in waits] == [0.008, 0.025, 0.035, 0.021]
+    # the saves timed alone, by their index among the saves: the hive's and the cpu worker's
+    timed = [(i, round(t, 3)) for i, t in enginelog.save_times(_log(SAVES))]
+    assert timed == [(2, 0.007), (3, 0.02)]
+    assert enginelog.saves(_log(RUN)) == [] and enginelog.checkpoint_waits(_log(RUN)) == []
+    assert enginelog.save_times(_log(RUN)) == []
+
+
+@pytest.mark.unit
+def test_the_retained_checkpoints_are_every_save_in_order(tmp_path: Path) -> None:
+    stack = tmp_path / "bench.json"
+    stack.write_text("{}")
+    for stamp, size in ((300, 30), (100, 10), (200, 20)):
+        (tmp_path / f"bench.json.{stamp}").write_bytes(b"x" * size)
+        (tmp_path / f"bench.json.{stamp}.attrs").write_text("{}")  # the blob store's sidecar
+    (tmp_path / "bench.json.bak").write_text("{}")
+    assert build_once.retained(stack) == [(100, 10), (200, 20), (300, 30)]
+
+
+@pytest.mark.unit
+def test_the_modes_alternate_from_one_repeat_to_the_next() -> None:
+    assert build_once.order(0) == [(0, "host"), (0, "controller"), (1, "host"), (1, "controller")]
+    assert build_once.order(1) == [(0, "controller"), (0, "host"), (1, "controller"), (1, "host")]
+
+
+def _install(seconds: float, load: float = 2.0) -> build_once.Install:
+    return build_once.Install(Sample(seconds, load, 3600), 20_000, 0, 0)
+
+
+@pytest.mark.unit
+def test_benchmark_9_reports_both_ratios_and_refuses_what_it_may_not_compare() -> None:
+    mib = 2**20
+    small = build_once.checkpoint_row(16, 37, [0.0, 1.0, 3.0], [mib // 4, mib // 2, mib],
+                                      [0.004, 0.01], [(1, 0.01), (2, 0.02)], 1.5,
+                                      Sample(20.0, 2.0, 3600))  # fmt: skip
+    large = build_once.checkpoint_row(64, 133, [0.0] * 12, [mib // 4 * i for i in range(1, 13)],
+                                      [0.02], [(11, 0.06)], 6.0, Sample(40.0, 2.5, 3700))  # fmt: skip
+    rows = [small, large]
+    assert rows[0]["saves"] == 3 and rows[0]["bytes_written"] == mib * 7 // 4
+    assert rows[0]["final_bytes"] == mib and rows[0]["wait_median_ms"] == 10.0
+    # a save costs 20 ms per MiB (the median of 20 and 20), so 1.75 MiB of saves 35 ms
+    assert rows[0]["save_ms_per_mib"] == 20.0 and rows[0]["saves_total_s"] == 0.04
+    assert rows[1]["save_ms_per_mib"] == 20.0 and rows[1]["saves_total_s"] == 0.39
+    grew = build_once.growth(rows[0], rows[1])
+    # 37 -> 133 resources (3.59x): 3 -> 12 saves (4x) is an exponent of 1.08, 1.75 MiB ->
+    # 19.5 MiB written (11.1x) one of 1.88
+    assert grew["saves"] == 1.08 and grew["bytes_written"] == 1.88
+    runs = {(1, "host"): [_install(13.0), _install(14.0), _install(12.0)],
+            (1, "controller"): [_install(12.0), _install(13.0), _install(12.5)],
+            (16, "host"): [_install(30.0), _install(28.0), _install(29.0)],
+            (16, "controller"): [_install(17.0), _install(18.0), _install(19.0)]}
+    report = build_once.report(runs, (1, 16), 3, rows, 900.0)
+    assert report["ratios"] == {"host 16/1": 2.231, "controller 16/1": 1.44,
+                                "controller/host at 16": 0.621}  # fmt: skip
+    assert report["met"] is True
+    assert report["targets"][0]["what"] == "build once: 16 hosts <= 1.5x the time of 1 (1.44x)"
+    assert "| once on this machine (`build: controller`) | 12.50 (12.00-13.00) |" in report["table"]
+    assert report["series"]["controller 16"]["median_s"] == 18.0
+    assert "| 40.00 | load 2.5, up 62 min |" in report["table"]
+    # too slow: not met; under another load: not compared, and so not met either
+    runs[(16, "controller")] = [_install(25.0)]
+    assert build_once.report(runs, (1, 16), 3, rows, 900.0)["targets"][0]["met"] is False
+    runs[(16, "controller")] = [_install(17.0, load=9.0)]
+    refused = build_once.report(runs, (1, 16), 3, rows, 900.0)
+    assert refused["targets"][0] == {
+        "what": "build once: 16 hosts <= 1.5x the time of 1 (-)", "met": None,
+        "not_compared": "the load differed (2.0 against 9.0)"}
+    assert refused["met"] is False and refused["ratios"]["controller/host at 16"] is None
+
+
+@pytest.mark.unit
+def test_the_controllers_stand_in_sleeps_for_build_and_passes_the_rest_to_cargo(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from tests.harness import standin_cargo
+
+    real = tmp_path / "real-cargo"
+    real.write_text('#!/bin/sh\necho "real cargo: $*"\n')
+    real.chmod(0o755)
+    cargo = standin_cargo.controller(tmp_path / "here", 0.2, cargo=str(real))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Cargo.toml").write_text('[workspace.package]\nversion = "0.3.1"\n')
+    env = {"PATH": "/usr/bin:/bin", "CARGO_TARGET_DIR": str(tmp_path / "target")}
+    other = subprocess.run([cargo, "metadata", "--no-deps"], capture_output=True, text=True,
+                           env=env, check=True)  # fmt: skip
+    assert other.stdout == "real cargo: metadata --no-deps\n"
+    built = subprocess.run([cargo, "build", "--release", "--bin", "rbee-hive"], cwd=tree,
+                           capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    assert "Compiling rbee-hive (stand-in, 0.2s)" in built.stderr
+    binary = tmp_path / "target" / "release" / "rbee-hive"
+    assert subprocess.run([binary, "--version"], capture_output=True, text=True,
+                          check=True).stdout == "rbee-hive 0.3.1\n"  # fmt: skip
+    ((start, end, name),) = standin_cargo.controller_builds(tmp_path / "here")
+    assert name == "rbee-hive" and end - start >= 0.2
+
+
+@pytest.mark.hosts
+@pytest.mark.e2e
+@requires_cli
+def test_benchmark_9_installs_a_host_each_way_and_counts_the_saves(
+    hosts1: HostSet, rbee_repo: RbeeRepo, tmp_path: Path
+) -> None:
+    lab = Lab(hosts1, rbee_repo, tmp_path)  # not closed: the fixtures own the hosts and repo
+    host, _, _ = build_once.cold_install(lab, 1, "host", "host", seconds=0.5)
+    # the hive and the worker built on the host, one after the other; nothing here
+    assert (host.builds_on_hosts, host.builds_here) == (2, 0)
+    assert host.sample.seconds > 1.0 and host.state_bytes > 0
+    once, _, _ = build_once.cold_install(lab, 1, "controller", "controller", seconds=0.5)
+    assert (once.builds_on_hosts, once.builds_here) == (0, 2)
+    # traced: the stack, its provider, the kick-off, 2 builds, the hive and the worker, each
+    # saved when its step begins and when it ends, and once more with the stack's outputs
+    row = build_once.checkpoints(lab, 1, seconds=0.5)
+    assert row["resources"] == 7 and row["saves"] == 2 * 7 + 1
+    assert 0 < row["final_bytes"] < row["bytes_written"] and row["wait_max_ms"] > 0

@@ -9,7 +9,10 @@ Hosts get it at `~/bench/cargo`; point a hive's `cargo` (or a peer tool) at `CAR
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 
 from .hosts import Host
 
@@ -65,7 +68,11 @@ def version_queries(host: Host) -> int:
 
 def builds(host: Host) -> list[tuple[float, float, str]]:
     """(start, end, binary) of every build the stand-in ran on `host` (epoch seconds)."""
-    text = host.run("cat bench/cargo.log 2>/dev/null || true").stdout
+    return parse_builds(host.run("cat bench/cargo.log 2>/dev/null || true").stdout)
+
+
+def parse_builds(text: str) -> list[tuple[float, float, str]]:
+    """(start, end, binary) of every finished build in a stand-in's `bench/cargo.log`."""
     starts: dict[str, list[float]] = {}
     out: list[tuple[float, float, str]] = []
     for line in text.splitlines():
@@ -98,3 +105,43 @@ def install(hosts: Iterable[Host], seconds: float) -> str:
             input=text,
         )
     return CARGO
+
+
+_CONTROLLER = """#!/bin/sh
+# stand-in cargo on the operator's machine (benchmarks): `build` is the stand-in's (it sleeps,
+# its log under its own HOME), the rest (generate-lockfile, metadata, --version) the real cargo's
+case "${1:-}" in
+  build) HOME=__HOME__ exec __STANDIN__ "$@";;
+esac
+exec __CARGO__ "$@"
+"""
+
+
+def controller(folder: Path, seconds: float, cargo: str | None = None) -> Path:
+    """The stand-in for this machine's cargo (`RBEE_INFRA_CARGO`, see `install.build_once`):
+    builds sleep `seconds` and are logged in `folder/home/bench/cargo.log` (`controller_builds`);
+    every other command goes to the real cargo (`cargo`, else the one on PATH). Returns its
+    path."""
+    real = cargo or shutil.which("cargo")
+    if real is None:
+        raise RuntimeError("the controller's stand-in needs a real cargo on PATH")
+    home = folder / "home"
+    (home / "bench").mkdir(parents=True, exist_ok=True)
+    standin = folder / "standin-cargo"
+    standin.write_text(script(seconds))
+    standin.chmod(0o755)
+    wrapper = folder / "cargo"
+    wrapper.write_text(
+        _CONTROLLER.replace("__HOME__", shlex.quote(str(home)))
+        .replace("__STANDIN__", shlex.quote(str(standin)))
+        .replace("__CARGO__", shlex.quote(real))
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def controller_builds(folder: Path) -> list[tuple[float, float, str]]:
+    """The builds the stand-in made by `controller(folder, ...)` ran (start, end, binary)."""
+    log = folder / "home" / "bench" / "cargo.log"
+    return parse_builds(log.read_text() if log.exists() else "")
+
