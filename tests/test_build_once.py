@@ -247,3 +247,51 @@ def test_a_controller_build_is_refused_before_compiling_when_this_machine_lacks_
         assert "preflight failed" in result.errors[name] and "on this machine: pnpm" in (
             result.errors[name])
     assert builds(log) == []  # nothing was compiled
+
+
+def test_a_builder_hive_builds_once_for_the_fleet(
+    hosts: HostSet, rbee_repo: RbeeRepo, tmp_path: Path, counted: tuple[dict[str, str], Path],
+) -> None:
+    """`build: {builder: host1}`: host1 builds each binary once (in its cache, with the
+    Cargo.lock this machine decided), the others receive it and build nothing; when the builder
+    cannot be reached, only the installs that need its build stop, naming it and the phase."""
+    env, _ = counted
+    builder, second, third = hosts.hosts
+    config = make_fleet(hosts, rbee_repo, workers_per_hive=1,
+                        **{"rbee:build": {"builder": builder.name}})
+    with Engine(tmp_path / "state.json", env=env) as engine:
+        result = engine.up(declare(config))
+        assert result.ok, "\n".join(result.errors.values())
+        for host in hosts.hosts:
+            assert_hive_installed(hosts, host, version="0.1.0")
+            assert receipt(hosts, host, "rbee-worker-cpu")["builtOn"] == f"builder {builder.name}"
+        kept = ssh(hosts, builder, f"ls {layout.ARTIFACTS_DIR}").stdout.split()
+        assert len(kept) == 2  # the hive's build and the worker's, once for the fleet
+        for host in (second, third):  # no checkout, no target dir, no job there
+            built = ssh(hosts, host, f"test -e {layout.BUILD_DIR} || test -e {layout.JOBS_DIR}")
+            assert built.returncode == 1, f"{host.name} built something"
+        again = engine.preview(declare(config))
+        assert {k: v for k, v in again.ops().items() if v != "same"} == {}, again.ops()
+
+        # a new commit to build while the builder is down: its Builds fail naming the builder
+        # and the phase; what needs them is not installed; the rest goes on
+        moved = make_fleet(hosts, rbee_repo, workers_per_hive=1, ref={"tag": "v0.2.0"},
+                           **{"rbee:build": {"builder": builder.name}})
+        for hive in moved["rbee:hives"]:
+            hive["workers"][0]["build"] = "host"  # the workers build on their own hosts
+        builder.stop()
+        try:
+            down = engine.up(declare(moved))
+        finally:
+            builder.start()
+        (name,) = [k for k in down.errors if k.startswith("build-on-host1-rbee-hive")]
+        assert f"on builder {builder.name}: " in down.errors[name], down.errors[name]
+        assert "connect" in down.errors[name] or "probe" in down.errors[name]
+        for host in (second, third):
+            assert f"hive-{host.name}" in down.errors  # needs the builder's build: not installed
+            # the worker builds on its own host: nothing of the builder's stops it (the engine
+            # driver declares it after the hive; the real program then installs it anyway,
+            # tests/e2e/test_failure_e2e.py)
+            assert down.errors.get(f"worker-{host.name}-cpu", "") in (
+                "", f"skipped: dependency hive-{host.name} failed"), down.errors
+            assert_hive_installed(hosts, host, version="0.1.0")  # the previous one still runs

@@ -71,6 +71,7 @@ class HostFacts:
     free_kib: dict[str, int] = field(default_factory=dict)  # "data", "bin"
     systemd_user: bool = False
     glibc: str = ""  # `getconf GNU_LIBC_VERSION`'s version ("" without glibc)
+    rust_host: str = ""  # the target triple its rustc builds for by default
     # the tools a build script may run (see `buildneeds`); their paths are in `tools`
     node_version: str = ""  # `node --version`
     pnpm_version: str = ""  # `pnpm --version` (~/.local/bin/pnpm first)
@@ -110,6 +111,7 @@ _TEXT_FACTS = {
     "pnpm": "pnpm_version",
     "wasmpack": "wasm_pack_version",
     "sysroot": "rust_sysroot",
+    "rusthost": "rust_host",
 }
 
 
@@ -286,3 +288,19 @@ def parse_jobs(output: str) -> list[BuildJob]:
         age = int(now) - int(started) if started.isdigit() and now.isdigit() else None
         jobs.append(BuildJob(job, kind, code, phase, age, holder, binary))
     return jobs
+
+
+def parse_artifacts(output: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """ARTIFACTS's lines -> (cache key, the binary's sha256 now, its build.json)."""
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if fields[0] != "artifact" or len(fields) != 4:
+            continue
+        try:
+            meta = json.loads(base64.b64decode(fields[3]).decode())
+        except (binascii.Error, ValueError):
+            continue
+        if isinstance(meta, dict):
+            found.append((fields[1], fields[2], meta))
+    return found

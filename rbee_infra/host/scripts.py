@@ -38,6 +38,8 @@ def _script(name: str) -> str:
 
 
 ACTIVATE: Final = _script("activate")
+ARTIFACTS: Final = _script("artifacts")
+ARTIFACT_META: Final = _script("artifact_meta")
 BATCH: Final = _script("batch")
 BUILD_JOB: Final = _script("build_job")
 DOWNLOAD_RELEASE: Final = _script("download_release")

@@ -157,6 +157,15 @@ class Session:
             )
         return result
 
+    async def download(self, remote: str, local: Path, *, phase: str = "download") -> None:
+        try:
+            async with self._channel(), self.conn.start_sftp_client() as sftp:
+                await sftp.get(remote, str(local))
+        except asyncssh.SFTPError as error:
+            raise HostError(self.label, phase, f"{remote}: {error.reason}") from None
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as error:
+            raise ConnectError(self.label, self.scrub(_describe(error)), phase=phase) from None
+
     async def upload(self, local: Path, remote: str, *, phase: str = "upload") -> None:
         try:
             async with self._channel(), self.conn.start_sftp_client() as sftp:

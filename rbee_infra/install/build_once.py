@@ -220,8 +220,13 @@ async def _progress(label: str, binary: str, log: Path, started: float) -> None:
 async def build(
     req: BuildRequest, commit: str, stored_lock: str | None, *, refresh_lock: bool = False
 ) -> Built:
-    """Build `req` at `commit` on this machine, or find it built under its cache key.
-    `stored_lock`: the Cargo.lock state keeps for this commit (used unless `refresh_lock`)."""
+    """Build `req` at `commit` on this machine (or on its builder hive: `builder`), or find it
+    built under its cache key. `stored_lock`: the Cargo.lock state keeps for this commit (used
+    unless `refresh_lock`)."""
+    if req.build.place == "builder":
+        from rbee_infra.install import builder
+
+        return await builder.build(req, commit, stored_lock, refresh_lock=refresh_lock)
     label = req.label
     ref = (plan.git_ref_names(req.source) or [commit])[0]
     started = time.monotonic()

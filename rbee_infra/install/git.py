@@ -158,12 +158,15 @@ def job_dir(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> str:
     return layout.job_dir(iid, *parts)
 
 
-def start_args(spec: InstallSpec, iid: str, commit: str, fresh: bool) -> list[str]:
-    """START_JOB's arguments for this build."""
+def start_args(
+    spec: InstallSpec, iid: str, commit: str, fresh: bool, stage: str | None = None
+) -> list[str]:
+    """START_JOB's arguments for this build: the binary lands in `stage` (default: the
+    release dir it installs from)."""
     source = spec.source
     assert isinstance(source, GitSource)
-    rid = plan.release_id(spec, commit)
-    stage = layout.release_dir(spec.install_name, rid)
+    if stage is None:
+        stage = layout.release_dir(spec.install_name, plan.release_id(spec, commit))
     src = layout.source_dir(source.repo)
     fetch_ref = (plan.git_ref_names(source) or [commit])[0]
     return [

@@ -25,6 +25,7 @@ printf 'cargo\t%s\n' "$("$cargo" --version 2>/dev/null | head -n 1)"
 rustc=rustc
 case $cargo in */*) [ -x "${cargo%/*}/rustc" ] && rustc="${cargo%/*}/rustc";; esac
 printf 'rustc\t%s\n' "$("$rustc" --version 2>/dev/null | head -n 1)"
+printf 'rusthost\t%s\n' "$("$rustc" -vV 2>/dev/null | sed -n 's/^host: //p')"
 rbee_build_tools "$cargo" "$cargopath" "$rustc"
 printf 'homecargo\t%s\n' "$(.cargo/bin/cargo --version 2>/dev/null | head -n 1)"
 printf 'disk\tdata\t%s\n' "$(rbee_free .local/share/rbee)"
