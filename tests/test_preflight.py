@@ -176,7 +176,7 @@ def test_too_little_disk_names_the_numbers_and_the_knob() -> None:
     small = facts(free_kib={"data": 500 * 1024, "bin": 500 * 1024})
     assert preflight.preflight_problems(spec(), small) == [
         "only 500 MB free on the filesystem holding ~/.local/share/rbee; a git install needs at "
-        "least 1024 MB (free some space, or set `minFreeDiskMb` on the hive)"
+        "least 3072 MB (free some space, or set `minFreeDiskMb` on the hive)"
     ]
     assert preflight.preflight_problems(spec(minFreeDiskMb=400), small) == []
     assert preflight.preflight_problems(spec(source=RELEASE), small) == []

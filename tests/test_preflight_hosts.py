@@ -82,7 +82,7 @@ def test_too_little_disk_for_a_build(hosts1: HostSet, rbee_repo: RbeeRepo, engin
         )
         assert installs.without_prebuilt_hint(error) == (
             "hive h1: preflight failed: only 16 MB free on the filesystem holding "
-            "~/.local/share/rbee; a git install needs at least 1024 MB (free some space, or set "
+            "~/.local/share/rbee; a git install needs at least 3072 MB (free some space, or set "
             "`minFreeDiskMb` on the hive)"
         )
         assert list((host.home / ".local/share/rbee").iterdir()) == []

@@ -15,8 +15,9 @@ from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts
 
 # What a build (checkout + cargo target dir) or a downloaded binary needs under
-# ~/.local/share/rbee, unless the hive sets minFreeDiskMb.
-DEFAULT_MIN_FREE_MB = {"git": 1024, "release": 64, "local": 64}
+# ~/.local/share/rbee, unless the hive sets minFreeDiskMb. rbee's real cpu worker took 1 GB of
+# checkout and target dir (its crates another 0.5 GB under ~/.cargo): 3 GB leaves room.
+DEFAULT_MIN_FREE_MB = {"git": 3072, "release": 64, "local": 64}
 SHIPPED_MIN_FREE_MB = 64  # a git source built elsewhere: only its binary lands here
 MIN_FREE_BIN_MB = 1  # ~/.local/bin only gets a symlink
 HOME_CARGO = "~/.cargo/bin/cargo"
