@@ -2,7 +2,9 @@
 # `.ci/run` as a fresh machine runs it: a clean clone of the committed HEAD in a new directory,
 # a new virtualenv first on PATH (so `python3` and everything pip installs are new), a new
 # PULUMI_HOME, new pip and Go caches, a new TMPDIR, and no coverage data or __pycache__ of an
-# earlier run. Nothing of this machine's earlier runs can make it pass. See docs/ci.md.
+# earlier run. Nothing of this machine's earlier runs can make it pass. It starts `.ci/run`
+# with SIGINT ignored, as a CI runner may, and with ../shared beside the clone as beside the
+# project. See docs/ci.md.
 #
 #   bash scripts/ci-fresh.sh              # everything fresh (the Pulumi CLI is built again, ~4 min)
 #   RBEE_FRESH_KEEP_GO=1 bash scripts/ci-fresh.sh   # reuse Go's module and build caches
@@ -18,6 +20,8 @@ cd "$(dirname "$0")/.."
 base=$(mktemp -d "${RBEE_FRESH_BASE:-/var/tmp}/rbee-ci-fresh.XXXXXX")
 chmod 0755 "$base"
 git clone -q --no-local "$PWD" "$base/repo"
+# what sits beside the project (rbee's real tree in ../shared) sits beside the clone too
+[ -d ../shared ] && ln -s "$(cd ../shared && pwd)" "$base/shared"
 git -C "$base/repo" checkout -q --detach "$(git rev-parse HEAD)"
 
 mkdir -p "$base/home-cache" "$base/tmp" "$base/pulumi-home"
@@ -40,7 +44,9 @@ fi
 echo "fresh CI run in $base (log: $base/run.log)"
 started=$SECONDS
 set +e
-(cd "$base/repo" && env -i "${env_vars[@]}" bash .ci/run) 2>&1 | tee "$base/run.log"
+# with SIGINT ignored, as a CI runner that starts it in the background of a shell passes on
+# (the suite must run the same: tests/conftest.py)
+(trap '' INT && cd "$base/repo" && env -i "${env_vars[@]}" bash .ci/run) 2>&1 | tee "$base/run.log"
 status=${PIPESTATUS[0]}
 set -e
 echo "fresh CI run: exit $status after $((SECONDS - started))s (in $base)"

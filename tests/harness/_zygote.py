@@ -74,6 +74,8 @@ def _child(req: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    # the engine driver ends a provider with SIGINT: never inherit it ignored (see conftest)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in PRELOAD:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pwd
+import signal
 import socket
 import subprocess
 import tempfile
@@ -546,9 +547,10 @@ def test_a_forked_provider_records_its_coverage_whatever_the_fork_server_ran(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The suite's coverage of the providers comes from these forked servers. Here the fork
-    server runs unmeasured and the disk is slow, as on a busy fresh machine: a child must still
-    measure itself from its own environment, and be given the time to save before it is killed
-    (before, every forked provider's data was lost there, and the total fell under the
+    server runs unmeasured, was started with SIGINT ignored (a suite run in the background of a
+    shell), and the disk is slow: a child must still measure itself from its own environment,
+    end on the driver's interrupt, and be given the time to save before it is killed (before,
+    every forked provider's data was lost in such a run, and the total fell under the
     floor)."""
     from coverage import CoverageData
     from coverage.config import CoverageConfig
@@ -560,13 +562,19 @@ def test_a_forked_provider_records_its_coverage_whatever_the_fork_server_ran(
     config = CoverageConfig()
     config.data_file = str(tmp_path / "cov" / ".coverage")
     config.parallel = True
+    config.patch = ["_exit"]  # as the suite's (pyproject): the provider ends with os._exit
     config.source = [str(REPO_ROOT / "rbee_infra")]
     (tmp_path / "cov").mkdir()
     paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     unmeasured = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     unmeasured["PYTHONPATH"] = os.pathsep.join(paths)
     monkeypatch.setattr(_provider_proc, "_ZYGOTES", {})
-    _provider_proc.prewarm(unmeasured, REPO_ROOT)  # the fork server this engine will use
+    # started with SIGINT ignored, as a suite run in the background of a shell is
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _provider_proc.prewarm(unmeasured, REPO_ROOT)  # the fork server this engine will use
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         # and its disk is slow: what it does last, saving, takes seconds
         env = {"COVERAGE_PROCESS_CONFIG": config.serialize(), "RBEE_HARNESS_SLOW_EXIT": "2"}
