@@ -295,3 +295,41 @@ def test_a_builder_hive_builds_once_for_the_fleet(
             assert down.errors.get(f"worker-{host.name}-cpu", "") in (
                 "", f"skipped: dependency hive-{host.name} failed"), down.errors
             assert_hive_installed(hosts, host, version="0.1.0")  # the previous one still runs
+
+
+def test_an_interrupted_ship_leaves_the_previous_release_active(
+    hosts1: HostSet, fresh_rbee_repo: RbeeRepo, tmp_path: Path,
+    counted: tuple[dict[str, str], Path],
+) -> None:
+    """The link to the host drops while the new binary is on its way (a slow link, cut
+    mid-upload): nothing is switched, the previous release stays active and runs; the next
+    `up` ships it whole."""
+    from tests.harness.hosts import wait_until
+    from tests.harness.proxy import TcpProxy
+
+    env, _ = counted
+    (host,) = hosts1.hosts
+    with TcpProxy(host.address, host.port, bandwidth=150_000) as proxy:
+        known = tmp_path / "known_hosts_proxy"
+        known.write_text(host.known_hosts_line("127.0.0.1", proxy.port) + "\n")
+        settings = {"rbee:build": "controller", "rbee:knownHosts": str(known)}
+        config = make_fleet(hosts1, fresh_rbee_repo, **settings)
+        hive_config(config, host.name).update(hostname="127.0.0.1", sshPort=proxy.port)
+        with Engine(tmp_path / "state.json", env=env) as engine:
+            assert engine.up(declare(config)).ok
+            before = receipt(hosts1, host, "rbee-hive")
+            moved = make_fleet(hosts1, fresh_rbee_repo, ref={"tag": "v0.2.0"}, **settings)
+            hive_config(moved, host.name).update(hostname="127.0.0.1", sshPort=proxy.port)
+            running = engine.up_async(declare(moved))
+            incoming = f"{layout.RELEASES_DIR}/rbee-hive/*.incoming/rbee-hive"
+            wait_until(lambda: ssh(hosts1, host, f"test -s {incoming}").returncode == 0,
+                       timeout=120)
+            proxy.cut_now()  # mid-upload
+            result = running.result(timeout=300)
+            proxy.restore()
+            assert not result.ok, result.ops()
+            assert receipt(hosts1, host, "rbee-hive") == before
+            assert_hive_installed(hosts1, host, version="0.1.0")
+            again = engine.up(declare(moved))
+            assert again.ok, again.errors
+            assert_hive_installed(hosts1, host, version="0.2.0")
