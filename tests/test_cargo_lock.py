@@ -9,7 +9,6 @@ import hashlib
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,16 +17,10 @@ from rbee_infra.install.build_once import unpack_lock
 from tests.harness.assertions import ssh
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo, workspace_files
-from tests.harness.fleet import declare, hive_config, make_fleet
+from tests.harness.fleet import declare, hive_config, make_fleet, up_ok
 from tests.harness.hosts import HostSet
 
 pytestmark = pytest.mark.hosts
-
-
-def up_ok(engine: Engine, config: dict[str, Any]) -> Any:
-    result = engine.up(declare(config))
-    assert result.ok, result.errors
-    return result
 
 
 def lock_shas(engine: Engine) -> dict[str, str]:

@@ -23,19 +23,13 @@ from tests.harness.assertions import (
 )
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo, worker_usage
-from tests.harness.fleet import declare, hive_config, make_fleet
+from tests.harness.fleet import declare, hive_config, make_fleet, up_ok
 from tests.harness.hosts import HostSet, mount_tmpfs, unmount_tmpfs
 from tests.harness.release_server import script_binary
 from tests.harness.snapshot import diff_snapshots, snapshot_home
 from tests.metrics import record
 
 pytestmark = pytest.mark.hosts
-
-
-def up_ok(engine: Engine, config: dict[str, Any]) -> Any:
-    result = engine.up(declare(config))
-    assert result.ok, result.errors
-    return result
 
 
 def ops(result: Any) -> dict[str, str]:

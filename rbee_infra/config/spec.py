@@ -7,7 +7,7 @@ The program builds these from the fleet config; the provider re-validates them i
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationError
 
@@ -208,20 +208,25 @@ class BuildRequest(Model):
         return f"build {self.resource_name or self.binary}"
 
 
-def parse_spec(props: dict) -> InstallSpec:
+M = TypeVar("M", bound=Model)
+
+
+def _parse(model: type[M], props: dict) -> M:
+    """A provider's inputs as `model` (the SDK's own `__` keys left out), or the ConfigError
+    naming every bad field."""
     data = {k: v for k, v in props.items() if not k.startswith("__")}
     try:
-        return InstallSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(problems_of(error)) from None
+
+
+def parse_spec(props: dict) -> InstallSpec:
+    return _parse(InstallSpec, props)
 
 
 def parse_request(props: dict) -> BuildRequest:
-    data = {k: v for k, v in props.items() if not k.startswith("__")}
-    try:
-        return BuildRequest.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(problems_of(error)) from None
+    return _parse(BuildRequest, props)
 
 
 OUTPUT_KEYS = (

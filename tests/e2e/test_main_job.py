@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,23 +40,7 @@ def test_the_main_job_installs_the_localhost_stack_with_the_real_cli(tmp_path: P
         pytest.skip("the main job test runs as root (it may start the system sshd)")
     tmp_path.chmod(0o755)
     repo = make_rbee_repo(tmp_path)
-    project = tmp_path / "project"
-    (project / "stacks").mkdir(parents=True)
-    for name in ("Pulumi.yaml", "__main__.py"):
-        (project / name).write_text((ROOT / name).read_text())
-    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.localhost.yaml").read_text())
-    hive = stack["config"]["rbee:hives"][0]
-    assert hive["installMethod"]["git"]["branch"] == "main"
-    hive["installMethod"]["git"]["repo"] = repo.url
-    (project / "stacks" / "Pulumi.localhost.yaml").write_text(yaml.safe_dump(stack))
-    (tmp_path / "state").mkdir()
-    env = {
-        **os.environ,
-        "RBEE_INFRA_PROJECT_DIR": str(project),
-        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
-        "PULUMI_CONFIG_PASSPHRASE": "main-job",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
+    env = _project_on(tmp_path, repo.url)
     sshd_was_running = _listening(22)
     hive_path = Path.home() / ".local" / "bin" / "rbee-hive"
     assert not hive_path.exists(), "this test would overwrite an rbee-hive of this user"
@@ -80,6 +65,34 @@ def test_the_main_job_installs_the_localhost_stack_with_the_real_cli(tmp_path: P
             os.kill(int(Path("/run/sshd.pid").read_text().split()[0]), signal.SIGTERM)
     assert not hive_path.exists()
     assert not (Path.home() / ".local/share/rbee/workers").exists()
+
+
+def _stack() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "stacks" / "Pulumi.localhost.yaml").read_text())
+
+
+def _project_on(tmp_path: Path, repo: str, **hive: Any) -> dict[str, str]:
+    """A copy of the project whose `localhost` stack (the project's own) installs from `repo`
+    (and the hive's other settings given), its state in tmp_path: the main job's environment."""
+    project = tmp_path / "project"
+    (project / "stacks").mkdir(parents=True)
+    for name in ("Pulumi.yaml", "__main__.py"):
+        (project / name).write_text((ROOT / name).read_text())
+    stack = _stack()
+    entry = stack["config"]["rbee:hives"][0]
+    assert entry["installMethod"]["git"]["branch"] == "main"
+    entry["installMethod"]["git"]["repo"] = repo
+    entry.update(hive)
+    (project / "stacks" / "Pulumi.localhost.yaml").write_text(yaml.safe_dump(stack))
+    (tmp_path / "state").mkdir()
+    return {
+        **os.environ,
+        "RBEE_INFRA_PROJECT_DIR": str(project),
+        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": "main-job",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "RBEE_INFRA_CACHE": str(tmp_path / "cache"),
+    }
 
 
 def _run_timed(env: dict[str, str], timeout: float) -> tuple[int, str, float | None]:
@@ -118,32 +131,16 @@ def test_the_main_job_on_rbees_real_tree(tmp_path: Path) -> None:
         pytest.skip(f"{why}; the main job's default, rbee's GitHub repository, is not used here")
     if os.geteuid() != 0 and not REQUIRED:
         pytest.skip("the main job test runs as root (it may start the system sshd)")
-    tmp_path.chmod(0o755)
-    tree = real_tree.serve(tarball, tmp_path)
-    project = tmp_path / "project"
-    (project / "stacks").mkdir(parents=True)
-    for name in ("Pulumi.yaml", "__main__.py"):
-        (project / name).write_text((ROOT / name).read_text())
-    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.localhost.yaml").read_text())
-    hive = stack["config"]["rbee:hives"][0]
-    assert hive["ensureToolchain"] is True
-    hive["installMethod"]["git"]["repo"] = tree.url  # the override; the default is GitHub's
     system_cargo = Path("/usr/bin/cargo")
     if not system_cargo.exists():
         if REQUIRED:
             pytest.fail("RBEE_REQUIRE_E2E=1 but there is no system cargo (.ci/run installs it)")
         pytest.skip("no system cargo (/usr/bin/cargo) without rustup to build with")
-    hive["cargo"] = str(system_cargo)
-    (project / "stacks" / "Pulumi.localhost.yaml").write_text(yaml.safe_dump(stack))
-    (tmp_path / "state").mkdir()
-    env = {
-        **os.environ,
-        "RBEE_INFRA_PROJECT_DIR": str(project),
-        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
-        "PULUMI_CONFIG_PASSPHRASE": "main-job",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "RBEE_INFRA_CACHE": str(tmp_path / "cache"),
-    }
+    tmp_path.chmod(0o755)
+    tree = real_tree.serve(tarball, tmp_path)
+    # the override of the repository; the default is GitHub's
+    env = _project_on(tmp_path, tree.url, cargo=str(system_cargo))
+    assert _stack()["config"]["rbee:hives"][0]["ensureToolchain"] is True
     sshd_was_running = _listening(22)
     home = Path.home()
     hive_path = home / ".local" / "bin" / "rbee-hive"

@@ -484,6 +484,16 @@ def _git_env(tick: int) -> dict[str, str]:
     return env
 
 
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a `git daemon` (terminate, then kill when it lingers)."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -610,12 +620,7 @@ class RbeeRepo:
 
     def close(self) -> None:
         if self._daemon is not None:
-            self._daemon.terminate()
-            try:
-                self._daemon.wait(5)
-            except subprocess.TimeoutExpired:
-                self._daemon.kill()
-                self._daemon.wait(5)
+            stop_daemon(self._daemon)
             self._daemon = None
 
     def remove(self) -> None:

@@ -103,3 +103,10 @@ def declare(
             )
         )
     return decls
+
+
+def up_ok(engine: Any, config: dict[str, Any]) -> Any:
+    """`up` of the program's resources for `config`, which must succeed."""
+    result = engine.up(declare(config))
+    assert result.ok, result.errors
+    return result

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fixture_repo import _git_env, _wait_port
+from .fixture_repo import _git_env, _wait_port, stop_daemon
 from .hosts import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +55,7 @@ class RealTree:
         return f"git://127.0.0.1:{self.port}/{self.bare.name}"
 
     def close(self) -> None:
-        self.daemon.terminate()
-        try:
-            self.daemon.wait(5)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait(5)
+        stop_daemon(self.daemon)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
