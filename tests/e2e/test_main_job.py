@@ -56,15 +56,20 @@ def test_the_main_job_installs_the_localhost_stack_with_the_real_cli(tmp_path: P
         assert "Resources:" in out and "created" in out  # Pulumi's own summary of the `up`
         assert "1 hive(s): 1 in sync" in out, out[-3000:]
     finally:
-        subprocess.run(
-            ["python3", "-m", "rbee_infra.cli", "destroy", "--stack", "localhost", "--yes"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        )
+        _undo(env, sshd_was_running)
         repo.remove()
-        if not sshd_was_running and Path("/run/sshd.pid").exists():
-            os.kill(int(Path("/run/sshd.pid").read_text().split()[0]), signal.SIGTERM)
     assert not hive_path.exists()
     assert not (Path.home() / ".local/share/rbee/workers").exists()
+
+
+def _undo(env: dict[str, str], sshd_was_running: bool) -> None:
+    """Destroy what the main job installed; stop the system sshd if the script started it."""
+    subprocess.run(
+        ["python3", "-m", "rbee_infra.cli", "destroy", "--stack", "localhost", "--yes"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    if not sshd_was_running and Path("/run/sshd.pid").exists():
+        os.kill(int(Path("/run/sshd.pid").read_text().split()[0]), signal.SIGTERM)
 
 
 def _stack() -> dict[str, Any]:
@@ -171,13 +176,8 @@ def test_the_main_job_on_rbees_real_tree(tmp_path: Path) -> None:
         receipt = json.loads((home / ".local/share/rbee/receipts/rbee-worker-cpu.json").read_text())
         assert receipt["sha256"] == sha and not hive_path.exists()
     finally:
-        subprocess.run(
-            ["python3", "-m", "rbee_infra.cli", "destroy", "--stack", "localhost", "--yes"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        )
+        _undo(env, sshd_was_running)
         tree.close()
-        if not sshd_was_running and Path("/run/sshd.pid").exists():
-            os.kill(int(Path("/run/sshd.pid").read_text().split()[0]), signal.SIGTERM)
     assert not worker.exists() and not hive_path.exists()
 
 

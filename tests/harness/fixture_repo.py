@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from .hosts import Host, free_port
+from .hosts import Host, free_port, stop_process
 
 WORKER_BINS = ("llm-worker-rbee-cpu", "llm-worker-rbee-cuda", "llm-worker-rbee-metal")
 FEATURES = ("cpu", "cuda", "metal")
@@ -484,16 +484,6 @@ def _git_env(tick: int) -> dict[str, str]:
     return env
 
 
-def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a `git daemon` (terminate, then kill when it lingers)."""
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -620,7 +610,7 @@ class RbeeRepo:
 
     def close(self) -> None:
         if self._daemon is not None:
-            stop_daemon(self._daemon)
+            stop_process(self._daemon)
             self._daemon = None
 
     def remove(self) -> None:

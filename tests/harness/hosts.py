@@ -32,6 +32,16 @@ BANNER_TIMEOUT = 10.0
 _RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Terminate, then kill when it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -260,12 +270,7 @@ class _SshdControl:
             if drop_connections:
                 for pid in descendants(proc.pid):
                     _kill(pid)
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
         self.proc = None
 
 

@@ -18,8 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fixture_repo import _git_env, _wait_port, stop_daemon
-from .hosts import free_port
+from .fixture_repo import _git_env, _wait_port
+from .hosts import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "real-rbee"
@@ -55,7 +55,7 @@ class RealTree:
         return f"git://127.0.0.1:{self.port}/{self.bare.name}"
 
     def close(self) -> None:
-        stop_daemon(self.daemon)
+        stop_process(self.daemon)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
