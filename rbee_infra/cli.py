@@ -368,9 +368,9 @@ def cmd_builds(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
 
 
 def cmd_prune_builds(args: argparse.Namespace, environ: Any, cwd: Path) -> int:
-    from rbee_infra.install import build_once
+    from rbee_infra.install import cache
 
-    gone = build_once.prune(args.older_than, dry_run=args.dry_run)
+    gone = cache.prune(args.older_than, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for cached in gone:
         print(f"{verb} {cached.what}: {cached.size / 1e6:.1f} MB, {cached.age_days:.1f} days old")

@@ -11,7 +11,6 @@ trusts the library's own bookkeeping.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -28,7 +27,7 @@ from tests.harness import standin_cargo
 from tests.harness.assertions import assert_hive_installed, assert_worker_installed
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo, workspace_files
-from tests.harness.fleet import declare, hive_config, make_fleet
+from tests.harness.fleet import declare, make_fleet
 from tests.harness.hosts import Host, HostSet, free_port, start_hosts
 from tests.harness.snapshot import diff_snapshots, snapshot_home
 
@@ -161,32 +160,21 @@ def test_every_host_builds_at_once_beyond_the_four_provider_threads(
 ) -> None:
     """The SDK's provider server runs at most 4 handler calls at once, and an install holds
     its call while its build runs; the BuildKickoff resources start every host's build first,
-    so 8 hosts build at the same time and take about as long as one."""
+    so all 8 hosts' builds run at the same time (each stand-in build logs its start and end;
+    without the kick-off at most 4 would overlap). How long that takes is benchmark 3's to
+    measure, not a test's."""
     hs = start_hosts(8)
     try:
         cargo = standin_cargo.install(hs.hosts, BUILD_SECONDS)
         config = make_fleet(hs, rbee_repo)
         for hive in config["rbee:hives"]:
             hive["cargo"] = cargo
-
-        one = {**config, "rbee:hives": [hive_config(config, "host1")]}
-        with Engine(tmp_path / "one" / "state.json") as single:
-            started = time.monotonic()
-            assert single.up(declare(one)).ok
-            one_host = time.monotonic() - started
-            assert single.destroy().ok
-        standin_cargo.install(hs.hosts, BUILD_SECONDS)  # a fresh build log
-
         with Engine(tmp_path / "eight" / "state.json") as eight:
-            started = time.monotonic()
             result = eight.up(declare(config))
-            all_hosts = time.monotonic() - started
         assert result.ok, result.errors
         builds = [b for host in hs.hosts for b in standin_cargo.builds(host)]
         assert len(builds) == 8
         assert standin_cargo.most_at_once(builds) == 8  # not 4: every host built at once
-        # 4 threads without the kick-off: two rounds of builds, at least 2x one host
-        assert all_hosts < 1.6 * one_host, (all_hosts, one_host)
     finally:
         hs.close()
 

@@ -16,7 +16,6 @@ stage with `stage` (see `lifecycle.STAGERS`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import json
 import os
@@ -33,21 +32,10 @@ from rbee_infra.config.spec import Artifact, BuildRequest, InstallSpec
 from rbee_infra.decide import buildneeds, plan, preflight, verify
 from rbee_infra.host import controller
 from rbee_infra.host.remote import Link
-from rbee_infra.install import Staged, source, transfer
+from rbee_infra.install import Staged, builder, source, transfer
+from rbee_infra.install.cache import CARGO, Built, artifact_file, cache_key
 
 PROGRESS_EVERY = 20.0
-CARGO = os.environ.get("RBEE_INFRA_CARGO", "cargo")  # the controller's cargo
-
-
-def cache_key(commit: str, binary: str, features: list[str], triple: str, lock: str) -> str:
-    """One build per (commit, binary, features, target triple, Cargo.lock)."""
-    lock_sha = layout.short_hash(lock, length=64) if lock else ""
-    return layout.short_hash(commit, binary, ",".join(sorted(features)), triple, lock_sha)
-
-
-def artifact_file(key: str, binary: str) -> Path:
-    """Where this machine keeps a binary built (or downloaded from a builder) under `key`."""
-    return controller.cache_root() / "artifacts" / key / binary
 
 
 # -------------------------------------------------------------------- this machine's platform
@@ -158,7 +146,6 @@ def cached_keys(req: BuildRequest, commit: str) -> list[str]:
 async def cached(req: BuildRequest, commit: str) -> list[str]:
     """`cached_keys` where `req` is built (read-only: safe during preview)."""
     if req.build.place == "builder":
-        from rbee_infra.install import builder
 
         return await builder.cached_keys(req, commit)
     return await asyncio.to_thread(cached_keys, req, commit)
@@ -197,14 +184,6 @@ async def problems_here(req: BuildRequest, needs: buildneeds.BuildNeeds) -> list
     return [f"on this machine: {p}" for p in buildneeds.needs_problems(needs, facts, user)]
 
 
-@dataclass(frozen=True)
-class Built:
-    artifact: Artifact
-    lock: str  # the Cargo.lock it was built with ("" when the tree has none and cargo made none)
-    lock_origin: str
-    seconds: float
-
-
 async def _progress(label: str, binary: str, log: Path, started: float) -> None:
     while True:
         await asyncio.sleep(PROGRESS_EVERY)
@@ -224,7 +203,6 @@ async def build(
     built under its cache key. `stored_lock`: the Cargo.lock state keeps for this commit (used
     unless `refresh_lock`)."""
     if req.build.place == "builder":
-        from rbee_infra.install import builder
 
         return await builder.build(req, commit, stored_lock, refresh_lock=refresh_lock)
     label = req.label
@@ -311,7 +289,6 @@ async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: 
         raise HostError(spec.label, "upload", "no build to ship: its Build resource has not run")
     local = artifact_file(art.key, spec.binary)
     if place.place == "builder":
-        from rbee_infra.install import builder
 
         local = await builder.fetch_artifact(spec)
     if not local.is_file() or transfer.sha256_file(local) != art.sha256:
@@ -328,52 +305,3 @@ async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: 
     return Staged(release_id=rid, version_key=art.commit)
 
 
-# -------------------------------------------------------------------- pruning the cache
-
-
-@dataclass(frozen=True)
-class Cached:
-    path: Path
-    what: str  # "build <key> (<binary> <commit>)" or "checkout and target dir <hash>"
-    age_days: float
-    size: int
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
-def cached_builds(now: float | None = None) -> list[Cached]:
-    """What this machine's build cache holds: each build, and each repository's checkout and
-    cargo target dir, with its age (since built, or since last used) and size."""
-    now = time.time() if now is None else now
-    root = controller.cache_root()
-    found: list[Cached] = []
-    for meta in sorted((root / "artifacts").glob("*/build.json")):
-        try:
-            data = json.loads(meta.read_text())
-            built_at = float(data.get("builtAt", meta.stat().st_mtime))
-            art = data["artifact"]
-            what = f"build {art['key']} ({data.get('binary')} {art['commit'][:12]})"
-        except (OSError, ValueError, KeyError, TypeError):
-            built_at, what = meta.stat().st_mtime, f"build {meta.parent.name}"
-        found.append(Cached(meta.parent, what, (now - built_at) / 86400, _size(meta.parent)))
-    for lock in sorted((root / "src").glob("*/.lock")):
-        used = lock.stat().st_mtime
-        found.append(Cached(lock.parent, f"checkout and target dir {lock.parent.name}",
-                            (now - used) / 86400, _size(lock.parent)))
-    return found
-
-
-def prune(older_than_days: float, *, dry_run: bool) -> list[Cached]:
-    """Remove the cached builds and checkouts not built or used for `older_than_days`."""
-    gone = [c for c in cached_builds() if c.age_days >= older_than_days]
-    if not dry_run:
-        for cached in gone:
-            shutil.rmtree(cached.path, ignore_errors=True)
-    return gone

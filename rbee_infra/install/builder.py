@@ -24,7 +24,7 @@ from rbee_infra.decide.buildneeds import BuildNeeds
 from rbee_infra.decide.facts import HostFacts, parse_artifacts
 from rbee_infra.host import scripts
 from rbee_infra.host.remote import Link, probe
-from rbee_infra.install import build_once, git, source, transfer
+from rbee_infra.install import cache, git, source, transfer
 
 
 def _builder_spec(req: BuildRequest) -> InstallSpec:
@@ -82,7 +82,7 @@ async def cached_keys(req: BuildRequest, commit: str) -> list[str]:
 
 async def build(
     req: BuildRequest, commit: str, stored_lock: str | None, *, refresh_lock: bool = False
-) -> build_once.Built:
+) -> cache.Built:
     """Build `req` at `commit` on the builder (or find it built there under its key), then
     fetch the binary to this machine, from where it is shipped."""
     try:
@@ -93,7 +93,7 @@ async def build(
 
 async def _build(
     req: BuildRequest, commit: str, stored_lock: str | None, refresh_lock: bool
-) -> build_once.Built:
+) -> cache.Built:
     started = time.monotonic()
     spec = _builder_spec(req)
     ref = (plan.git_ref_names(req.source) or [commit])[0]
@@ -104,7 +104,7 @@ async def _build(
         lock = (stored_lock if not refresh_lock else None) or ""
         origin = "state"
         if not lock:
-            lock = await source.generate_lock(req.source.repo, ref, commit, build_once.CARGO,
+            lock = await source.generate_lock(req.source.repo, ref, commit, cache.CARGO,
                                               label=req.label, lock_timeout=req.lock_timeout)
             origin = "generated"
         source.LOCKS[(layout.short_hash(req.source.repo), commit)] = lock
@@ -117,7 +117,7 @@ async def _build(
         triple = facts.rust_host
         if not triple:
             raise HostError(spec.label, "probe", f"{req.cargo}'s rustc names no host triple")
-        key = build_once.cache_key(commit, req.binary, req.features, triple, lock)
+        key = cache.cache_key(commit, req.binary, req.features, triple, lock)
         stage = layout.artifact_dir(key)
         listing = await link.run(scripts.ARTIFACTS, req.binary, phase="probe", timeout=120)
         kept = {k: (sha, meta) for k, sha, meta in parse_artifacts(listing.stdout)}
@@ -129,10 +129,10 @@ async def _build(
             build_spec = spec.model_copy(update={"build_mode": needs.build_mode})
             art = await _build_there(link, req, build_spec, commit, key, stage, facts, origin,
                                      needs)
-        local = build_once.artifact_file(key, req.binary)
+        local = cache.artifact_file(key, req.binary)
         if not local.is_file() or transfer.sha256_file(local) != art.sha256:
             await _fetch(link, req, art, f"{stage}/{req.binary}", local)
-    return build_once.Built(art, lock, origin, time.monotonic() - started)
+    return cache.Built(art, lock, origin, time.monotonic() - started)
 
 
 async def _build_there(
@@ -194,7 +194,7 @@ async def fetch_artifact(spec: InstallSpec) -> Path:
     (another machine ran the Build, or the cache was pruned) from the builder now."""
     art, place = spec.artifact, spec.build
     assert art is not None and place is not None
-    local = build_once.artifact_file(art.key, spec.binary)
+    local = cache.artifact_file(art.key, spec.binary)
     if local.is_file() and transfer.sha256_file(local) == art.sha256:
         return local
     req = BuildRequest(source=spec.source, binary=spec.binary, features=spec.features,

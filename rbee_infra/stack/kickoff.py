@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from rbee_infra.decide.buildneeds import BuildNeeds
     from rbee_infra.decide.facts import HostFacts
     from rbee_infra.host import hostview, jobs, pins, pool, remote, scripts
-    from rbee_infra.install import build_once, git, source
+    from rbee_infra.install import build_once, cache, git, source
 else:  # the program imports this module only to pickle the class: see `lazy`
     hostview = lazy("rbee_infra.host.hostview")
     jobs = lazy("rbee_infra.host.jobs")
@@ -66,6 +66,7 @@ else:  # the program imports this module only to pickle the class: see `lazy`
     git = lazy("rbee_infra.install.git")
     source = lazy("rbee_infra.install.source")
     build_once = lazy("rbee_infra.install.build_once")
+    cache = lazy("rbee_infra.install.cache")
     buildneeds = lazy("rbee_infra.decide.buildneeds")
 
 quiet_expected_errors()  # in the provider server: expected errors as messages (`provider_server`)
@@ -271,7 +272,7 @@ async def kept_locks(
             ref = (plan.git_ref_names(source_) or [commit])[0]
             try:
                 text = await source.generate_lock(
-                    source_.repo, ref, commit, build_once.CARGO, label=f"build {spec.alias}",
+                    source_.repo, ref, commit, cache.CARGO, label=f"build {spec.alias}",
                     lock_timeout=spec.lock_timeout,
                 )
             except HostError as error:
@@ -450,9 +451,9 @@ class BuildKickoffProvider(ResourceProvider):
         seen = pool.run(survey(hosts)) if hosts else {}
         needs = pool.run(needs_of(hosts, seen)) if seen else {}
         refresh = bool(olds) and olds.get("cargoLockRefresh") != inputs.get("cargoLockRefresh")
-        kept = olds.get("cargoLocks") or {}
+        old_locks = olds.get("cargoLocks") or {}
         inputs["cargoLocks"] = (
-            pool.run(kept_locks(hosts, seen, kept, refresh=refresh)) if seen else {}
+            pool.run(kept_locks(hosts, seen, old_locks, refresh=refresh)) if seen else {}
         )
         todo: list[dict[str, str]] = []
         for alias, specs in hosts:

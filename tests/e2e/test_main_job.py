@@ -121,6 +121,7 @@ def _run_timed(env: dict[str, str], timeout: float) -> tuple[int, str, float | N
     return job.wait(), "".join(lines), refused
 
 
+@pytest.mark.real_build
 def test_the_main_job_on_rbees_real_tree(tmp_path: Path) -> None:
     """The README's main job on rbee's real source tree, as a user without a wasm target sees
     it: the real cpu worker built, installed and verified; the hive refused at preflight,
