@@ -141,6 +141,9 @@ def once_mode(base: Path, tree: real_tree.RealTree, hive: Path, report: list[str
     try:
         with project_on(two, tree, base / "once-mode") as project:  # type: ignore[arg-type]
             project.env["RBEE_INFRA_CACHE"] = str(env_cache)
+            # this machine's system cargo, as on the hosts: rustup's would first try to add
+            # the targets the tree's rust-toolchain.toml lists
+            project.env["RBEE_INFRA_CARGO"] = "/usr/bin/cargo"
             project.write_config(stack(two, tree, hive, "controller"))
             report.append(f"### `build: controller`, two hosts then a third ({machine()})\n")
             took, _ = timed_up(project)

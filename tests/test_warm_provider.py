@@ -39,19 +39,27 @@ def _socket(tmp_path: Path) -> Path:
     return folder / f"{os.getpid()}.sock"
 
 
-@pytest.fixture
-def warm(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """A server started ahead, as the language host starts it (with its pending marker)."""
     path = _socket(tmp_path)
     Path(f"{path}.pending").touch(mode=0o600)
     server = subprocess.Popen(
         [sys.executable, "-u", str(WARM), "serve", str(path), "rbee_infra.config.spec"],
-        env=_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not path.exists():
+        if server.poll() is not None:
+            assert server.stderr is not None
+            raise AssertionError(f"the warm server exited: {server.stderr.read().decode()}")
         assert time.monotonic() < deadline, "the warm server never listened"
         time.sleep(0.02)
+    return server, path
+
+
+@pytest.fixture
+def warm(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    server, path = _serve(tmp_path)
     try:
         yield server, path
     finally:
@@ -193,3 +201,23 @@ def test_the_projects_preload_imports_and_leaves_the_stack_to_the_server() -> No
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=_env(ROOT),
                           capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+def test_a_socket_path_beyond_the_unix_limit_still_hands_over(tmp_path: Path) -> None:
+    """A unix socket's path holds at most 108 bytes; under a long TMPDIR the server binds and
+    the launcher connects by the name relative to the socket's directory."""
+    deep = tmp_path / ("t" * 60) / ("m" * 60)
+    deep.mkdir(parents=True)
+    server, path = _serve(deep)
+    assert len(str(path)) > 108
+    try:
+        workdir = tmp_path / "project"
+        workdir.mkdir()
+        launcher, port = _launch(deep, workdir, WARM_PROBE="long path")
+        seen = _probe(port)
+        assert seen["pid"] == server.pid and seen["cwd"] == str(workdir)
+        assert _interrupt(launcher) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()

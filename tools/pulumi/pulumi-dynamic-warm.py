@@ -58,6 +58,18 @@ def _private(path):
     )
 
 
+@contextlib.contextmanager
+def _beside(path):
+    """The socket's name relative to its directory, entered for the call: a unix socket's path
+    must fit in 108 bytes, and a long TMPDIR gives a longer one."""
+    here = os.getcwd()
+    os.chdir(os.path.dirname(path))
+    try:
+        yield os.path.basename(path)
+    finally:
+        os.chdir(here)
+
+
 def attach(path, python, args):
     """The launcher's side: hand this process's streams to the warm server and stand in for it
     until it exits; without one, start the provider server here."""
@@ -65,7 +77,8 @@ def attach(path, python, args):
     try:
         if not _private(path):
             raise PermissionError(f"{os.path.dirname(path)} is not private to this user")
-        conn.connect(path)
+        with _beside(path) as name:
+            conn.connect(name)
         payload = json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": args})
         data = payload.encode()
         socket.send_fds(conn, [_HEADER.pack(len(data))], [0, 1, 2])
@@ -108,7 +121,8 @@ def serve(path, modules):
     os.setsid()  # the language host's interrupt is not this server's once it is handed over
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    with _beside(path) as name:
+        listener.bind(name)
     listener.listen(1)
     for name in ("pulumi.dynamic", "pulumi.runtime.proto.provider_pb2_grpc", *modules):
         # a module that cannot load here fails (or not) when the provider imports it
