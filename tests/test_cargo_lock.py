@@ -91,3 +91,30 @@ def test_a_tree_with_its_own_lock_is_built_locked(
         assert "--locked" in error, error
         # the tree has its own: the stack keeps none for it
         assert engine.state()["build-kickoff"].outputs.get("cargoLocks") == {}
+
+
+def test_the_lock_is_generated_from_beside_the_tree_so_its_toolchain_file_installs_nothing(
+    tmp_path: Path,
+) -> None:
+    """rustup picks the toolchain by the working directory: run inside rbee's tree, its
+    rust-toolchain.toml (channel stable, two wasm targets) makes rustup install those targets
+    on the operator's machine just to resolve dependencies. The lock is generated from the
+    tree's parent with --manifest-path; a cargo that records where it ran shows it."""
+    import asyncio
+
+    from rbee_infra.install import source
+
+    tree = tmp_path / "checkout"
+    tree.mkdir()
+    (tree / "rust-toolchain.toml").write_text(
+        '[toolchain]\nchannel = "stable"\ntargets = ["wasm32-wasip1"]\n')
+    (tree / "Cargo.toml").write_text('[package]\nname = "t"\nversion = "0.1.0"\nedition = "2021"\n')
+    (tree / "src").mkdir()
+    (tree / "src" / "main.rs").write_text("fn main() {}\n")
+    seen = tmp_path / "seen"
+    cargo = tmp_path / "cargo"
+    cargo.write_text(f'#!/bin/sh\npwd > {seen}\nexec cargo "$@"\n')
+    cargo.chmod(0o755)
+    asyncio.run(source.run_generate_lockfile(str(cargo), tree, label="t", timeout=120))
+    assert seen.read_text().strip() == str(tmp_path)
+    assert (tree / "Cargo.lock").read_text().count('name = "t"') == 1

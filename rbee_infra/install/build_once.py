@@ -103,8 +103,8 @@ async def lockfile(
     if stored and not refresh:
         own.write_text(stored)
         return stored, "state"
-    await controller.run([CARGO, "generate-lockfile"], label=req.label, phase="lock",
-                         cwd=checkout, timeout=req.build_timeout)
+    await source.run_generate_lockfile(CARGO, checkout, label=req.label,
+                                       timeout=req.build_timeout)
     return own.read_text(), "generated"
 
 

@@ -11,6 +11,8 @@ so a fleet's hosts cost one fetch.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.base.progress import report
@@ -70,6 +72,16 @@ def lock_for(repo: str, commit: str) -> str | None:
     return LOCKS.get((layout.short_hash(repo), commit))
 
 
+async def run_generate_lockfile(cargo: str, checkout: Path, *, label: str, timeout: float) -> None:
+    """`cargo generate-lockfile` for the tree in `checkout`, run from beside it: rustup picks
+    the toolchain by the working directory, and in the tree its rust-toolchain.toml would make
+    rustup install that toolchain's targets on this machine just to resolve dependencies."""
+    await controller.run(
+        [cargo, "generate-lockfile", "--manifest-path", str(checkout / "Cargo.toml")],
+        label=label, phase="lock", cwd=checkout.parent, timeout=timeout,
+    )
+
+
 async def generate_lock(
     repo: str, ref: str, commit: str, cargo: str, *, label: str, lock_timeout: float
 ) -> str:
@@ -78,8 +90,7 @@ async def generate_lock(
     folder = await controller.fetch(repo, ref, commit, label=label, lock_timeout=lock_timeout)
     async with controller.repo_lock(repo, label=label, timeout=lock_timeout):
         checkout = await controller.checkout(folder, commit, label=label)
-        await controller.run([cargo, "generate-lockfile"], label=label, phase="lock",
-                             cwd=checkout, timeout=600)
+        await run_generate_lockfile(cargo, checkout, label=label, timeout=600)
         lock = checkout / "Cargo.lock"
         text = lock.read_text()
         lock.unlink()
