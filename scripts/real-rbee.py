@@ -185,20 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     base.chmod(0o755)
     tree = real_tree.serve(tarball, base)
     report = [f"## rbee's real tree ({tarball.name}), through the real `pulumi up`\n"]
+    (ROOT / "reports").mkdir(exist_ok=True)
     try:
         hive = fixture_hive(base)
         if not args.skip_host:
             host_mode(base, tree, hive, report)
+            save(report)
         if not args.skip_once:
             once_mode(base, tree, hive, report)
     finally:
         tree.close()
         shutil.rmtree(base, ignore_errors=True)
-    text = "\n".join(report)
-    print(text)
-    (ROOT / "reports").mkdir(exist_ok=True)
-    (ROOT / "reports" / "real-rbee.md").write_text(text + "\n")
+        save(report)  # what was measured, also when a later part failed
+    print("\n".join(report))
     return 0
+
+
+def save(report: list[str]) -> None:
+    (ROOT / "reports" / "real-rbee.md").write_text("\n".join(report) + "\n")
 
 
 if __name__ == "__main__":

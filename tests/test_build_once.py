@@ -333,3 +333,17 @@ def test_an_interrupted_ship_leaves_the_previous_release_active(
             again = engine.up(declare(moved))
             assert again.ok, again.errors
             assert_hive_installed(hosts1, host, version="0.2.0")
+
+
+def test_a_cargo_given_by_path_builds_with_the_rustc_beside_it(tmp_path: Path) -> None:
+    """As the build job on a host: cargo by path brings its own rustc (RUSTC); a bare `cargo`
+    leaves the choice to PATH (rustup's proxy sets RUSTUP_TOOLCHAIN for what it runs)."""
+    from rbee_infra.install.build_once import rustc_beside
+
+    for name in ("cargo", "rustc"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    assert rustc_beside(str(tmp_path / "cargo")) == {"RUSTC": str(tmp_path / "rustc")}
+    assert rustc_beside("cargo") == {}
+    (tmp_path / "rustc").unlink()
+    assert rustc_beside(str(tmp_path / "cargo")) == {}

@@ -167,6 +167,16 @@ def _build_path() -> str:
                             str(home / ".cargo" / "bin")])
 
 
+def rustc_beside(cargo: str) -> dict[str, str]:
+    """RUSTC for a cargo given by path, the rustc installed beside it (as the build job does on a
+    host): left to PATH, rustc may be rustup's proxy, which picks a toolchain per crate by the
+    directory cargo runs it in, and crates built by two compilers do not link (E0514)."""
+    if os.sep not in cargo:
+        return {}
+    rustc = Path(cargo).parent / "rustc"
+    return {"RUSTC": str(rustc)} if os.access(rustc, os.X_OK) else {}
+
+
 async def preflight_here(req: BuildRequest, commit: str) -> list[str]:
     """For the preview: what this machine lacks to build `req` at `commit` (read-only but for
     the fetch into this machine's cache)."""
@@ -233,7 +243,8 @@ async def build(
         problems = await problems_here(req, needs)
         if problems:
             raise HostError(label, "preflight", preflight.describe(problems))
-        env = {"CARGO_TARGET_DIR": str(folder / "target"), "PATH": _build_path()}
+        env = {"CARGO_TARGET_DIR": str(folder / "target"), "PATH": _build_path(),
+               **rustc_beside(CARGO)}
         if needs.install_command:  # the workspace install the build script relies on
             report(label, f"{needs.install_command} on this machine")
             await controller.run(needs.install_command.split(), label=label, phase="deps",
