@@ -6,6 +6,7 @@ interrupt ends both, a launcher killed outright takes the server with it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,7 +40,8 @@ def _socket(tmp_path: Path) -> Path:
     return folder / f"{os.getpid()}.sock"
 
 
-def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+@contextlib.contextmanager
+def _served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A server started ahead, as the language host starts it (with its pending marker)."""
     path = _socket(tmp_path)
     Path(f"{path}.pending").touch(mode=0o600)
@@ -47,25 +49,25 @@ def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
         [sys.executable, "-u", str(WARM), "serve", str(path), "rbee_infra.config.spec"],
         env=_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        if server.poll() is not None:
-            assert server.stderr is not None
-            raise AssertionError(f"the warm server exited: {server.stderr.read().decode()}")
-        assert time.monotonic() < deadline, "the warm server never listened"
-        time.sleep(0.02)
-    return server, path
-
-
-@pytest.fixture
-def warm(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    server, path = _serve(tmp_path)
     try:
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            if server.poll() is not None:
+                assert server.stderr is not None
+                raise AssertionError(f"the warm server exited: {server.stderr.read().decode()}")
+            assert time.monotonic() < deadline, "the warm server never listened"
+            time.sleep(0.02)
         yield server, path
     finally:
         if server.poll() is None:
             server.kill()
         server.wait()
+
+
+@pytest.fixture
+def warm(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    with _served(tmp_path) as served:
+        yield served
 
 
 def _launch(tmp_path: Path, cwd: Path, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -208,16 +210,11 @@ def test_a_socket_path_beyond_the_unix_limit_still_hands_over(tmp_path: Path) ->
     the launcher connects by the name relative to the socket's directory."""
     deep = tmp_path / ("t" * 60) / ("m" * 60)
     deep.mkdir(parents=True)
-    server, path = _serve(deep)
-    assert len(str(path)) > 108
-    try:
+    with _served(deep) as (server, path):
+        assert len(str(path)) > 108
         workdir = tmp_path / "project"
         workdir.mkdir()
         launcher, port = _launch(deep, workdir, WARM_PROBE="long path")
         seen = _probe(port)
         assert seen["pid"] == server.pid and seen["cwd"] == str(workdir)
         assert _interrupt(launcher) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()

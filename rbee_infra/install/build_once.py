@@ -108,7 +108,6 @@ async def lockfile(
     return own.read_text(), "generated"
 
 
-
 # -------------------------------------------------------------------- the commit
 
 
