@@ -53,6 +53,7 @@ PYINFRA_MAX_HOSTS = 16
 # target 1: the fixed part of a run at most Pulumi's floor plus this
 FIXED_SLACK_S = 0.3
 TRACE = ("-v=7", "--logtostderr", "--logflow")
+PAUSE_SHOWN_S = 1.0  # a silence in a traced run's log worth naming
 
 
 def fit(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
@@ -118,6 +119,7 @@ def traced(run: Any, *args: str) -> dict[str, Any]:
         raise AssertionError(f"the traced pulumi {' '.join(args)} is not a no-op")
     return {"seconds": round(exited - spawned, 3),
             "phases": enginelog.phases(result.stderr, spawned=spawned, exited=exited),
+            "pause": enginelog.longest_pause(result.stderr),
             **enginelog.calls(result.stderr)}  # fmt: skip
 
 
@@ -196,35 +198,47 @@ def _ratio(a: conditions.Series, b: conditions.Series) -> tuple[float | None, st
     return (None, why) if why else (b.median / a.median, "")
 
 
-def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[str, Any]:
+def installed(stack: ExitStack, lab: Lab, n: int, cargo: str, base: Path, name: str) -> Project:
+    """A project of the lab's first `n` hosts (benchmark 5's stack), its install done (set-up,
+    untimed; run again where the lab's git daemon reset a fetch, as it does when 32 hosts
+    fetch at once, as an operator would)."""
+    base.mkdir()
+    base.chmod(0o755)
+    sub = dataclasses.replace(lab.hosts, hosts=lab.first(n))
+    project = stack.enter_context(project_on(sub, lab.repo, base, stack=name))
+    project.write_config(rbee_config(lab, lab.first(n), cargo=cargo))
+    for _ in range(3):
+        if project.run("up", "--yes", "--skip-preview").returncode == 0:
+            break
+    else:
+        project.pulumi("up", "--yes", "--skip-preview")
+    return project
+
+
+def prepared(
+    lab: Lab, number: int, quick: bool, sizes: Sequence[int] | None, default: Sequence[int]
+) -> tuple[tuple[int, ...], int, list[Host], str]:
+    """A no-op benchmark's sizes, repeats, hosts (clean) and stand-in cargo."""
     if shutil.which("pulumi") is None:
-        raise RuntimeError("benchmark 5 needs the Pulumi CLI: bash scripts/install-pulumi.sh")
-    sizes = tuple(sorted(sizes)) if sizes else (1, 4) if quick else DEFAULT_SIZES
-    repeats = 1 if quick else 3
-    top = lab.first(max(sizes))
+        raise RuntimeError(
+            f"benchmark {number} needs the Pulumi CLI: bash scripts/install-pulumi.sh"
+        )
+    chosen = tuple(sorted(sizes)) if sizes else (1, 4) if quick else tuple(default)
+    top = lab.first(max(chosen))
     clean(top)
-    cargo = standin(top, 0)
+    return chosen, 1 if quick else 3, top, standin(top, 0)
+
+
+def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[str, Any]:
+    sizes, repeats, top, cargo = prepared(lab, 5, quick, sizes, DEFAULT_SIZES)
     memory_rate = conditions.fresh_memory_rate()
     rows: list[dict[str, Any]] = []
     with ExitStack() as stack:
         projects: dict[int, Project] = {}
         for n in sizes:
-            base = lab.tmp / f"cli-{n}"
-            base.mkdir()
-            base.chmod(0o755)
-            sub = dataclasses.replace(lab.hosts, hosts=lab.first(n))
             # one stack name for all sizes (their own backends): the hosts they share then hold
             # the same installs, as each stack expects (install ids include the stack)
-            project = stack.enter_context(project_on(sub, lab.repo, base, stack="bench"))
-            project.write_config(rbee_config(lab, lab.first(n), cargo=cargo))
-            # set-up, untimed; run again where the lab's git daemon reset a fetch (it does
-            # when 32 hosts fetch at once), as an operator would
-            for _ in range(3):
-                if project.run("up", "--yes", "--skip-preview").returncode == 0:
-                    break
-            else:
-                project.pulumi("up", "--yes", "--skip-preview")
-            projects[n] = project
+            projects[n] = installed(stack, lab, n, cargo, lab.tmp / f"cli-{n}", "bench")
         check_rbee_installed(lab, top)
         floor = floor_project(lab.tmp / "floor", projects[sizes[0]])
         # at scale (above 16 hosts) ansible is left out: one run of 64 hosts takes minutes
@@ -310,6 +324,8 @@ def _report(rows: list[dict[str, Any]], phases: dict[str, dict[str, Any]], sizes
         for what, ok, why in verdicts
     )
     names = list(phases)
+    pauses = {n: phases[n].get("pause") or {"seconds": 0.0, "after": "", "before": ""}
+              for n in names}  # fmt: skip
     names_phases = [p for p in enginelog.PHASES if any(p in phases[n]["phases"] for n in names)]
     text += "\n\nwhere a run's time goes (one traced run each, `-v=7`: slower for the logging)\n"
     text += table(
@@ -318,8 +334,15 @@ def _report(rows: list[dict[str, Any]], phases: dict[str, dict[str, Any]], sizes
                for n in names]] for p in names_phases]
         + [["whole run", *[f"{phases[n]['seconds']:.3f}" for n in names]],
            ["Check calls, summed", *[f"{phases[n]['check_s']:.3f}" for n in names]],
-           ["Diff calls, summed", *[f"{phases[n]['diff_s']:.3f}" for n in names]]],
+           ["Diff calls, summed", *[f"{phases[n]['diff_s']:.3f}" for n in names]],
+           ["longest pause in the log", *[f"{pauses[n]['seconds']:.3f}" for n in names]]],
     )  # fmt: skip
+    # a run that waited on something (the "5 s regime"): where, by the log lines around it
+    text += "".join(
+        f"\n- {n}: {pauses[n]['seconds']:.2f} s without a log line, after "
+        f"`{pauses[n]['after']}`, before `{pauses[n]['before']}`"
+        for n in names if float(pauses[n]["seconds"]) >= PAUSE_SHOWN_S
+    )
     met = bool(verdicts) and all(ok for _, ok, _ in verdicts)
     return {
         "name": NAME,

@@ -20,6 +20,7 @@ below split a run end to end, from spawning the CLI to its exit, so they add up 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -72,6 +73,18 @@ def lines(log: str) -> list[Line]:
             hours, minutes, seconds, msg = found.groups()
             out.append(Line(int(hours) * 3600 + int(minutes) * 60 + float(seconds), msg))
     return out
+
+
+def longest_pause(log: str) -> dict[str, float | str]:
+    """The longest silence in the engine's log: its seconds and the lines on either side. A
+    run that waits on something (a timeout, a lock) shows it here, named by the last thing the
+    engine did before it and the first after."""
+    found = lines(log)
+    if len(found) < 2:
+        return {"seconds": 0.0, "after": "", "before": ""}
+    gap, at = max((b.at - a.at, i) for i, (a, b) in enumerate(itertools.pairwise(found)))
+    return {"seconds": round(gap, 3), "after": found[at].msg[:160],
+            "before": found[at + 1].msg[:160]}  # fmt: skip
 
 
 def calls(log: str) -> dict[str, float]:

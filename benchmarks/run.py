@@ -34,6 +34,7 @@ from benchmarks import (
     scale_install,
     startup,
     status_bench,
+    wan_noop,
 )
 from benchmarks.common import open_lab
 from benchmarks.conditions import header
@@ -48,6 +49,7 @@ BENCHMARKS = {
     "7": handshake,
     "8": scale_install,
     "9": build_once,
+    "10": wan_noop,
 }
 # run by default: 8 and 9 start 64 hosts (choose them with --only)
 DEFAULT = "1,2,3,4,5,6,7"
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=DEFAULT, help="comma-separated benchmark numbers")
     parser.add_argument(
         "--sizes", default="",
-        help="fleet sizes for benchmarks 5 and 8, e.g. 16,32,64 (5: 1,8,16; 8: 16,64)",
+        help="fleet sizes for benchmarks 5, 8 and 10, e.g. 16,32,64 (5: 1,8,16; 8: 16,64; "
+        "10: 1,16)",
     )  # fmt: skip
     parser.add_argument(
         "--naive", action="store_true",
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             kwargs: dict[str, Any] = {"quick": args.quick}
             if number == "3":
                 kwargs["naive"] = args.naive
-            if number in ("5", "8") and sizes:
+            if number in ("5", "8", "10") and sizes:
                 kwargs["sizes"] = sizes
             result = module.run(lab, **kwargs)
             result["wall_seconds"] = round(time.monotonic() - t0, 1)

@@ -62,6 +62,17 @@ def test_the_phases_of_a_run_add_up_to_it() -> None:
 
 
 @pytest.mark.unit
+def test_the_longest_pause_in_the_log_is_named_by_its_neighbours() -> None:
+    """Where a run waited (the 5 s regime was in "CLI set-up"): the longest silence and the
+    lines on either side."""
+    waited = [RUN[0], (6.0, "plugin loaded"), *RUN[1:]]
+    assert enginelog.longest_pause(_log(waited)) == {
+        "seconds": 5.0, "after": "OTLP receiver started on port 1", "before": "plugin loaded"}
+    assert enginelog.longest_pause(_log(RUN))["seconds"] == 0.65  # the kick-off's Check
+    assert enginelog.longest_pause("not a log") == {"seconds": 0.0, "after": "", "before": ""}
+
+
+@pytest.mark.unit
 def test_a_program_without_resources_has_no_provider_phases() -> None:
     empty = [RUN[0], RUN[1], RUN[2], RUN[-2], RUN[-1]]
     base = enginelog.lines(_log(empty))[0].at - 1.0
@@ -135,6 +146,10 @@ def test_benchmark_5_compares_only_what_it_may() -> None:
     refused = [t for t in report["targets"] if t["met"] is None]
     assert refused and refused[0]["not_compared"] == "the load differed (2.0 against 6.0)"
     assert not report["met"]
+    # a traced run that waited names where
+    phases["floor preview"]["pause"] = {"seconds": 5.01, "after": "a", "before": "b"}
+    text = cli_noop._report(rows[:2], phases, [1, 16], 1, 900.0)["table"]
+    assert "\n- floor preview: 5.01 s without a log line, after `a`, before `b`" in text
 
 
 # -------------------------------------------------------------------- benchmark 9: build once
@@ -288,3 +303,36 @@ def test_benchmark_9_installs_a_host_each_way_and_counts_the_saves(
     row = build_once.checkpoints(lab, 1, seconds=0.5)
     assert row["resources"] == 7 and row["saves"] == 2 * 7 + 1
     assert 0 < row["final_bytes"] < row["bytes_written"] and row["wait_max_ms"] > 0
+
+
+@pytest.mark.hosts
+def test_the_latency_proxy_holds_each_way_and_keeps_the_host_key(
+    hosts1: HostSet, tmp_path: Path
+) -> None:
+    """Benchmark 10's round trip: the host's banner comes no sooner than one way's delay, the
+    bytes through the proxy are SSH's own (OpenSSH logs in and runs a command, the host key
+    checked against the proxy's known_hosts), and the host itself is untouched."""
+    import socket
+    import subprocess
+    import time
+
+    from benchmarks import latency
+    from benchmarks.common import ssh_command
+
+    lab = Lab(hosts1, None, tmp_path)  # type: ignore[arg-type]
+    (host,) = hosts1.hosts
+    with latency.delayed(lab, [host], 400.0) as far:
+        (proxied,) = far.hosts.hosts
+        assert (proxied.address, proxied.name) == (host.address, host.name)
+        assert proxied.port != host.port and far.hosts.known_hosts_path.read_text() == (
+            f"[{host.address}]:{proxied.port} {host.host_key_public}\n")  # fmt: skip
+        started = time.monotonic()
+        with socket.create_connection((proxied.address, proxied.port), timeout=30) as conn:
+            banner = conn.recv(64)
+        assert banner.startswith(b"SSH-2.0-") and time.monotonic() - started >= 0.2
+        done = subprocess.run([*ssh_command(far, proxied), "echo through"], capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        assert (done.returncode, done.stdout) == (0, "through\n"), done.stderr
+    done = subprocess.run([*ssh_command(lab, host), "echo direct"], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.stdout == "direct\n"

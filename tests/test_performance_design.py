@@ -18,6 +18,7 @@ import pytest
 
 from rbee_infra.base.errors import ConnectError
 from rbee_infra.config.spec import InstallSpec, parse_spec
+from rbee_infra.config.spec import hosts_of as parse_spec_hosts
 from rbee_infra.decide import plan
 from rbee_infra.decide.facts import parse_probe
 from rbee_infra.host import hostview, pool, scripts, ssh
@@ -234,6 +235,44 @@ def test_pool_shares_per_credentials_and_replaces_a_dropped_connection(hosts1: H
     host.start()
     _, per_host = counted([host], lambda: pool.run(whoami(spec)))
     assert per_host == [(1, 1)]
+
+
+def _kickoff_host(hosts: HostSet, host: Host, **connection: Any) -> dict[str, Any]:
+    """One host of the build kick-off's inputs (as the program declares it): a hive."""
+    spec = _spec(hosts, host, **connection)
+    install = spec.model_dump(mode="json", by_alias=True, exclude={"alias", "connection"})
+    return {"alias": host.name, "installs": [install],
+            "connection": spec.connection.model_dump(mode="json", by_alias=True)}  # fmt: skip
+
+
+@pytest.mark.hosts
+def test_a_read_ahead_serves_the_kickoffs_survey_on_the_connection_it_opened(
+    hosts: HostSet,
+) -> None:
+    """What the provider server started ahead reads while the program runs
+    (`hostview.read_ahead`) is what the kick-off's check then finds: no second connection,
+    no second command. A host whose key is to be taken on first use ("tofu") is not read
+    ahead: recording that key is the check's."""
+    strict, tofu = hosts.hosts[:2]
+    payload = {"hosts": [_kickoff_host(hosts, strict),
+                         _kickoff_host(hosts, tofu, hostKeyPolicy="tofu")]}  # fmt: skip
+    found, _ = parse_spec_hosts(payload)
+    for _, specs in found:
+        pool.forget(specs[0].effective_connection())  # no view left by an earlier test
+    _, per_host = counted([strict, tofu], lambda: hostview.read_ahead(payload))
+    assert per_host == [(1, 1), (0, 0)]
+    seen, per_host = counted([strict, tofu], lambda: pool.run(kickoff.survey(found)))
+    assert per_host == [(0, 0), (1, 1)]
+    assert {alias: view.facts.home for alias, view in seen.items()} == {
+        strict.name: str(strict.home), tofu.name: str(tofu.home)}  # fmt: skip
+
+
+@pytest.mark.unit
+def test_a_read_ahead_never_raises() -> None:
+    """Anything it cannot use is left to the check, which names the problem."""
+    hostview.read_ahead({"hosts": [{"alias": "x", "installs": [{"component": 3}]}]})
+    hostview.read_ahead({"hosts": "not a list"})
+    hostview.read_ahead(None)  # type: ignore[arg-type]
 
 
 @pytest.mark.hosts

@@ -234,3 +234,70 @@ def test_verify_settings_reach_their_resources_and_the_exports_name_the_check() 
         "args": ["--help"], "expect": "Usage:"
     }
     assert recorder.by_name("worker-gpu-host-cpu").inputs.get("verify") is None
+
+
+def _asked_to_read_ahead(
+    config: dict[str, Any], secret_keys: tuple[str, ...], tmp_path: Any, monkeypatch: Any
+) -> tuple[Any, list[Any]]:
+    """Run the program with a listener where the language host's provider server would be;
+    what the program sent it (`ask_to_read_ahead`), decoded."""
+    import json
+    import socket
+    import struct
+
+    folder = tmp_path / "warm"
+    folder.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(folder / "1.sock"))
+    listener.listen(1)
+    listener.settimeout(0)
+    monkeypatch.setenv("PULUMI_PYTHON_WARM_SOCKET", str(folder / "1.sock"))
+    recorder = run_program(config, secret_keys)
+    sent: list[Any] = []
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        return recorder, sent
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    assert data[:4] == b"READ"
+    (size,) = struct.unpack("!I", data[4:8])
+    assert len(data) == 8 + size
+    sent.append(json.loads(data[8:]))
+    return recorder, sent
+
+
+def _set(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _set(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_set(v) for v in value]
+    return value
+
+
+def test_the_program_asks_the_provider_server_to_read_the_hosts_ahead(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Exactly the kick-off's hosts, connections included (here a key file: nothing secret)."""
+    config = two_by_two()
+    del config["rbee:sshPrivateKey"]
+    config["rbee:sshPrivateKeyPath"] = "~/.ssh/id_rbee"
+    recorder, sent = _asked_to_read_ahead(config, (), tmp_path, monkeypatch)
+    kickoff_hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    assert [s["module"] for s in sent] == ["rbee_infra.host.hostview"]
+    # what the engine gets, as the SDK sends it: without the keys whose value is None
+    assert _set(sent[0]["payload"]["hosts"]) == kickoff_hosts
+    assert sent[0]["payload"]["hosts"][0]["connection"]["privateKeyPath"] == "~/.ssh/id_rbee"
+
+
+def test_a_secret_key_in_the_stack_config_is_not_sent_to_read_ahead(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """The stack's secret key is an Output the program resolves later: those hosts are left to
+    the checks, and nothing secret goes out."""
+    recorder, sent = _asked_to_read_ahead(
+        two_by_two(), ("rbee:sshPrivateKey",), tmp_path, monkeypatch
+    )
+    assert recorder.by_name("build-kickoff") is not None
+    assert sent == []

@@ -41,13 +41,16 @@ def _socket(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def _served(
+    tmp_path: Path, *modules: str, **extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A server started ahead, as the language host starts it (with its pending marker)."""
     path = _socket(tmp_path)
     Path(f"{path}.pending").touch(mode=0o600)
     server = subprocess.Popen(
-        [sys.executable, "-u", str(WARM), "serve", str(path), "rbee_infra.config.spec"],
-        env=_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-u", str(WARM), "serve", str(path),
+         *(modules or ("rbee_infra.config.spec",))],
+        env=_env(tmp_path, **extra), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -217,4 +220,62 @@ def test_a_socket_path_beyond_the_unix_limit_still_hands_over(tmp_path: Path) ->
         launcher, port = _launch(deep, workdir, WARM_PROBE="long path")
         seen = _probe(port)
         assert seen["pid"] == server.pid and seen["cwd"] == str(workdir)
+        assert _interrupt(launcher) == 0
+
+
+def _asked(path: Path, hosts: list[dict[str, Any]], module: str = "tests.warm_probe") -> None:
+    """The program's request to read ahead, as the program makes it (`ask_to_read_ahead`),
+    for `module` (the program's own is rbee_infra.host.hostview)."""
+    from rbee_infra.stack import program
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PULUMI_PYTHON_WARM_SOCKET", str(path))
+        patch.setattr(program, "READ_AHEAD_MODULE", module)
+        program.ask_to_read_ahead(hosts)
+
+
+def _read(path: Path, timeout: float = 60) -> Any:
+    import json
+
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().endswith("\n"):
+        assert time.monotonic() < deadline, f"{path} was never written"
+        time.sleep(0.02)
+    return json.loads(path.read_text())
+
+
+def test_a_program_asks_the_server_to_read_ahead_before_the_hand_over(tmp_path: Path) -> None:
+    """The program sends the hosts; the server, still waiting for the launcher, calls its
+    preloaded module's `read_ahead` with them (a host whose value is known only later, such as
+    a secret's Output, is left out), then is handed over as before: the provider that answers
+    is the process that read ahead."""
+    out = tmp_path / "read-ahead.json"
+    late = {"alias": "late", "connection": {"privateKey": object()}, "installs": []}
+    with _served(tmp_path, "tests.warm_probe", WARM_PROBE_OUT=str(out)) as (server, path):
+        _asked(path, [{"alias": "a", "connection": {"host": "127.0.0.9"}, "installs": []}, late])
+        seen = _read(out)
+        assert seen == {"pid": server.pid, "payload": {"hosts": [
+            {"alias": "a", "connection": {"host": "127.0.0.9"}, "installs": []}]}}  # fmt: skip
+        assert path.exists() and server.poll() is None  # still waiting for the launcher
+        launcher, port = _launch(tmp_path, ROOT)
+        assert _probe(port)["pid"] == server.pid
+        assert _interrupt(launcher) == 0
+
+
+def test_a_read_ahead_goes_only_to_a_preloaded_module_and_a_private_socket(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "read-ahead.json"
+    hosts = [{"alias": "a", "connection": {}, "installs": []}]
+    with _served(tmp_path, "tests.warm_probe", WARM_PROBE_OUT=str(out)) as (server, path):
+        _asked(path, hosts, module="rbee_infra.host.hostview")  # not in this server's preload
+        path.parent.chmod(0o755)  # a directory another user could have placed the socket in
+        _asked(path, hosts)
+        path.parent.chmod(0o700)
+        time.sleep(1)
+        assert not out.exists()  # neither was called
+        _asked(path, hosts)  # the server still takes a request, and then the launcher
+        assert _read(out)["payload"] == {"hosts": hosts}
+        launcher, port = _launch(tmp_path, ROOT)
+        assert _probe(port)["pid"] == server.pid
         assert _interrupt(launcher) == 0

@@ -20,3 +20,12 @@ class ProcessProbe(ResourceProvider):
             "preloaded": "rbee_infra.config.spec" in sys.modules,
         }
         return CheckResult({**news, **seen}, [])
+
+
+def read_ahead(payload: Any) -> None:
+    """The program's request to read ahead (tools/pulumi/pulumi-dynamic-warm.py), recorded
+    with the process that took it, in WARM_PROBE_OUT."""
+    import json
+
+    with open(os.environ["WARM_PROBE_OUT"], "w") as out:
+        out.write(json.dumps({"pid": os.getpid(), "payload": payload}) + "\n")

@@ -225,6 +225,35 @@ def parse_spec(props: dict) -> InstallSpec:
     return _parse(InstallSpec, props)
 
 
+Hosts = list[tuple[str, list[InstallSpec]]]  # (alias, its installs)
+
+
+def hosts_of(props: dict) -> tuple[Hosts, list[tuple[str, str]]]:
+    """The build kick-off's `hosts` (`{alias, connection, installs, trustedHostKey?}` each):
+    every host's installs as its hive and workers will see them, or the problems. A host's
+    pin comes from `props["trustedHostKeys"]` (the kick-off's state), else its own entry."""
+    trusted = props.get("trustedHostKeys") or {}
+    hosts: Hosts = []
+    problems: list[tuple[str, str]] = []
+    for i, host in enumerate(props.get("hosts") or []):
+        alias = host.get("alias")
+        specs: list[InstallSpec] = []
+        for j, item in enumerate(host.get("installs") or []):
+            data = {**item, "alias": alias, "connection": host.get("connection")}
+            if isinstance(alias, str) and trusted.get(alias):
+                data["trustedHostKey"] = trusted[alias]
+            elif isinstance(host.get("trustedHostKey"), str) and host["trustedHostKey"]:
+                data["trustedHostKey"] = host["trustedHostKey"]  # the stack's, from its state
+            try:
+                specs.append(parse_spec(data))
+            except ConfigError as error:
+                where = f"hosts[{i}].installs[{j}]"
+                problems += [(f"{where}.{p}" if p else where, r) for p, r in error.problems]
+        if specs:
+            hosts.append((specs[0].alias, specs))
+    return hosts, problems
+
+
 def parse_request(props: dict) -> BuildRequest:
     return _parse(BuildRequest, props)
 

@@ -29,7 +29,7 @@ from rbee_infra.base import layout
 from rbee_infra.base.errors import CommandError
 from rbee_infra.base.redact import url_secrets
 from rbee_infra.config.fleet import GitSource
-from rbee_infra.config.spec import InstallSpec
+from rbee_infra.config.spec import InstallSpec, hosts_of
 from rbee_infra.decide import extras, plan
 from rbee_infra.decide.facts import BuildJob, HostFacts, parse_jobs, parse_probe
 from rbee_infra.host import jobs, pool, prune, scripts, service
@@ -37,6 +37,7 @@ from rbee_infra.host.remote import PROBE_TIMEOUT, secrets_of
 from rbee_infra.host.ssh import Result, Session, tail
 
 TTL_SECONDS = 300.0
+CONCURRENT_HOSTS = 64  # hosts read at once; each is one SSH connection
 VERSION_SECONDS = 10  # bound on one run of a binary's check (`--version`, `--help`)
 END = "\n@@rbee-end\t"
 ERR = "\n@@rbee-stderr\n"
@@ -319,3 +320,38 @@ async def view(
         kept = [m for m in memo.get("views", []) if now - m.taken < TTL_SECONDS]
         memo["views"] = [*kept[-3:], Memo(now, seen)]
         return seen
+
+
+def vouched(spec: InstallSpec) -> bool:
+    """Whether the host's key is known before any check runs (`strict`: known_hosts or the
+    configured key; "tofu" with a configured key): a read ahead meets the host exactly as the
+    check would, and never takes a key on first use, which is the check's to record."""
+    c = spec.connection
+    return c.host_key_policy == "strict" or bool(c.host_key)
+
+
+def read_ahead(payload: dict) -> None:
+    """Read the hosts of the build kick-off's inputs (`payload["hosts"]`) before the engine
+    asks: the provider server started ahead calls this while the program still runs
+    (tools/pulumi/pulumi-dynamic-warm.py), and the kick-off's check, then every hive's and
+    worker's, answers from the views memoized here, on connections already open. Read-only,
+    the same batched probe as `kickoff.survey`'s first round trip. Only hosts whose key is
+    vouched for; an entry that does not parse, a host that cannot be read: left to the check,
+    which reads it itself and reports what it finds. Never raises."""
+    try:
+        hosts, _ = hosts_of(payload)
+    except Exception:  # the check parses them again and names the problem
+        return
+    chosen = [(a, specs) for a, specs in hosts if all(vouched(s) for s in specs)]
+    if not chosen:
+        return
+    gate = asyncio.Semaphore(CONCURRENT_HOSTS)
+
+    async def one(specs: list[InstallSpec]) -> None:
+        async with gate:
+            await view(specs[0], need_of_all(specs), specs=specs)
+
+    async def every() -> None:
+        await asyncio.gather(*(one(specs) for _, specs in chosen), return_exceptions=True)
+
+    pool.run(every())

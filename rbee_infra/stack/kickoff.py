@@ -40,7 +40,7 @@ from pulumi.dynamic import (
 )
 
 from rbee_infra.base import layout
-from rbee_infra.base.errors import ConfigError, HostError, HostKeyError
+from rbee_infra.base.errors import HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
 from rbee_infra.base.progress import report, warn
 from rbee_infra.base.redact import url_has_credentials
@@ -48,7 +48,8 @@ from rbee_infra.config.fleet import GitSource
 from rbee_infra.stack.provider_server import quiet_expected_errors
 
 if TYPE_CHECKING:
-    from rbee_infra.config.spec import InstallSpec
+    from rbee_infra.config import spec as specs_
+    from rbee_infra.config.spec import Hosts, InstallSpec
     from rbee_infra.decide import buildneeds, plan, preflight
     from rbee_infra.decide.buildneeds import BuildNeeds
     from rbee_infra.decide.facts import HostFacts
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from rbee_infra.install import build_once, cache, git, source
 else:  # the program imports this module only to pickle the class: see `lazy`
     hostview = lazy("rbee_infra.host.hostview")
+    specs_ = lazy("rbee_infra.config.spec")
     jobs = lazy("rbee_infra.host.jobs")
     pins = lazy("rbee_infra.host.pins")
     plan = lazy("rbee_infra.decide.plan")
@@ -72,42 +74,6 @@ else:  # the program imports this module only to pickle the class: see `lazy`
 quiet_expected_errors()  # in the provider server: expected errors as messages (`provider_server`)
 
 ADDED = ("pending", "started", "trustedHostKeys", "cargoLocks")  # what check/create add
-
-
-Hosts = list[tuple[str, list["InstallSpec"]]]  # (alias, its installs)
-
-
-def parse_spec(data: dict[str, Any]) -> InstallSpec:
-    from rbee_infra.config.spec import parse_spec as parse
-
-    return parse(data)
-
-# hosts read (and kicked off) at once; each is one SSH connection
-CONCURRENT_HOSTS = 64
-
-
-def hosts_of(props: dict[str, Any]) -> tuple[Hosts, list[tuple[str, str]]]:
-    """Every host's installs as its hive and workers will see them, or the problems."""
-    trusted = props.get("trustedHostKeys") or {}
-    hosts: Hosts = []
-    problems: list[tuple[str, str]] = []
-    for i, host in enumerate(props.get("hosts") or []):
-        alias = host.get("alias")
-        specs: list[InstallSpec] = []
-        for j, item in enumerate(host.get("installs") or []):
-            data = {**item, "alias": alias, "connection": host.get("connection")}
-            if isinstance(alias, str) and trusted.get(alias):
-                data["trustedHostKey"] = trusted[alias]
-            elif isinstance(host.get("trustedHostKey"), str) and host["trustedHostKey"]:
-                data["trustedHostKey"] = host["trustedHostKey"]  # the stack's, from its state
-            try:
-                specs.append(parse_spec(data))
-            except ConfigError as error:
-                where = f"hosts[{i}].installs[{j}]"
-                problems += [(f"{where}.{p}" if p else where, r) for p, r in error.problems]
-        if specs:
-            hosts.append((specs[0].alias, specs))
-    return hosts, problems
 
 
 def build_cargo(
@@ -211,7 +177,7 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
     The first round trip reads no toolchain facts; a host with something to build gets a
     second one for them (its installs' preflight reads them from the memo), so a converged
     fleet costs one light probe per host."""
-    gate = asyncio.Semaphore(CONCURRENT_HOSTS)
+    gate = asyncio.Semaphore(hostview.CONCURRENT_HOSTS)
     needs = {alias: hostview.need_of_all(specs) for alias, specs in hosts}
 
     async def one(alias: str, specs: list[InstallSpec], need: hostview.Need
@@ -441,7 +407,7 @@ class BuildKickoffProvider(ResourceProvider):
             if old_keys.get(alias) and old_targets.get(alias) == target
         }
         inputs["trustedHostKeys"] = kept
-        hosts, problems = hosts_of(inputs)
+        hosts, problems = specs_.hosts_of(inputs)
         if problems:
             return CheckResult(inputs, [CheckFailure(p, r) for p, r in problems])
         try:
@@ -483,7 +449,7 @@ class BuildKickoffProvider(ResourceProvider):
     def _kick(self, props: dict[str, Any]) -> dict[str, Any]:
         outs = {k: v for k, v in plan.public_props(props).items() if k != "pending"}
         todo = props.get("pending") or []
-        hosts, _ = hosts_of(props)
+        hosts, _ = specs_.hosts_of(props)
         outs["started"] = pool.run(launch(hosts, todo)) if hosts and todo else []
         return outs
 

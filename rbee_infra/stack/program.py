@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,9 +108,11 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
-def connection_for(
-    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
-) -> pulumi.Output:
+def _plain_connection(
+    fleet: FleetConfig, hive: HiveConfig, fields: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The host's connection without the stack's secret key and password, and whether the hive
+    brings its own key (which the stack's then do not replace)."""
     plain: dict[str, Any] = {
         **(fields if fields is not None else sshconfig.connection_fields(fleet, hive)),
         "hostKeyPolicy": fleet.host_key_policy,
@@ -133,6 +138,24 @@ def connection_for(
             plain["dialErrorLimit"] = own.dial_error_limit
         if own.per_dial_timeout is not None:
             plain["connectTimeout"] = float(own.per_dial_timeout)
+    return plain, own_key
+
+
+def known_connection(
+    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """`connection_for`'s value, where the program knows it now: not when the stack's secret
+    key or password goes into it (an Output, resolved later)."""
+    plain, own_key = _plain_connection(fleet, hive, fields)
+    if own_key or (secrets.private_key is None and secrets.private_key_password is None):
+        return plain
+    return None
+
+
+def connection_for(
+    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
+) -> pulumi.Output:
+    plain, own_key = _plain_connection(fleet, hive, fields)
     key = secrets.private_key or pulumi.Output.from_input(None)
     password = secrets.private_key_password or pulumi.Output.from_input(None)
 
@@ -301,13 +324,12 @@ def _plan_hive(
     return _PlannedHive(hive, connection, args, secret, workers, target, pin)
 
 
-def _kickoff(planned: Sequence[_PlannedHive], fleet: FleetConfig) -> BuildKickoff | None:
-    """The stack's BuildKickoff (see `kickoff`): every host, so that its check reads the whole
-    fleet at once (the engine calls Check one resource at a time; the hives' and workers' own
-    checks then answer from memory) and its update starts every git build before any install
-    waits. Every hive depends on it."""
+def _kickoff_hosts(planned: Sequence[_PlannedHive]) -> list[dict[str, Any]]:
+    """The stack's BuildKickoff's hosts (see `kickoff`): every host, so that its check reads the
+    whole fleet at once (the engine calls Check one resource at a time; the hives' and workers'
+    own checks then answer from memory) and its update starts every git build before any
+    install waits. Every hive depends on it."""
     hosts: list[dict[str, Any]] = []
-    secret = False
     for p in planned:
         hive = p.hive
         installs = [build_props(p.args, "hive", f"hive-{hive.alias}")]
@@ -319,10 +341,50 @@ def _kickoff(planned: Sequence[_PlannedHive], fleet: FleetConfig) -> BuildKickof
         if p.pin is not None:
             host["trustedHostKey"] = p.pin
         hosts.append(host)
-        secret = secret or p.secret or any(s for _, _, s in p.workers)
-    if not hosts:
-        return None
-    return BuildKickoff(KICKOFF_NAME, hosts, cargo_lock_refresh=fleet.cargo_lock_refresh)
+    return hosts
+
+
+READ_AHEAD_MODULE = "rbee_infra.host.hostview"  # its `read_ahead`, in the provider's preload
+
+
+def ask_to_read_ahead(hosts: list[dict[str, Any]]) -> None:
+    """Ask the provider server started ahead by the project's language host
+    (tools/pulumi/pulumi-dynamic-warm.py) to read the hosts now, while this program goes on and
+    the engine starts the provider: the kick-off's check, then every hive's and worker's,
+    answers from what it read (`hostview.read_ahead`). Only to a socket in a directory private
+    to this user (the hosts' settings are sent); a host with a value known only later (a
+    secret's Output) is left out; no server, or any error: nothing is asked, the checks read.
+    `RBEE_INFRA_READ_AHEAD=0` turns it off (the checks then read the hosts themselves)."""
+    path = os.environ.get("PULUMI_PYTHON_WARM_SOCKET")
+    if not path or os.environ.get("RBEE_INFRA_READ_AHEAD", "1") == "0":
+        return
+    plain: list[dict[str, Any]] = []
+    for host in hosts:
+        try:
+            json.dumps(host)
+        except (TypeError, ValueError):
+            continue
+        plain.append(host)
+    if not plain:
+        return
+    data = json.dumps({"module": READ_AHEAD_MODULE, "payload": {"hosts": plain}}).encode()
+    try:
+        folder = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
+    except (OSError, AttributeError):
+        return
+    try:
+        seen = os.fstat(folder)
+        if seen.st_uid != os.getuid() or seen.st_mode & 0o077:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(1.0)
+            # by the directory's descriptor: a socket's path must fit in 108 bytes
+            conn.connect(f"/proc/self/fd/{folder}/{os.path.basename(path)}")
+            conn.sendall(b"READ" + struct.pack("!I", len(data)) + data)
+    except (OSError, AttributeError):
+        return
+    finally:
+        os.close(folder)
 
 
 def _installed_first(hive: Hive) -> pulumi.Output[Any]:
@@ -370,7 +432,16 @@ def declare_fleet(
                    pinned)
         for hive in fleet.hives
     ]
-    kickoff = _kickoff(planned, fleet)
+    hosts = _kickoff_hosts(planned)
+    known = {hive.alias: known_connection(fleet, hive, secrets, fields[hive.alias])
+             for hive in fleet.hives}  # fmt: skip
+    ask_to_read_ahead([{**host, "connection": known[host["alias"]]} for host in hosts
+                       if known[host["alias"]] is not None])  # fmt: skip
+    kickoff = (
+        BuildKickoff(KICKOFF_NAME, hosts, cargo_lock_refresh=fleet.cargo_lock_refresh)
+        if hosts
+        else None
+    )
     keys: dict[str, list[Any]] = {}
     after_kickoff = pulumi.ResourceOptions(depends_on=[kickoff]) if kickoff is not None else None
     for p in planned:

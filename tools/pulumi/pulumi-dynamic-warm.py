@@ -14,6 +14,13 @@ the engine: the engine's interrupt (its way to end the provider) is passed on, t
 exits when the server has, and a launcher killed outright takes the server with it. No socket,
 a refused connection or a failed hand-over: the launcher starts the provider as before.
 
+A program may also ask the server, while both run, to read ahead: it connects to the socket
+(`PULUMI_PYTHON_WARM_SOCKET`, set by the language host) and sends `READ_AHEAD`, a length and a
+JSON object `{"module": ..., "payload": ...}`; the server calls `read_ahead(payload)` of that
+module, if it is one it preloaded, on a thread of its own, and goes on waiting for the launcher.
+Whatever that call reads or opens (the hosts' state, SSH connections) is the provider's once
+the server is handed over; it must only read and must never raise.
+
 `serve SOCKET MODULE...` (language host) / `attach SOCKET PYTHON ARG...` (launcher, `python -S
 -E`: standard library only; PYTHON starts the server itself when there is no warm one).
 """
@@ -30,6 +37,7 @@ import threading
 
 _HEADER = struct.Struct("!I")
 STOP = b"stop"
+READ_AHEAD = b"READ"  # a program's request; a hand-over starts with its length instead
 
 
 def _cold(python, args):
@@ -114,41 +122,85 @@ def _watch(conn):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def _read_ahead(conn, modules):
+    """A program's READ_AHEAD: its module's `read_ahead(payload)` on a thread of its own."""
+    try:
+        size = _HEADER.unpack(_read_exactly(conn, _HEADER.size))[0]
+        request = json.loads(_read_exactly(conn, size))
+    except (OSError, ValueError):
+        return
+    finally:
+        conn.close()
+    module = request.get("module") if isinstance(request, dict) else None
+    hook = getattr(sys.modules.get(module), "read_ahead", None) if module in modules else None
+    if callable(hook):
+        threading.Thread(target=hook, args=(request.get("payload"),), daemon=True).start()
+
+
+def _accept(listener, modules, parent, handed):
+    """Take connections until the launcher's: a program's read-ahead requests are served as
+    they come (the listed modules are imported by then); the hand-over goes to `handed`."""
+    listener.settimeout(0.5)
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the language host is gone without handing us over
+                os._exit(0)
+            continue
+        conn.settimeout(5)  # both the launcher and a program send at once
+        try:
+            header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+            header = _read_exactly(conn, _HEADER.size, header)
+        except OSError:
+            conn.close()
+            continue
+        if header == READ_AHEAD and not fds:
+            _read_ahead(conn, modules)
+            continue
+        handed.put((conn, header, fds))
+        return
+
+
 def serve(path, modules):
     """The language host's side: import ahead, wait for the launcher, become the server."""
     import importlib
+    import queue
 
     os.setsid()  # the language host's interrupt is not this server's once it is handed over
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with _beside(path) as name:
         listener.bind(name)
-    listener.listen(1)
-    for name in ("pulumi.dynamic", "pulumi.runtime.proto.provider_pb2_grpc", *modules):
-        # a module that cannot load here fails (or not) when the provider imports it
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-    listener.settimeout(0.5)
-    while True:
-        try:
-            conn, _ = listener.accept()
-            break
-        except TimeoutError:
-            if os.getppid() != parent:  # the language host is gone without handing us over
-                os._exit(0)
+    listener.listen(8)
+
+    def load(names):
+        for name in names:
+            # a module that cannot load here fails (or not) when the provider imports it
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    load(modules)  # what a read-ahead needs first, the SDK's server after
+    handed = queue.Queue(1)
+    threading.Thread(
+        target=_accept, args=(listener, modules, parent, handed), daemon=True
+    ).start()
+    load(("pulumi.dynamic", "pulumi.runtime.proto.provider_pb2_grpc"))
+    conn, header, fds = handed.get()
     os.unlink(path)
     listener.close()
     conn.settimeout(30)
-    header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
-    header = _read_exactly(conn, _HEADER.size, header)
     request = json.loads(_read_exactly(conn, _HEADER.unpack(header)[0]))
     conn.settimeout(None)
     for target, fd in zip((0, 1, 2), fds, strict=True):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
-    os.environ.clear()
+    # never an environment without the user's settings (HOME, SSH_AUTH_SOCK): a read ahead
+    # may be reading it on another thread
     os.environ.update(request["env"])
+    for name in set(os.environ) - set(request["env"]):
+        os.environ.pop(name, None)
     sys.argv = ["pulumi.dynamic", *request["argv"]]
     conn.sendall(b"ok")
     with contextlib.suppress(OSError):  # handed over: no longer the language host's to stop

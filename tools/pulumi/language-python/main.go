@@ -15,7 +15,8 @@
 //     provider server ahead of the engine's need (pulumi-dynamic-warm.py, next to this binary),
 //     which imports the SDK's server and those modules while the program runs; the provider
 //     launcher hands itself over to it (see that file). One not handed over is stopped when the
-//     program has finished.
+//     program has finished. The program finds it in PULUMI_PYTHON_WARM_SOCKET, and may ask it
+//     to read ahead (the provider's first reads, made while the program still runs).
 package main
 
 import (
@@ -203,6 +204,10 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		"PULUMI_CONFIG="+string(config),
 		"PULUMI_CONFIG_SECRET_KEYS="+string(secretKeys),
 	)
+	if warm != nil {
+		// where the program may ask the server to read ahead (pulumi-dynamic-warm.py)
+		cmd.Env = append(cmd.Env, "PULUMI_PYTHON_WARM_SOCKET="+warm.socket)
+	}
 	if err := cmd.Run(); err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
