@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rbee_infra.base import layout
-from rbee_infra.base.errors import CommandError
+from rbee_infra.base.errors import CommandError, HostError
 from rbee_infra.base.redact import url_secrets
 from rbee_infra.config.fleet import GitSource
-from rbee_infra.config.spec import InstallSpec, hosts_of
+from rbee_infra.config.spec import Hosts, InstallSpec, hosts_of
 from rbee_infra.decide import extras, plan
 from rbee_infra.decide.facts import BuildJob, HostFacts, parse_jobs, parse_probe
 from rbee_infra.host import jobs, pool, prune, scripts, service
@@ -322,6 +322,24 @@ async def view(
         return seen
 
 
+async def views_of(
+    hosts: Hosts, need: Callable[[list[InstallSpec]], Need] = need_of_all
+) -> dict[str, HostView | HostError]:
+    """Every host's `view` at once (at most CONCURRENT_HOSTS at a time), for `need` of its
+    installs: alias -> its view, or the HostError that stopped it."""
+    gate = asyncio.Semaphore(CONCURRENT_HOSTS)
+
+    async def one(specs: list[InstallSpec]) -> HostView | HostError:
+        async with gate:
+            try:
+                return await view(specs[0], need(specs), specs=specs)
+            except HostError as error:
+                return error
+
+    found = await asyncio.gather(*(one(specs) for _, specs in hosts))
+    return dict(zip((alias for alias, _ in hosts), found, strict=True))
+
+
 def vouched(spec: InstallSpec) -> bool:
     """Whether the host's key is known before any check runs (`strict`: known_hosts or the
     configured key; "tofu" with a configured key): a read ahead meets the host exactly as the
@@ -340,18 +358,8 @@ def read_ahead(payload: dict) -> None:
     which reads it itself and reports what it finds. Never raises."""
     try:
         hosts, _ = hosts_of(payload)
-    except Exception:  # the check parses them again and names the problem
+        chosen = [(a, specs) for a, specs in hosts if all(vouched(s) for s in specs)]
+        if chosen:
+            pool.run(views_of(chosen))
+    except Exception:  # the check reads (and parses) them again and names the problem
         return
-    chosen = [(a, specs) for a, specs in hosts if all(vouched(s) for s in specs)]
-    if not chosen:
-        return
-    gate = asyncio.Semaphore(CONCURRENT_HOSTS)
-
-    async def one(specs: list[InstallSpec]) -> None:
-        async with gate:
-            await view(specs[0], need_of_all(specs), specs=specs)
-
-    async def every() -> None:
-        await asyncio.gather(*(one(specs) for _, specs in chosen), return_exceptions=True)
-
-    pool.run(every())

@@ -145,7 +145,6 @@ def cached_keys(req: BuildRequest, commit: str) -> list[str]:
 async def cached(req: BuildRequest, commit: str) -> list[str]:
     """`cached_keys` where `req` is built (read-only: safe during preview)."""
     if req.build.place == "builder":
-
         return await builder.cached_keys(req, commit)
     return await asyncio.to_thread(cached_keys, req, commit)
 
@@ -212,7 +211,6 @@ async def build(
     built under its cache key. `stored_lock`: the Cargo.lock state keeps for this commit (used
     unless `refresh_lock`)."""
     if req.build.place == "builder":
-
         return await builder.build(req, commit, stored_lock, refresh_lock=refresh_lock)
     label = req.label
     ref = (plan.git_ref_names(req.source) or [commit])[0]
@@ -299,7 +297,6 @@ async def stage(link: Link, spec: InstallSpec, iid: str, *, fresh: bool, abort: 
         raise HostError(spec.label, "upload", "no build to ship: its Build resource has not run")
     local = artifact_file(art.key, spec.binary)
     if place.place == "builder":
-
         local = await builder.fetch_artifact(spec)
     if not local.is_file() or transfer.sha256_file(local) != art.sha256:
         raise HostError(

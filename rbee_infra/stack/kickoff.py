@@ -177,32 +177,24 @@ async def survey(hosts: Hosts) -> dict[str, hostview.HostView]:
     The first round trip reads no toolchain facts; a host with something to build gets a
     second one for them (its installs' preflight reads them from the memo), so a converged
     fleet costs one light probe per host."""
-    gate = asyncio.Semaphore(hostview.CONCURRENT_HOSTS)
-    needs = {alias: hostview.need_of_all(specs) for alias, specs in hosts}
 
-    async def one(alias: str, specs: list[InstallSpec], need: hostview.Need
-                  ) -> tuple[str, hostview.HostView | None]:  # fmt: skip
-        async with gate:
-            try:
-                return alias, await hostview.view(specs[0], need, specs=specs)
-            except HostError as error:
-                report(f"build {alias}", f"could not inspect the host: {error}")
-                return alias, None
+    def reached(found: dict[str, hostview.HostView | HostError]) -> dict[str, hostview.HostView]:
+        for alias, view in found.items():
+            if isinstance(view, HostError):
+                report(f"build {alias}", f"could not inspect the host: {view}")
+        return {alias: v for alias, v in found.items() if not isinstance(v, HostError)}
 
-    found = await asyncio.gather(*(one(alias, specs, needs[alias]) for alias, specs in hosts))
-    seen = {alias: view for alias, view in found if view is not None}
+    seen = reached(await hostview.views_of(hosts))
 
     # `view` memoizes these facts for the host's preflight and installs
-    building = {a: specs for a, specs in hosts if a in seen and to_build(specs, seen[a])}
-    more = await asyncio.gather(
-        *(one(a, specs, hostview.facts_only(needs[a])) for a, specs in building.items())
-    )
-    for alias, full in more:
-        if full is not None:
-            view = seen[alias]
-            seen[alias] = dataclasses.replace(
-                view, need=dataclasses.replace(view.need, facts=True), facts=full.facts
-            )
+    building = [(a, specs) for a, specs in hosts if a in seen and to_build(specs, seen[a])]
+    more = reached(await hostview.views_of(
+        building, lambda specs: hostview.facts_only(hostview.need_of_all(specs))))
+    for alias, full in more.items():
+        view = seen[alias]
+        seen[alias] = dataclasses.replace(
+            view, need=dataclasses.replace(view.need, facts=True), facts=full.facts
+        )
     return seen
 
 
