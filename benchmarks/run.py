@@ -38,6 +38,7 @@ from benchmarks import (
 )
 from benchmarks.common import open_lab
 from benchmarks.conditions import header
+from tests.harness._provider_proc import hear_interrupts
 
 BENCHMARKS = {
     "1": cold_install,
@@ -60,6 +61,7 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hear_interrupts()  # a run started in the background measures what one in a terminal does
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description="rbee-infra benchmarks on local sshd hosts"
     )

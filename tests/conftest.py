@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import signal
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -9,18 +8,11 @@ from typing import Any
 import pytest
 
 from tests import metrics
+from tests.harness._provider_proc import hear_interrupts
 
 pytest_plugins = ["tests.harness.fixtures"]
 
-# A suite started with SIGINT ignored (the background job of a non-interactive shell: how a CI
-# runner may start `.ci/run`) passes that on to every process it starts, and Python installs
-# no handler for a signal ignored at its start. The provider servers then never end on the
-# interrupt that ends a deployment (the engine's, the engine driver's): they are killed after
-# the grace, losing what they do at exit (saving the coverage they measured: every forked
-# provider's data, 88.8 % against the 90 % floor), and every run waits out the grace. Restore
-# it, so the suite runs the same however it was started (children get the default at exec).
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+hear_interrupts()  # the suite runs the same however it was started
 
 OUTCOMES: dict[str, str] = {}
 

@@ -5,6 +5,8 @@ ahead (`providerPreload`) for a program that never needs one, which must not out
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +72,38 @@ def test_a_provider_server_started_ahead_and_never_needed_is_stopped(tmp_path: P
     assert list(folder.iterdir()) == []  # and stopped it: no socket, no marker left
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
     assert str(folder) not in ps.stdout
+
+
+def _language_host(*, interrupt_ignored: bool) -> subprocess.Popen[str]:
+    """The language host as the engine starts it (its port on the first line), from a parent
+    that ignores SIGINT or not: a background job of a non-interactive shell ignores it, and
+    exec passes that on."""
+    binary = shutil.which("pulumi-language-python")
+    assert binary is not None
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if interrupt_ignored else signal.SIG_DFL)
+    try:
+        host = subprocess.Popen([binary, "127.0.0.1:1"], stdout=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert host.stdout is not None and host.stdout.readline().strip().isdigit()
+    return host
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("interrupt_ignored", [False, True])
+def test_the_language_host_ends_on_the_engines_interrupt(interrupt_ignored: bool) -> None:
+    # The engine stops a plugin with SIGINT and kills it only after a 5 s grace: a host that
+    # inherited SIGINT ignored cost every run those 5 s (the "5 s regime", docs/performance.md).
+    host = _language_host(interrupt_ignored=interrupt_ignored)
+    try:
+        if interrupt_ignored:
+            status = Path(f"/proc/{host.pid}/status").read_text()
+            mask = int(status.split("SigIgn:")[1].split()[0], 16)
+            assert not mask & (1 << (signal.SIGINT - 1))  # it took the signal back
+        host.send_signal(signal.SIGINT)
+        code = host.wait(timeout=30)
+    finally:
+        host.kill()
+        host.wait()
+    assert code == (130 if interrupt_ignored else -signal.SIGINT)

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -55,6 +56,7 @@ type host struct {
 }
 
 func main() {
+	hearInterrupts()
 	args := os.Args[1:]
 	// the engine passes flags (e.g. -root, -tracing) before its address, which comes last
 	engine := ""
@@ -83,6 +85,24 @@ func main() {
 	if err := <-handle.Done; err != nil {
 		fail(fmt.Errorf("language host stopped: %w", err))
 	}
+}
+
+// hearInterrupts undoes an interrupt ignored by whoever started the CLI: a background job of a
+// non-interactive shell (as a CI runner may start `pulumi`) has SIGINT ignored, exec passes that
+// on, and Go keeps it. The engine stops a plugin with SIGINT and waits 5 s before killing it, so
+// every run would wait out that grace on the host it starts for About. With a handler here,
+// this host ends on the interrupt as by default, and the programs and provider servers it
+// starts get the default disposition at exec.
+func hearInterrupts() {
+	if !signal.Ignored(os.Interrupt) {
+		return
+	}
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, os.Interrupt)
+	go func() {
+		<-interrupts
+		os.Exit(130)
+	}()
 }
 
 func fail(err error) {
