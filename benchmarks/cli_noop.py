@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks import conditions, enginelog, peers
+from benchmarks import conditions, enginelog, noop_resource, peers
 from benchmarks.common import (
     Lab,
     check_rbee_installed,
@@ -81,21 +81,27 @@ class Floor:
         )  # fmt: skip
 
 
-def floor_project(base: Path, like: Project) -> Floor:
+def floor_project(base: Path, like: Project, resources: int = 0) -> Floor:
+    """Pulumi's floor: an empty program; with `resources`, that many no-op dynamic resources
+    (`benchmarks.noop_resource`: the engine's and the SDK's cost per resource, none of
+    rbee-infra's), its provider server started ahead as rbee-infra's is."""
     path = base / "project"
     path.mkdir(parents=True)
     settings = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     settings["name"] = "floor"
     settings.pop("stackConfigDir", None)
+    if resources:
+        settings["runtime"]["options"]["providerPreload"] = ["benchmarks.noop_resource"]
     (path / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    (path / "__main__.py").write_text("")
+    (path / "__main__.py").write_text(noop_resource.PROGRAM if resources else "")
     (base / "state").mkdir()
     env = {**like.env, "PULUMI_BACKEND_URL": (base / "state").as_uri(),
            "PULUMI_HOME": str(base / "pulumi-home")}  # fmt: skip
     floor = Floor(path, env)
     # one config value: an rbee-infra stack always has config, so the floor's has too
     for args in (("stack", "init", "--secrets-provider", "passphrase"),
-                 ("config", "set", "floor:empty", "yes"), ("up", "--yes", "--skip-preview")):
+                 ("config", "set", "floor:resources", str(resources)),
+                 ("up", "--yes", "--skip-preview")):  # fmt: skip
         done = floor.run(*args)
         if done.returncode != 0:
             raise RuntimeError(f"the floor's pulumi {args[0]} failed: {done.stderr[-2000:]}")
@@ -161,16 +167,28 @@ def _install_peer(lab: Lab, hosts: list[Host], cargo: str, tool: str) -> None:
         peers.check_installed(lab, host, tool)
 
 
-OPS = ("up", "preview", "up_with_preview", "floor_up", "floor_preview", "pyinfra", "ansible")
+OPS = ("up", "preview", "up_with_preview", "floor_up", "floor_preview", "resources_up",
+       "resources_preview", "pyinfra", "ansible")
 LABELS = {"up": "pulumi up --skip-preview", "preview": "pulumi preview",
           "up_with_preview": "pulumi up (with its preview)", "floor_up": "floor: up --skip-preview",
-          "floor_preview": "floor: preview", "pyinfra": "pyinfra", "ansible": "ansible"}
+          "floor_preview": "floor: preview",
+          "resources_up": "floor, as many no-op resources: up --skip-preview",
+          "resources_preview": "floor, as many no-op resources: preview",
+          "pyinfra": "pyinfra", "ansible": "ansible"}  # fmt: skip
 
 
-def _repeat(lab: Lab, n: int, project: Project, floor: Floor, cargo: str, repeats: int,
-            with_ansible: bool) -> tuple[dict[str, conditions.Series], int]:  # fmt: skip
+def resource_count(hosts: int) -> int:
+    """The dynamic resources of benchmark 5's stack: hive, cpu and cuda worker per host, and
+    the build kick-off."""
+    return 3 * hosts + 1
+
+
+def _repeat(lab: Lab, n: int, project: Project, floors: tuple[Floor, Floor], cargo: str,
+            repeats: int, with_ansible: bool
+            ) -> tuple[dict[str, conditions.Series], int]:  # fmt: skip
     """Every operation of one size, `repeats` times, interleaved."""
     hosts = lab.first(n)
+    floor, resources = floors
     runs: dict[str, list[conditions.Sample]] = {k: [] for k in OPS}
     redone = 0
     for _ in range(repeats):
@@ -179,6 +197,8 @@ def _repeat(lab: Lab, n: int, project: Project, floor: Floor, cargo: str, repeat
         runs["floor_preview"].append(_timed(floor.run, "preview"))
         runs["preview"].append(_timed(project.run, "preview"))
         runs["up_with_preview"].append(_timed(project.run, "up", "--yes"))
+        runs["resources_up"].append(_timed(resources.run, "up", "--yes", "--skip-preview"))
+        runs["resources_preview"].append(_timed(resources.run, "preview"))
         if n <= PYINFRA_MAX_HOSTS:
             # the peer's own time (it retries a run that was no no-op), this run's conditions
             sample, (seconds, changed) = conditions.measure(
@@ -241,6 +261,8 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
             projects[n] = installed(stack, lab, n, cargo, lab.tmp / f"cli-{n}", "bench")
         check_rbee_installed(lab, top)
         floor = floor_project(lab.tmp / "floor", projects[sizes[0]])
+        resource_floors = {n: floor_project(lab.tmp / f"floor-{n}", projects[n],
+                                            resources=resource_count(n)) for n in sizes}
         # at scale (above 16 hosts) ansible is left out: one run of 64 hosts takes minutes
         with_ansible = max(sizes) <= ANSIBLE_MAX_HOSTS
         for n in sizes:  # size by size, as the stacks above: fewer hosts start at once
@@ -249,10 +271,13 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
             if with_ansible:
                 _install_peer(lab, lab.first(n), cargo, "ansible")
         for n in sizes:
-            found, redone = _repeat(lab, n, projects[n], floor, cargo, repeats, with_ansible)
+            found, redone = _repeat(lab, n, projects[n], (floor, resource_floors[n]), cargo,
+                                    repeats, with_ansible)
             rows.append({"hosts": n, "series": found, "pyinfra_changed": redone})
         ends = sorted({sizes[0], sizes[-1]})
         phases = {"floor preview": traced(floor.run, "preview"),
+                  f"floor of {resource_count(ends[-1])} resources, preview":
+                      traced(resource_floors[ends[-1]].run, "preview"),
                   **{f"{op} {n}": traced(projects[n].run, *args) for n in ends
                      for op, args in (("preview", ("preview",)),
                                       ("up", ("up", "--yes", "--skip-preview")))}}  # fmt: skip
@@ -277,8 +302,8 @@ def _report(rows: list[dict[str, Any]], phases: dict[str, dict[str, Any]], sizes
     )  # fmt: skip
     text += (f"\n\nmedian of {repeats} (min-max); fresh memory first touched at "
              f"{memory_rate:.0f} MiB/s at the start of this benchmark")
-    lines = {op: line for op in ("up", "preview", "floor_up", "floor_preview", "pyinfra",
-                                 "ansible")
+    lines = {op: line for op in ("up", "preview", "floor_up", "floor_preview", "resources_up",
+                                 "resources_preview", "pyinfra", "ansible")
              if (line := _line(rows, op, clean_only=op == "pyinfra")) is not None}  # fmt: skip
     text += "\n\nfitted over the sizes above: fixed start-up + per host\n" + "\n".join(
         f"- {LABELS[k]}: {a:.2f} s + {b * 1000:.0f} ms per host" for k, (a, b) in lines.items()
@@ -306,6 +331,15 @@ def _report(rows: list[dict[str, Any]], phases: dict[str, dict[str, Any]], sizes
             verdicts.append((f"{op} at {at16['hosts']} hosts: pyinfra takes "
                              + ("-" if ratio is None else f"{ratio:.2f}x") + " its time",
                              ok, why))  # fmt: skip
+    # not a target: what any dynamic provider of as many resources costs, against pyinfra
+    if at16 is not None:
+        bounds = [(op, _ratio(at16["series"][f"resources_{op}"], at16["series"]["pyinfra"]))
+                  for op in ("up", "preview")]  # fmt: skip
+        text += (f"\n\nat {at16['hosts']} hosts, Pulumi's floor for "
+                 f"{resource_count(at16['hosts'])} no-op dynamic resources against pyinfra: "
+                 + ", ".join(f"{op}: pyinfra takes " + (f"{r:.2f}x its time" if r is not None
+                                                         else f"- ({why})")
+                             for op, (r, why) in bounds))  # fmt: skip
     peak = rows[-1]
     if peak["hosts"] > PYINFRA_MAX_HOSTS:
         for op in ("up", "preview"):

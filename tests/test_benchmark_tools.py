@@ -125,6 +125,7 @@ def test_benchmark_5_compares_only_what_it_may() -> None:
     def row(hosts: int, up: float, load: float, pyinfra: float | None) -> dict[str, object]:
         found = {op: _series([up], load, 3600) for op in ("up", "preview", "up_with_preview")}
         found |= {f"floor_{op}": _series([1.0], load, 3600) for op in ("up", "preview")}
+        found |= {f"resources_{op}": _series([up * 0.9], load, 3600) for op in ("up", "preview")}
         if pyinfra is not None:
             found["pyinfra"] = _series([pyinfra], load, 3600)
         return {"hosts": hosts, "series": found, "pyinfra_changed": 0}
@@ -137,6 +138,11 @@ def test_benchmark_5_compares_only_what_it_may() -> None:
     assert targets["up at 16 hosts: pyinfra takes 1.25x its time"]["met"] is True
     # pyinfra's line through 1 and 16 hosts (0.9 s + 0.1 s per host) at 64 hosts: 7.3 s
     assert targets["up at 64 hosts against pyinfra's line (7.30 s): 1.46x its time"]["met"]
+    # what Pulumi's floor for as many resources costs is shown beside, not a target
+    assert ("at 16 hosts, Pulumi's floor for 49 no-op dynamic resources against pyinfra: "
+            "up: pyinfra takes 1.39x its time, preview: pyinfra takes 1.39x its time"
+            ) in report["table"]  # fmt: skip
+    assert not [t for t in report["targets"] if "resources" in t["what"]]
     scale = cli_noop._report(rows[1:], phases, [16, 64], 1, 900.0)
     alone = [t for t in scale["targets"] if "64 hosts" in t["what"]]
     assert alone[0]["met"] is None and "fewer than 2 sizes" in alone[0]["not_compared"]
