@@ -274,6 +274,20 @@ def test_repo_refs_and_moving_branch(fresh_rbee_repo: RbeeRepo) -> None:
         assert "Cargo.lock" in Path(tmp, ".gitignore").read_text()
 
 
+def test_the_repo_answers_64_hosts_asking_at_once(rbee_repo: RbeeRepo) -> None:
+    # `git daemon` alone listens with a backlog of 5: 64 at once lost some to resets
+    def ask() -> str:
+        done = subprocess.run(["git", "ls-remote", rbee_repo.url, "refs/tags/v0.1.0^{}"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        return done.stdout.split()[0] if done.returncode == 0 else done.stderr
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(lambda _: ask(), range(64)))
+    assert answers == [rbee_repo.commit_of("v0.1.0")] * 64
+
+
 # --------------------------------------------------------------------------- proxy
 
 
