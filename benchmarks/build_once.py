@@ -62,8 +62,8 @@ def _config(lab: Lab, hosts: Sequence[Host], mode: str) -> dict[str, Any]:
     config = rbee_config(lab, hosts, cargo=standin_cargo.CARGO if mode == "host" else None,
                          worker_types=WORKERS)  # fmt: skip
     for hive in config["rbee:hives"]:
-        # as benchmark 8: the lab's git daemon resets some of many fetches at once (its accept
-        # backlog), so the hosts read the fixture repo from the file system
+        # as benchmark 8: the hosts read the fixture repo from the file system (chosen when the
+        # lab's git daemon reset some of many fetches at once; kept so the numbers compare)
         hive["installMethod"]["git"]["repo"] = lab.repo.file_url
     if mode == "controller":
         config["rbee:build"] = "controller"

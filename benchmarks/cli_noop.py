@@ -46,9 +46,9 @@ from tests.harness.hosts import Host
 NAME = "no-op through the real Pulumi CLI (hive + 2 workers per host)"
 DEFAULT_SIZES = (1, 8, 16)
 ANSIBLE_MAX_HOSTS = 16
-# From 32 hosts up, pyinfra's no-op on this lab is not one: every host runs `git ls-remote`
-# against the lab's one git daemon, some of those fail at once, and those hosts redo the
-# install or fail (30 to 50 % of them, measured). Its line is fitted up to here.
+# pyinfra runs up to here and its line is fitted through those sizes. Above, until the lab's
+# git server had a real backlog (tests/harness/git_inetd.py), its no-op was no no-op: every
+# host runs `git ls-remote`, and 30 to 50 % of them failed and redid the install.
 PYINFRA_MAX_HOSTS = 16
 # target 1: the fixed part of a run at most Pulumi's floor plus this
 FIXED_SLACK_S = 0.3
@@ -130,11 +130,9 @@ def traced(run: Any, *args: str) -> dict[str, Any]:
 
 
 def _peer(lab: Lab, hosts: list[Host], cargo: str, tool: str) -> tuple[float, int]:
-    """A peer's timed no-op: (seconds, operations it changed). From 32 hosts up on this
-    machine pyinfra's no-op is often not one: each host asks the one git server what the tag
-    means (`git ls-remote`), some of those fail at once, and those hosts redo the install. A
-    run that failed or changed something is run again (twice); if it still changed something,
-    its time is kept and the count is reported beside it."""
+    """A peer's timed no-op: (seconds, operations it changed). A run that failed or changed
+    something (a host whose `git ls-remote` failed redoes the install) is run again (twice);
+    if it still changed something, its time is kept and the count is reported beside it."""
     run = peers.pyinfra_run if tool == "pyinfra" else peers.ansible_run
     problem = ""
     for _ in range(3):

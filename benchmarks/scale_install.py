@@ -46,9 +46,9 @@ def run(lab: Lab, *, quick: bool, sizes: Sequence[int] | None = None) -> dict[st
         with project_on(sub, lab.repo, base, stack="scale") as project:
             config = rbee_config(lab, hosts, cargo=cargo)
             for hive in config["rbee:hives"]:
-                # the fixture's git daemon resets some of 64 fetches at once (its accept
-                # backlog), a limit of the lab's git server, not of a real one: read the repo
-                # from the file system instead
+                # the repo read from the file system (chosen when the lab's git daemon reset
+                # some of 64 fetches at once, tests/harness/git_inetd.py; kept so the numbers
+                # compare with the earlier runs)
                 hive["installMethod"]["git"]["repo"] = lab.repo.file_url
             project.write_config(config)
             (seconds, result), per_host = counting(
