@@ -301,3 +301,23 @@ def test_a_secret_key_in_the_stack_config_is_not_sent_to_read_ahead(
     )
     assert recorder.by_name("build-kickoff") is not None
     assert sent == []
+
+
+def test_the_program_declares_only_the_outputs_it_reads() -> None:
+    # the SDK makes an Output (and its tasks) for every property a resource is given; the
+    # state records every output the provider returns, declared or not (docs/performance.md)
+    from rbee_infra.stack.resources import HiveArgs, WorkerArgs
+
+    install_mocks(two_by_two(), ())
+    common = {"alias": "h", "connection": {}, "source": {}}
+    hive = HiveArgs(**common).props("hive", "hive-h")
+    worker = WorkerArgs(**common, binary="llm-worker-rbee-cpu").props("worker", "worker-h-cpu")
+    read = {"installPath", "commit", "version", "verifiedBy"}
+    assert read | {"hostFacts", "releaseId", "extras", "service"} <= {
+        key for key, value in hive.items() if value is None
+    }
+    assert read <= {key for key, value in worker.items() if value is None}
+    unread = {"installId", "resolvedCommit", "sha256", "hostState", "phaseSeconds",
+              "cargoLockSha256"}  # fmt: skip
+    assert not unread & hive.keys() and not unread & worker.keys()
+    assert not {"hostFacts", "releaseId", "extras", "service"} & worker.keys()

@@ -12,22 +12,13 @@ from rbee_infra.stack.builds import BuildProvider
 from rbee_infra.stack.kickoff import BuildKickoffProvider
 from rbee_infra.stack.providers import HiveProvider, WorkerProvider
 
-# Outputs the providers add; pre-declared so `resource.commit` etc. exist as Outputs.
-_OUTPUTS = (
-    "installId",
-    "installPath",
-    "releaseId",
-    "commit",
-    "resolvedCommit",
-    "version",
-    "verifiedBy",
-    "sha256",
-    "hostState",
-    "trustedHostKey",
-    "phaseSeconds",
-    "cargoLockSha256",
-    "hostFacts",
-)
+# The providers' outputs the program reads, pre-declared so `resource.commit` etc. exist as
+# Outputs. Only those: the SDK makes an Output and its tasks for every property it is given
+# (at 64 hosts thousands before the first registration leaves), and the state records every
+# output the provider returns whether or not the program declared it.
+_OUTPUTS = ("installPath", "commit", "version", "verifiedBy", "trustedHostKey")
+# read off a hive only: its host's facts (exported) and its release (a command's trigger)
+_HIVE_OUTPUTS = ("hostFacts", "releaseId", "extras", "service")
 
 
 @dataclass
@@ -101,8 +92,7 @@ class HiveArgs(InstallArgs):
             "autoStart": self.auto_start,
             "hivePort": self.hive_port,
             "queenUrl": self.queen_url,
-            "extras": None,
-            "service": None,
+            **{key: None for key in _HIVE_OUTPUTS},
         }
 
 
@@ -125,10 +115,10 @@ class Hive(Resource):
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
     verifiedBy: pulumi.Output[str]
-    sha256: pulumi.Output[str]
     extras: pulumi.Output[list[str]]
     service: pulumi.Output[dict[str, Any]]
     hostFacts: pulumi.Output[dict[str, Any]]
+    releaseId: pulumi.Output[str]
 
     def __init__(
         self,
@@ -150,7 +140,6 @@ class Worker(Resource):
     commit: pulumi.Output[str]
     version: pulumi.Output[str]
     verifiedBy: pulumi.Output[str]
-    sha256: pulumi.Output[str]
 
     def __init__(
         self,
@@ -194,7 +183,7 @@ def build_props(args: InstallArgs, component: str, resource_name: str) -> dict[s
     props = args.props(component, resource_name)
     if isinstance(args, WorkerArgs):
         props["workerType"] = args.worker_type
-    for key in (*_OUTPUTS, "extras", "service", "alias", "connection", "artifact"):
+    for key in (*_OUTPUTS, *_HIVE_OUTPUTS, "alias", "connection", "artifact"):
         props.pop(key, None)
     return props
 
