@@ -109,12 +109,13 @@ def _json_or_text(value: str) -> Any:
 
 
 def _plain_connection(
-    fleet: FleetConfig, hive: HiveConfig, fields: dict[str, Any] | None = None
+    fleet: FleetConfig, hive: HiveConfig, fields: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """The host's connection without the stack's secret key and password, and whether the hive
-    brings its own key (which the stack's then do not replace)."""
+    """The host's connection (from its `sshconfig.connection_fields`) without the stack's
+    secret key and password, and whether the hive brings its own key (which the stack's then do
+    not replace)."""
     plain: dict[str, Any] = {
-        **(fields if fields is not None else sshconfig.connection_fields(fleet, hive)),
+        **fields,
         "hostKeyPolicy": fleet.host_key_policy,
         "connectTimeout": fleet.connect_timeout,
     }
@@ -142,20 +143,18 @@ def _plain_connection(
 
 
 def known_connection(
-    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
+    plain: dict[str, Any], own_key: bool, secrets: Secrets
 ) -> dict[str, Any] | None:
     """`connection_for`'s value, where the program knows it now: not when the stack's secret
     key or password goes into it (an Output, resolved later)."""
-    plain, own_key = _plain_connection(fleet, hive, fields)
     if own_key or (secrets.private_key is None and secrets.private_key_password is None):
         return plain
     return None
 
 
-def connection_for(
-    fleet: FleetConfig, hive: HiveConfig, secrets: Secrets, fields: dict[str, Any] | None = None
-) -> pulumi.Output:
-    plain, own_key = _plain_connection(fleet, hive, fields)
+def connection_for(plain: dict[str, Any], own_key: bool, secrets: Secrets) -> pulumi.Output:
+    """The hive's connection as its resources take it (secret): `_plain_connection`'s, with
+    the stack's key and password unless the hive brings its own."""
     key = secrets.private_key or pulumi.Output.from_input(None)
     password = secrets.private_key_password or pulumi.Output.from_input(None)
 
@@ -422,10 +421,9 @@ def declare_fleet(
     exports: dict[str, dict[str, Any]] = {}
     pinned = pinned_in_state() if fleet.host_key_policy == "tofu" and fleet.hives else None
     fields = {hive.alias: sshconfig.connection_fields(fleet, hive) for hive in fleet.hives}
-    connections = {
-        hive.alias: connection_for(fleet, hive, secrets, fields[hive.alias])
-        for hive in fleet.hives
-    }
+    plain = {hive.alias: _plain_connection(fleet, hive, fields[hive.alias])
+             for hive in fleet.hives}  # fmt: skip
+    connections = {alias: connection_for(*found, secrets) for alias, found in plain.items()}
     builds = Builds(fleet, connections, {})
     planned = [
         _plan_hive(fleet, hive, connections[hive.alias], builds, _target(fields[hive.alias]),
@@ -433,8 +431,7 @@ def declare_fleet(
         for hive in fleet.hives
     ]
     hosts = _kickoff_hosts(planned)
-    known = {hive.alias: known_connection(fleet, hive, secrets, fields[hive.alias])
-             for hive in fleet.hives}  # fmt: skip
+    known = {alias: known_connection(*found, secrets) for alias, found in plain.items()}
     ask_to_read_ahead([{**host, "connection": known[host["alias"]]} for host in hosts
                        if known[host["alias"]] is not None])  # fmt: skip
     kickoff = (
