@@ -10,6 +10,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
+from rbee_infra.decide.plan import public_props
+
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 # what a Build resource's `artifact` output reads as under the mocks: its create makes it, so
 # the engine driver gets a reference to it (see `fleet.declare`), not a value
@@ -21,9 +23,12 @@ class Registered:
     type: str
     name: str
     urn: str
+    # what the program registered, as the provider reads it (`plan.public_props`: its
+    # `settings` spread out, without `__provider`); `sent` is as it went on the wire
     inputs: dict[str, Any]
     dependencies: list[str]
     secret_outputs: list[str]
+    sent: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,14 +61,16 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
+            sent = pulumi.runtime.rpc.deserialize_properties(request.object)
             self.recorder.resources.append(
                 Registered(
                     type=request.type,
                     name=request.name,
                     urn=response.urn,
-                    inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
+                    inputs=public_props(sent),
                     dependencies=list(request.dependencies),
                     secret_outputs=list(request.additionalSecretOutputs),
+                    sent=sent,
                 )
             )
         return response

@@ -321,3 +321,29 @@ def test_the_program_declares_only_the_outputs_it_reads() -> None:
               "cargoLockSha256"}  # fmt: skip
     assert not unread & hive.keys() and not unread & worker.keys()
     assert not {"hostFacts", "releaseId", "extras", "service"} & worker.keys()
+
+
+def test_a_resource_registers_its_plain_inputs_as_one_property() -> None:
+    # every top-level property costs the SDK an Output and its futures: the plain inputs go as
+    # `settings`, which the providers spread out again (`plan.public_props`)
+    recorder = run_program(two_by_two(), ("rbee:sshPrivateKey",))
+    hive, worker = recorder.by_name("hive-gpu-host"), recorder.by_name("worker-gpu-host-cuda")
+    # (the output placeholders, None, and a key not pinned yet are not sent at all)
+    assert set(hive.sent) == set(worker.sent) == {"__provider", "connection", "source", "settings"}
+    assert worker.sent["settings"]["workerType"] == "cuda"
+    assert worker.sent["settings"]["features"] == ["cuda"]
+    assert hive.sent["settings"]["hivePort"] == 8600
+    assert not {"connection", "source", "settings"} & set(hive.sent["settings"])
+    assert is_secret(hive.sent["connection"])  # a secret stays a property of its own
+
+
+def test_an_input_that_is_no_plain_value_stays_a_property_of_its_own() -> None:
+    from rbee_infra.stack.resources import HiveArgs
+
+    install_mocks(two_by_two(), ())
+    features = pulumi.Output.from_input(["cpu"])
+    props = HiveArgs(alias="h", connection={}, source={}, features=features,
+                     managed_workers=["cpu", features]).props("hive", "hive-h")  # fmt: skip
+    assert props["features"] is features
+    assert props["managedWorkers"] == ["cpu", features]
+    assert "features" not in props["settings"] and props["settings"]["alias"] == "h"

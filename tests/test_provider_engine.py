@@ -4,8 +4,11 @@ kept between calls, against a real sshd host, a real git repo and real cargo bui
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from rbee_infra.stack.resources import nest_settings
 from tests.harness import installs
 from tests.harness.engine import Engine
 from tests.harness.fixture_repo import RbeeRepo, expected_worker_about
@@ -94,3 +97,27 @@ def test_refresh_of_a_removed_install_drops_it_from_state(
     host.run("rm -f .local/share/rbee/receipts/rbee-hive.json .local/bin/rbee-hive")
     installs.ok(engine.refresh())
     assert "hive-h1" not in engine.state()
+
+
+def test_a_hive_registered_with_nested_settings_reads_as_the_flat_state_it_wrote_before(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    """The program registers a resource's plain inputs as one property (`settings`); state
+    written before that (flat inputs) previews as the same resource, and an `up` records
+    the same flat inputs again."""
+    (host,) = hosts1.hosts
+    flat = installs.hive(hosts1, host, git(rbee_repo, tag="v0.1.0"))
+    installs.ok(engine.up([flat]))
+    before = engine.state()["hive-h1"]
+    nested = dataclasses.replace(flat, inputs=nest_settings(flat.inputs))
+    assert set(nested.inputs) == {"source", "connection", "settings"}
+    assert engine.preview([nested]).ops() == {"hive-h1": "same"}
+    installs.ok(engine.up([nested]))
+    after = engine.state()["hive-h1"]
+    assert "settings" not in after.inputs and "settings" not in after.outputs
+    assert after.inputs == before.inputs
+    assert after.outputs == before.outputs
+    # and a changed setting inside `settings` is a change like any other
+    changed = dataclasses.replace(flat, inputs={**flat.inputs, "features": ["cpu"]})
+    assert engine.preview([dataclasses.replace(
+        changed, inputs=nest_settings(changed.inputs))]).ops() == {"hive-h1": "update"}

@@ -9,6 +9,7 @@ from typing import Any
 from rbee_infra.base import layout
 from rbee_infra.base.errors import HostError
 from rbee_infra.base.redact import redact_url
+from rbee_infra.base.wire import SETTINGS
 from rbee_infra.config.fleet import GitSource
 from rbee_infra.config.spec import InstallSpec
 from rbee_infra.decide.facts import InstalledBinary, is_commit_id, parse_ls_remote
@@ -87,8 +88,11 @@ def host_state(installed: InstalledBinary | None, my_install_id: str) -> str:
 
 
 def public_props(props: dict[str, Any]) -> dict[str, Any]:
-    """A resource's properties without the SDK's own (`__provider`)."""
-    return {k: v for k, v in props.items() if not k.startswith("__")}
+    """A resource's properties as the provider reads them: without the SDK's own
+    (`__provider`), with `settings` spread out (state written before it existed is flat)."""
+    public = {k: v for k, v in props.items() if not k.startswith("__") and k != SETTINGS}
+    settings = props.get(SETTINGS)
+    return {**settings, **public} if isinstance(settings, dict) else public
 
 
 def _get(props: dict[str, Any], path: tuple[str, ...]) -> Any:

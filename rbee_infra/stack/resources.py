@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from rbee_infra.base.wire import SETTINGS
 from rbee_infra.stack.builds import BuildProvider
 from rbee_infra.stack.kickoff import BuildKickoffProvider
 from rbee_infra.stack.providers import HiveProvider, WorkerProvider
@@ -19,6 +20,8 @@ from rbee_infra.stack.providers import HiveProvider, WorkerProvider
 _OUTPUTS = ("installPath", "commit", "version", "verifiedBy", "trustedHostKey")
 # read off a hive only: its host's facts (exported) and its release (a command's trigger)
 _HIVE_OUTPUTS = ("hostFacts", "releaseId", "extras", "service")
+# inputs registered as properties of their own, never in `settings` (see `nest_settings`)
+_OWN = ("connection", "source", "build", "artifact", "trustedHostKey")
 
 
 @dataclass
@@ -48,7 +51,8 @@ class InstallArgs:
     # the binary's check when neither `--version` nor `--help` proves it runs (VerifyCheck)
     verify: pulumi.Input[dict[str, Any]] | None = None
 
-    def props(self, component: str, resource_name: str) -> dict[str, Any]:
+    def fields(self, component: str, resource_name: str) -> dict[str, Any]:
+        """Every input, flat, as the provider reads it (and state records it)."""
         shipped = {"build": self.build, "artifact": self.artifact} if self.build else {}
         return {
             **shipped,
@@ -70,9 +74,38 @@ class InstallArgs:
             "operationTimeout": self.operation_timeout,
             "stack": pulumi.get_stack(),
             "resourceName": resource_name,
-            **{key: None for key in _OUTPUTS},
             "trustedHostKey": self.trusted_host_key,
         }
+
+    def props(self, component: str, resource_name: str) -> dict[str, Any]:
+        """What the resource registers: its plain inputs as one property (`settings`), the
+        others (Outputs: the connection, a pinned key, a Build's artifact; a source that may
+        hold a token) each on its own, and the output placeholders."""
+        return {**nest_settings(self.fields(component, resource_name)), **_placeholders(self)}
+
+
+def nest_settings(fields: dict[str, Any]) -> dict[str, Any]:
+    # The SDK makes an Output with four futures for every top-level property, resolved when
+    # the registration returns: a hive's 32 properties are 12 so, a worker's 24 are 8
+    # (docs/performance.md). Anything not plain data (an Output, an awaitable) stays a
+    # property of its own, so its dependencies and secrecy stay its own, as does a source
+    # (secret when it holds a token).
+    own = {k for k, v in fields.items() if k in _OWN or not _plain(v)}
+    settings = {k: v for k, v in fields.items() if k not in own}
+    return {**{k: fields[k] for k in own}, SETTINGS: settings}
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_plain(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _placeholders(args: InstallArgs) -> dict[str, None]:
+    outputs = (*_OUTPUTS, *_HIVE_OUTPUTS) if isinstance(args, HiveArgs) else _OUTPUTS
+    return {key: None for key in outputs if key != "trustedHostKey"}
 
 
 @dataclass
@@ -84,21 +117,23 @@ class HiveArgs(InstallArgs):
     hive_port: pulumi.Input[int] = 8600
     queen_url: pulumi.Input[str | None] = None
 
-    def props(self, component: str, resource_name: str) -> dict[str, Any]:
+    def fields(self, component: str, resource_name: str) -> dict[str, Any]:
         return {
-            **super().props(component, resource_name),
+            **super().fields(component, resource_name),
             "pruneUnmanaged": self.prune_unmanaged,
             "managedWorkers": self.managed_workers,
             "autoStart": self.auto_start,
             "hivePort": self.hive_port,
             "queenUrl": self.queen_url,
-            **{key: None for key in _HIVE_OUTPUTS},
         }
 
 
 @dataclass
 class WorkerArgs(InstallArgs):
     worker_type: pulumi.Input[str] = "cpu"
+
+    def fields(self, component: str, resource_name: str) -> dict[str, Any]:
+        return {**super().fields(component, resource_name), "workerType": self.worker_type}
 
 
 def _options(opts: pulumi.ResourceOptions | None, secret_source: bool) -> pulumi.ResourceOptions:
@@ -150,7 +185,6 @@ class Worker(Resource):
         secret_source: bool = False,
     ) -> None:
         props = args.props("worker", name)
-        props["workerType"] = args.worker_type
         super().__init__(WorkerProvider(), name, props, _options(opts, secret_source))
 
 
@@ -180,10 +214,8 @@ class Build(Resource):
 def build_props(args: InstallArgs, component: str, resource_name: str) -> dict[str, Any]:
     """One install as `BuildKickoff` needs it: the resource's inputs, less its connection and
     alias (the kick-off's own) and the output placeholders."""
-    props = args.props(component, resource_name)
-    if isinstance(args, WorkerArgs):
-        props["workerType"] = args.worker_type
-    for key in (*_OUTPUTS, *_HIVE_OUTPUTS, "alias", "connection", "artifact"):
+    props = args.fields(component, resource_name)
+    for key in ("trustedHostKey", "alias", "connection", "artifact"):
         props.pop(key, None)
     return props
 

@@ -90,8 +90,9 @@ def declare(
     by_urn = {r.urn: r.name for r in recorder.resources}
     decls = []
     for r in recorder.resources:
-        inputs = {k: _engine_value(v) for k, v in r.inputs.items() if k != "__provider"}
-        provider = dill.loads(base64.b64decode(unwrap(r.inputs["__provider"])))
+        # as the program sent them (`settings` and all): the provider's Check spreads them
+        inputs = {k: _engine_value(v) for k, v in r.sent.items() if k != "__provider"}
+        provider = dill.loads(base64.b64decode(unwrap(r.sent["__provider"])))
         decls.append(
             Decl(
                 r.name,
