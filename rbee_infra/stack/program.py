@@ -32,7 +32,6 @@ from rbee_infra.config.fleet import (
     plain_credentials,
     worker_source,
 )
-from rbee_infra.stack.debuglog import send_debug_aside
 from rbee_infra.stack.resources import (
     KICKOFF_NAME,
     Build,
@@ -496,7 +495,6 @@ def declare_fleet(
 
 
 def main() -> None:
-    send_debug_aside()
     try:
         fleet, secrets = read_stack_config()
         data = pulumi.Config("rbee").get_object("commands")
