@@ -20,8 +20,11 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove credentials from URLs (`https://user:tok@h/` -> `https://***@h/`) and secrets."""
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, "***")
-    text = _USERINFO.sub(lambda m: f"{m['scheme'] or m['scheme2']}***@", text)
-    return _QUERY_SECRET.sub(r"\1***", text)
+    # both patterns need these: a host's probe output (checksums, keys) seldom holds them,
+    # and the userinfo pattern backtracks through every long word
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme'] or m['scheme2']}***@", text)
+    return _QUERY_SECRET.sub(r"\1***", text) if "=" in text else text
 
 
 def redact_rejected(value: str) -> str:
