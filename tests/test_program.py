@@ -347,3 +347,13 @@ def test_an_input_that_is_no_plain_value_stays_a_property_of_its_own() -> None:
     assert props["features"] is features
     assert props["managedWorkers"] == ["cpu", features]
     assert "features" not in props["settings"] and props["settings"]["alias"] == "h"
+
+
+def test_the_resource_classes_leave_the_sdk_no_annotations_to_evaluate() -> None:
+    # the SDK evaluates a resource class's annotations (typing.get_type_hints) again for every
+    # registration that returns; the outputs are plain values it would leave as they are
+    from pulumi._types import resource_types
+
+    from rbee_infra.stack.resources import Build, BuildKickoff, Hive, Worker
+
+    assert [resource_types(c) for c in (Hive, Worker, Build, BuildKickoff)] == [{}, {}, {}, {}]

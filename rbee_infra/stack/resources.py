@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import Resource
@@ -16,7 +16,10 @@ from rbee_infra.stack.providers import HiveProvider, WorkerProvider
 # The providers' outputs the program reads, pre-declared so `resource.commit` etc. exist as
 # Outputs. Only those: the SDK makes an Output and its tasks for every property it is given
 # (at 64 hosts thousands before the first registration leaves), and the state records every
-# output the provider returns whether or not the program declared it.
+# output the provider returns whether or not the program declared it. The classes annotate
+# them for type checkers only: the SDK reads a resource class's annotations again (typing's
+# get_type_hints) for every registration that returns, to convert its outputs, and these are
+# plain values it leaves as they are.
 _OUTPUTS = ("installPath", "commit", "version", "verifiedBy", "trustedHostKey")
 # read off a hive only: its host's facts (exported) and its release (a command's trigger)
 _HIVE_OUTPUTS = ("hostFacts", "releaseId", "extras", "service")
@@ -146,14 +149,15 @@ def _options(opts: pulumi.ResourceOptions | None, secret_source: bool) -> pulumi
 class Hive(Resource):
     """rbee-hive on one host, built from source and installed at ~/.local/bin/rbee-hive."""
 
-    installPath: pulumi.Output[str]
-    commit: pulumi.Output[str]
-    version: pulumi.Output[str]
-    verifiedBy: pulumi.Output[str]
-    extras: pulumi.Output[list[str]]
-    service: pulumi.Output[dict[str, Any]]
-    hostFacts: pulumi.Output[dict[str, Any]]
-    releaseId: pulumi.Output[str]
+    if TYPE_CHECKING:  # see `_OUTPUTS`: for type checkers only
+        installPath: pulumi.Output[str]
+        commit: pulumi.Output[str]
+        version: pulumi.Output[str]
+        verifiedBy: pulumi.Output[str]
+        extras: pulumi.Output[list[str]]
+        service: pulumi.Output[dict[str, Any]]
+        hostFacts: pulumi.Output[dict[str, Any]]
+        releaseId: pulumi.Output[str]
 
     def __init__(
         self,
@@ -171,10 +175,11 @@ class Hive(Resource):
 class Worker(Resource):
     """One rbee worker binary at ~/.local/share/rbee/workers/rbee-worker-<type>."""
 
-    installPath: pulumi.Output[str]
-    commit: pulumi.Output[str]
-    version: pulumi.Output[str]
-    verifiedBy: pulumi.Output[str]
+    if TYPE_CHECKING:  # see `_OUTPUTS`: for type checkers only
+        installPath: pulumi.Output[str]
+        commit: pulumi.Output[str]
+        version: pulumi.Output[str]
+        verifiedBy: pulumi.Output[str]
 
     def __init__(
         self,
@@ -192,7 +197,8 @@ class Build(Resource):
     """One build of a git source, on the operator's machine or a builder hive, for every host
     that ships it (see `builds`). `artifact` is what those installs take as input."""
 
-    artifact: pulumi.Output[dict[str, Any]]
+    if TYPE_CHECKING:  # see `_OUTPUTS`: for type checkers only
+        artifact: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,
