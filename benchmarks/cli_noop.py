@@ -36,6 +36,7 @@ from benchmarks.common import (
     Lab,
     check_rbee_installed,
     clean,
+    lab_pids,
     rbee_config,
     standin,
     table,
@@ -108,8 +109,8 @@ def floor_project(base: Path, like: Project, resources: int = 0) -> Floor:
     return floor
 
 
-def _timed(run: Any, *args: str) -> conditions.Sample:
-    sample, result = conditions.measure(lambda: run(*args, "--expect-no-changes"))
+def _timed(run: Any, *args: str, lab: Sequence[int] = ()) -> conditions.Sample:
+    sample, result = conditions.measure(lambda: run(*args, "--expect-no-changes"), lab)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
         raise AssertionError(f"pulumi {' '.join(args)} is not a no-op:\n{tail}")
@@ -189,23 +190,27 @@ def _repeat(lab: Lab, n: int, project: Project, floors: tuple[Floor, Floor], car
     floor, resources = floors
     runs: dict[str, list[conditions.Sample]] = {k: [] for k in OPS}
     redone = 0
+    pids = lab_pids(lab)  # every run's CPU, its own and the lab's, beside its time
     for _ in range(repeats):
-        runs["floor_up"].append(_timed(floor.run, "up", "--yes", "--skip-preview"))
-        runs["up"].append(_timed(project.run, "up", "--yes", "--skip-preview"))
-        runs["floor_preview"].append(_timed(floor.run, "preview"))
-        runs["preview"].append(_timed(project.run, "preview"))
-        runs["up_with_preview"].append(_timed(project.run, "up", "--yes"))
-        runs["resources_up"].append(_timed(resources.run, "up", "--yes", "--skip-preview"))
-        runs["resources_preview"].append(_timed(resources.run, "preview"))
+        runs["floor_up"].append(_timed(floor.run, "up", "--yes", "--skip-preview", lab=pids))
+        runs["up"].append(_timed(project.run, "up", "--yes", "--skip-preview", lab=pids))
+        runs["floor_preview"].append(_timed(floor.run, "preview", lab=pids))
+        runs["preview"].append(_timed(project.run, "preview", lab=pids))
+        runs["up_with_preview"].append(_timed(project.run, "up", "--yes", lab=pids))
+        runs["resources_up"].append(_timed(resources.run, "up", "--yes", "--skip-preview",
+                                           lab=pids))  # fmt: skip
+        runs["resources_preview"].append(_timed(resources.run, "preview", lab=pids))
         if n <= PYINFRA_MAX_HOSTS:
             # the peer's own time (it retries a run that was no no-op), this run's conditions
             sample, (seconds, changed) = conditions.measure(
-                lambda: _peer(lab, hosts, cargo, "pyinfra")
+                lambda: _peer(lab, hosts, cargo, "pyinfra"), pids
             )
             runs["pyinfra"].append(dataclasses.replace(sample, seconds=seconds))
             redone = max(redone, changed)
         if with_ansible:
-            sample, (seconds, _) = conditions.measure(lambda: _peer(lab, hosts, cargo, "ansible"))
+            sample, (seconds, _) = conditions.measure(
+                lambda: _peer(lab, hosts, cargo, "ansible"), pids
+            )
             runs["ansible"].append(dataclasses.replace(sample, seconds=seconds))
     return {k: conditions.series(v) for k, v in runs.items() if v}, redone
 
@@ -300,6 +305,12 @@ def _report(rows: list[dict[str, Any]], phases: dict[str, dict[str, Any]], sizes
     )  # fmt: skip
     text += (f"\n\nmedian of {repeats} (min-max); fresh memory first touched at "
              f"{memory_rate:.0f} MiB/s at the start of this benchmark")
+    text += ("\n\nCPU seconds per run, its own processes + the lab's (the hosts' sshd and what "
+             "they ran, the git server), medians: on 2 cores a run cannot take less than half "
+             "their sum\n\n" + table(
+                 ["hosts", *[LABELS[op] for op in shown]],
+                 [[r["hosts"], *[r["series"][op].cpu_text() if op in r["series"] else "-"
+                                 for op in shown]] for r in rows]))  # fmt: skip
     lines = {op: line for op in ("up", "preview", "floor_up", "floor_preview", "resources_up",
                                  "resources_preview", "pyinfra", "ansible")
              if (line := _line(rows, op, clean_only=op == "pyinfra")) is not None}  # fmt: skip

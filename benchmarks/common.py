@@ -55,6 +55,13 @@ class Lab:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def lab_pids(lab: Lab) -> list[int]:
+    """The processes whose children's CPU is the lab's side of a run: every host's sshd
+    listener (each session it served, and what ran in it) and the git server."""
+    pids = [host.sshd_pid for host in lab.hosts.hosts] + [lab.repo.server_pid]
+    return [pid for pid in pids if pid is not None]
+
+
 def open_lab(n: int) -> Lab:
     tmp = Path(tempfile.mkdtemp(prefix="rbee-bench-"))
     repo = make_rbee_repo(Path(tempfile.gettempdir()))

@@ -37,7 +37,7 @@ from benchmarks import (
     wan_noop,
 )
 from benchmarks.common import open_lab
-from benchmarks.conditions import header
+from benchmarks.conditions import adopt_orphans, header
 from tests.harness._provider_proc import hear_interrupts
 
 BENCHMARKS = {
@@ -62,6 +62,7 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     hear_interrupts()  # a run started in the background measures what one in a terminal does
+    adopt_orphans()  # a run's CPU includes its processes that outlive their parent
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description="rbee-infra benchmarks on local sshd hosts"
     )

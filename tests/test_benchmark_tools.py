@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,6 +121,42 @@ def test_the_conditions_are_read_from_proc() -> None:
     assert conditions.fresh_memory_rate(4) > 0
 
 
+BURN = "import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+# a run whose process ends at once and leaves an orphan (started in a new session) that burns
+# 0.3 s of CPU; and a "lab" listener that runs a child burning 0.3 s and waits for it
+CPU_PROBE = f"""
+import json, subprocess, sys, time
+from benchmarks import conditions
+conditions.adopt_orphans()
+burn = [sys.executable, "-c", {BURN!r}]
+listener = subprocess.Popen(["sh", "-c", '"$@"; exec sleep 60', "sh", *burn])
+time.sleep(1.0)  # its child has burnt and been waited for
+run = [sys.executable, "-c", "import subprocess, sys; "
+       "subprocess.Popen(sys.argv[1:], start_new_session=True)", *burn]
+sample, _ = conditions.measure(lambda: subprocess.run(run, check=True), [listener.pid])
+unmeasured, _ = conditions.measure(lambda: None)
+listener.kill()
+print(json.dumps([sample.cpu_s, sample.lab_cpu_s, conditions.cpu_of([listener.pid]),
+                  unmeasured.cpu_s]))
+"""
+
+
+@pytest.mark.unit
+def test_a_runs_cpu_counts_its_orphans_and_the_labs_side_is_its_listeners_children() -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", CPU_PROBE], capture_output=True, text=True,
+                          timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                          check=True)  # fmt: skip
+    own, lab_during, lab_all, unmeasured = json.loads(done.stdout)
+    assert own >= 0.28  # the orphan's 0.3 s, adopted and waited for after the run
+    assert lab_during < 0.05  # the lab's child burnt before the run, not during it
+    assert lab_all >= 0.28
+    assert unmeasured is None
+    samples = [Sample(1.0, 1.0, 3600, 2.0, 0.5), Sample(1.0, 1.0, 3600, 3.0, 0.7)]
+    assert conditions.series(samples).cpu_text() == "2.50 + 0.60"
+    assert _series([1.0], 1.0, 3600).cpu_text() == "-"
+
+
 @pytest.mark.unit
 def test_benchmark_5_compares_only_what_it_may() -> None:
     from benchmarks import cli_noop
@@ -156,6 +195,7 @@ def test_benchmark_5_compares_only_what_it_may() -> None:
     phases["floor preview"]["pause"] = {"seconds": 5.01, "after": "a", "before": "b"}
     text = cli_noop._report(rows[:2], phases, [1, 16], 1, 900.0)["table"]
     assert "\n- floor preview: 5.01 s without a log line, after `a`, before `b`" in text
+    assert "CPU seconds per run, its own processes + the lab's" in text
 
 
 # -------------------------------------------------------------------- benchmark 9: build once

@@ -609,6 +609,11 @@ class RbeeRepo:
         log.close()
         _wait_port("127.0.0.1", self.port, self._daemon)
 
+    @property
+    def server_pid(self) -> int | None:
+        """The git server's process, while it serves (its connections' CPU is its children's)."""
+        return self._daemon.pid if self._daemon is not None else None
+
     def close(self) -> None:
         if self._daemon is not None:
             stop_process(self._daemon)
