@@ -333,6 +333,9 @@ def test_a_resource_registers_its_plain_inputs_as_one_property() -> None:
     assert worker.sent["settings"]["workerType"] == "cuda"
     assert worker.sent["settings"]["features"] == ["cuda"]
     assert hive.sent["settings"]["hivePort"] == 8600
+    # a None is not sent, inside `settings` as at the top (queenUrl, minFreeDiskMb, verify)
+    assert not {"queenUrl", "minFreeDiskMb", "verify"} & set(hive.sent["settings"])
+    assert None not in hive.sent["settings"].values()
     assert not {"connection", "source", "settings"} & set(hive.sent["settings"])
     assert is_secret(hive.sent["connection"])  # a secret stays a property of its own
 

@@ -93,8 +93,10 @@ def nest_settings(fields: dict[str, Any]) -> dict[str, Any]:
     # (docs/performance.md). Anything not plain data (an Output, an awaitable) stays a
     # property of its own, so its dependencies and secrecy stay its own, as does a source
     # (secret when it holds a token).
+    # A None is left out, as the SDK leaves out a top-level one: the inputs the providers
+    # read (and the state) stay exactly what they were.
     own = {k for k, v in fields.items() if k in _OWN or not _plain(v)}
-    settings = {k: v for k, v in fields.items() if k not in own}
+    settings = {k: v for k, v in fields.items() if k not in own and v is not None}
     return {**{k: fields[k] for k in own}, SETTINGS: settings}
 
 
