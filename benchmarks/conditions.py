@@ -59,14 +59,12 @@ def measure(fn: Callable[[], T], lab: Sequence[int] = ()) -> tuple[Sample, T]:
     """Time `fn`; with `lab` (the pids of the lab's sshd listeners and git server), also the
     CPU its processes and the lab's took (see `adopt_orphans`)."""
     load, uptime = now()
-    if not lab:
-        start = time.monotonic()
-        value = fn()
-        return Sample(time.monotonic() - start, load, uptime), value
-    before, cpu, lab_cpu = _children(), own_cpu(), cpu_of(lab)
+    before, cpu, lab_cpu = (_children(), own_cpu(), cpu_of(lab)) if lab else (set(), 0.0, 0.0)
     start = time.monotonic()
     value = fn()
     seconds = time.monotonic() - start
+    if not lab:
+        return Sample(seconds, load, uptime), value
     _reap_adopted(_children() - before)
     return Sample(seconds, load, uptime, own_cpu() - cpu, cpu_of(lab) - lab_cpu), value
 

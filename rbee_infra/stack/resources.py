@@ -84,7 +84,8 @@ class InstallArgs:
         """What the resource registers: its plain inputs as one property (`settings`), the
         others (Outputs: the connection, a pinned key, a Build's artifact; a source that may
         hold a token) each on its own, and the output placeholders."""
-        return {**nest_settings(self.fields(component, resource_name)), **_placeholders(self)}
+        # the placeholders first: an input that is also an output (trustedHostKey) keeps its value
+        return {**_placeholders(self), **nest_settings(self.fields(component, resource_name))}
 
 
 def nest_settings(fields: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +111,7 @@ def _plain(value: Any) -> bool:
 
 def _placeholders(args: InstallArgs) -> dict[str, None]:
     outputs = (*_OUTPUTS, *_HIVE_OUTPUTS) if isinstance(args, HiveArgs) else _OUTPUTS
-    return {key: None for key in outputs if key != "trustedHostKey"}
+    return dict.fromkeys(outputs)
 
 
 @dataclass
