@@ -18,6 +18,9 @@ if [ -n "${RBEE_TEST_SEED:-}" ]; then
   echo "test order: shuffled by pytest-randomly, seed $RBEE_TEST_SEED"
 fi
 mkdir -p reports
+# byte-compiled, as an install is (see scripts/localhost.sh): the suite starts hundreds of
+# programs and providers, each of which would otherwise compile rbee-infra's modules again
+python3 -m compileall -q rbee_infra benchmarks tests >/dev/null
 run() {
   python3 -m pytest -q -p no:cacheprovider "${order[@]}" --durations=15 --cov=rbee_infra "$@"
 }

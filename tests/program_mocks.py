@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
+from rbee_infra.config.spec import host_entries
 from rbee_infra.decide.plan import public_props
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -103,6 +104,13 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, dict) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG:
         return value["value"]
     return value
+
+
+def kickoff_hosts(recorder: Recorder) -> list[dict[str, Any]]:
+    """The build kick-off's host entries, as its provider reads them (one JSON text, secret)."""
+    hosts = host_entries({"hosts": unwrap(recorder.by_name("build-kickoff").inputs["hosts"])})
+    assert hosts is not None
+    return hosts
 
 
 def is_secret(value: Any) -> bool:

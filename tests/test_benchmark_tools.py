@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import build_once, conditions, enginelog
+from benchmarks import run as bench_run
 from benchmarks.common import Lab
 from benchmarks.conditions import Sample
 from tests.e2e.project import requires_cli
@@ -158,6 +160,22 @@ def test_a_runs_cpu_counts_its_orphans_and_the_labs_side_is_its_listeners_childr
 
 
 @pytest.mark.unit
+def test_the_benchmarks_run_rbee_infra_from_bytecode_as_an_install_does() -> None:
+    """Every module of rbee-infra and of the benchmarks has bytecode that its source's mtime
+    and size validate, so no process of a run compiles them again."""
+    packages = bench_run.byte_compile()
+    assert [p.name for p in packages] == ["rbee_infra", "benchmarks"]
+    sources = [src for package in packages for src in package.rglob("*.py")]
+    assert len(sources) > 60
+    for src in sources:
+        data = Path(importlib.util.cache_from_source(str(src))).read_bytes()
+        stat = src.stat()
+        assert data[:4] == importlib.util.MAGIC_NUMBER, src
+        assert int.from_bytes(data[4:8], "little") == 0, src  # validated by mtime and size
+        assert int.from_bytes(data[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF, src
+        assert int.from_bytes(data[12:16], "little") == stat.st_size & 0xFFFFFFFF, src
+
+
 def test_benchmark_5_compares_only_what_it_may() -> None:
     from benchmarks import cli_noop
 

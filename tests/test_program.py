@@ -9,7 +9,7 @@ import pytest
 
 from rbee_infra.base.errors import ConfigError
 from rbee_infra.stack.program import declare_fleet, read_stack_config
-from tests.program_mocks import install_mocks, is_secret, unwrap
+from tests.program_mocks import install_mocks, is_secret, kickoff_hosts, unwrap
 
 pytestmark = pytest.mark.unit
 
@@ -127,7 +127,7 @@ def test_one_build_kickoff_lists_every_host_and_every_hive_depends_on_it() -> No
     for hive in ("hive-gpu-host", "hive-cpu-host"):
         assert recorder.by_name(hive).dependencies == [kickoff.urn]
     assert is_secret(kickoff.inputs["hosts"]) and "hosts" in kickoff.secret_outputs
-    hosts = unwrap(kickoff.inputs["hosts"])
+    hosts = kickoff_hosts(recorder)
     assert [h["alias"] for h in hosts] == ["gpu-host", "cpu-host"]
     gpu = hosts[0]
     assert gpu["connection"] == unwrap(recorder.by_name("hive-gpu-host").inputs["connection"])
@@ -154,7 +154,7 @@ def test_hosts_without_git_sources_are_surveyed_by_the_kickoff_too() -> None:
         for worker in hive["workers"]:
             worker.pop("version", None)
     recorder = run_program(config)
-    hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    hosts = kickoff_hosts(recorder)
     assert [h["alias"] for h in hosts] == ["gpu-host", "cpu-host"]
     assert hosts[1]["installs"][0]["source"]["method"] == "release"
     (dependency,) = recorder.by_name("hive-cpu-host").dependencies
@@ -284,10 +284,10 @@ def test_the_program_asks_the_provider_server_to_read_the_hosts_ahead(
     del config["rbee:sshPrivateKey"]
     config["rbee:sshPrivateKeyPath"] = "~/.ssh/id_rbee"
     recorder, sent = _asked_to_read_ahead(config, (), tmp_path, monkeypatch)
-    kickoff_hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    hosts_sent = kickoff_hosts(recorder)
     assert [s["module"] for s in sent] == ["rbee_infra.host.hostview"]
     # what the engine gets, as the SDK sends it: without the keys whose value is None
-    assert _set(sent[0]["payload"]["hosts"]) == kickoff_hosts
+    assert _set(sent[0]["payload"]["hosts"]) == hosts_sent
     assert sent[0]["payload"]["hosts"][0]["connection"]["privateKeyPath"] == "~/.ssh/id_rbee"
 
 

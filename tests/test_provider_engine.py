@@ -5,13 +5,16 @@ kept between calls, against a real sshd host, a real git repo and real cargo bui
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from rbee_infra.stack.resources import nest_settings
 from tests.harness import installs
 from tests.harness.engine import Engine
+from tests.harness.engine_types import Secret
 from tests.harness.fixture_repo import RbeeRepo, expected_worker_about
+from tests.harness.fleet import declare, make_fleet
 from tests.harness.hosts import HostSet
 from tests.harness.snapshot import diff_snapshots, snapshot_home
 
@@ -121,3 +124,30 @@ def test_a_hive_registered_with_nested_settings_reads_as_the_flat_state_it_wrote
     changed = dataclasses.replace(flat, inputs={**flat.inputs, "features": ["cpu"]})
     assert engine.preview([dataclasses.replace(
         changed, inputs=nest_settings(changed.inputs))]).ops() == {"hive-h1": "update"}
+
+
+def test_a_kickoff_whose_state_holds_its_hosts_as_a_list_reads_as_the_text_sent_now(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    """The program sends the kick-off's hosts as one JSON text; state written before holds
+    them as a list. The fleet previews as it is, and the pin the kick-off recorded for a
+    host (hostKeyPolicy "tofu", read from its state's hosts) is kept."""
+    config = make_fleet(hosts1, rbee_repo, **{"rbee:hostKeyPolicy": "tofu"})
+    del config["rbee:knownHosts"]
+    sent = declare(config)
+    kickoff = next(d for d in sent if d.name == "build-kickoff")
+    assert isinstance(kickoff.inputs["hosts"], Secret)
+    text = kickoff.inputs["hosts"].value
+    assert isinstance(text, str)
+    as_list = dataclasses.replace(
+        kickoff, inputs={**kickoff.inputs, "hosts": Secret(json.loads(text))}
+    )
+    installs.ok(engine.up([as_list if d is kickoff else d for d in sent]))
+    before = engine.state()["build-kickoff"]
+    assert isinstance(before.outputs["hosts"], list)
+    assert set(before.outputs["trustedHostKeys"]) == {"host1"}
+    assert set(engine.preview(sent).ops().values()) == {"same"}
+    installs.ok(engine.up(sent))
+    after = engine.state()["build-kickoff"]
+    assert after.outputs["trustedHostKeys"] == before.outputs["trustedHostKeys"]
+    assert after.inputs["hosts"] == text

@@ -43,7 +43,7 @@ from tests.harness.hosts import _RUNUSER as RUNUSER
 from tests.harness.hosts import Host, HostSet, rotate_host_key
 from tests.harness.installs import version
 from tests.harness.release_server import ReleaseServer, script_binary, sha256
-from tests.program_mocks import install_mocks, unwrap
+from tests.program_mocks import install_mocks, kickoff_hosts
 
 hosts_needed = pytest.mark.hosts
 unit = pytest.mark.unit
@@ -258,7 +258,7 @@ def test_r3_2_every_resource_of_a_host_gets_the_key_the_stack_pinned_for_it() ->
     for name in ("hive-gpu", "worker-gpu-cpu", "worker-gpu-cuda", "hive-gpu-b"):
         assert recorder.by_name(name).inputs["trustedHostKey"] == KEY, name
     assert recorder.by_name("hive-other").inputs.get("trustedHostKey") is None
-    hosts = unwrap(recorder.by_name("build-kickoff").inputs["hosts"])
+    hosts = kickoff_hosts(recorder)
     assert [h.get("trustedHostKey") for h in hosts] == [KEY, KEY, None]
     # and the stack exports the pins its resources hold, for the next run to read back
     assert exported == {"gpu.example.org:2222": KEY, "10.0.0.7:22": None}

@@ -14,7 +14,7 @@ import yaml
 from rbee_infra.base.errors import ConfigError
 from rbee_infra.config.fleet import FleetConfig, GitSource, parse_fleet
 from rbee_infra.stack import program
-from tests.program_mocks import install_mocks, unwrap
+from tests.program_mocks import install_mocks, kickoff_hosts, unwrap
 
 ROOT = Path(__file__).resolve().parent.parent
 VAGRANTFILE = ROOT / "vagrant" / "Vagrantfile"
@@ -88,7 +88,7 @@ def test_vagrant_stack_declares_a_hive_and_its_worker_on_each_vm() -> None:
         "worker-cpu-host-cpu",
         "worker-gpu-host-cuda",
     ]
-    kickoff = {h["alias"]: h for h in unwrap(recorder.by_name("build-kickoff").inputs["hosts"])}
+    kickoff = {h["alias"]: h for h in kickoff_hosts(recorder)}
     for name, host in vagrant_hosts().items():
         conn = kickoff[name]["connection"]
         assert (conn["host"], conn["port"], conn["user"]) == (host["ip"], 22, "vagrant")

@@ -6,6 +6,7 @@ The program builds these from the fleet config; the provider re-validates them i
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal, TypeVar
 
@@ -228,6 +229,41 @@ def parse_spec(props: dict) -> InstallSpec:
 Hosts = list[tuple[str, list[InstallSpec]]]  # (alias, its installs)
 
 
+def encode_hosts(hosts: list[dict]) -> str:
+    """The build kick-off's `hosts` as the program sends them: one JSON text, one property for
+    the engine to marshal and log (as a list, it logged a record per field of every install).
+    A None is left out, as the SDK leaves it out of a dict it sends."""
+    return json.dumps(_without_none(hosts), sort_keys=True, separators=(",", ":"))
+
+
+def _without_none(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def host_entries(props: dict) -> list | None:
+    """The kick-off's `hosts` entries: its JSON text decoded, or the list in state written
+    before it was one; [] when absent or not known yet (as the SDK's placeholder for a value
+    a preview cannot know); None when it is neither."""
+    hosts = props.get("hosts")
+    if isinstance(hosts, str):
+        if hosts == UNKNOWN_VALUE:
+            return []
+        try:
+            hosts = json.loads(hosts)
+        except ValueError:
+            return None
+    if hosts is None:
+        return []
+    return hosts if isinstance(hosts, list) else None
+
+
+UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's unknown input
+
+
 def hosts_of(props: dict) -> tuple[Hosts, list[tuple[str, str]]]:
     """The build kick-off's `hosts` (`{alias, connection, installs, trustedHostKey?}` each):
     every host's installs as its hive and workers will see them, or the problems. A host's
@@ -235,7 +271,10 @@ def hosts_of(props: dict) -> tuple[Hosts, list[tuple[str, str]]]:
     trusted = props.get("trustedHostKeys") or {}
     hosts: Hosts = []
     problems: list[tuple[str, str]] = []
-    for i, host in enumerate(props.get("hosts") or []):
+    entries = host_entries(props)
+    if entries is None:
+        return [], [("hosts", "not a list of hosts, nor the JSON text of one")]
+    for i, host in enumerate(entries):
         alias = host.get("alias")
         specs: list[InstallSpec] = []
         for j, item in enumerate(host.get("installs") or []):

@@ -353,7 +353,7 @@ def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     """alias -> (host, port) of each host entry: the machine as SSH knows it (its host key is
     the same whoever logs in)."""
     out: dict[str, tuple[Any, ...]] = {}
-    for host in props.get("hosts") or []:
+    for host in specs_.host_entries(props) or []:
         c = host.get("connection") or {}
         out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port"))
     return out

@@ -9,6 +9,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from rbee_infra.base.wire import SETTINGS
+from rbee_infra.config.spec import encode_hosts
 from rbee_infra.stack.builds import BuildProvider
 from rbee_infra.stack.kickoff import BuildKickoffProvider
 from rbee_infra.stack.providers import HiveProvider, WorkerProvider
@@ -234,7 +235,8 @@ KICKOFF_NAME = "build-kickoff"
 
 class BuildKickoff(Resource):
     """Starts the builds of every host at once, ahead of the installs (see `kickoff`).
-    `hosts`: one entry per host, `{alias, connection, installs: [build_props(...)]}`."""
+    `hosts`: one entry per host, `{alias, connection, installs: [build_props(...)]}`, sent as
+    one JSON text (`encode_hosts`)."""
 
     def __init__(
         self,
@@ -244,7 +246,8 @@ class BuildKickoff(Resource):
         *,
         cargo_lock_refresh: str = "",
     ) -> None:
-        props = {"hosts": hosts, "pending": None, "started": None, "trustedHostKeys": None,
+        encoded = pulumi.Output.from_input(hosts).apply(encode_hosts)
+        props = {"hosts": encoded, "pending": None, "started": None, "trustedHostKeys": None,
                  "cargoLocks": None, "cargoLockRefresh": cargo_lock_refresh}
         # the hosts' connections (keys, passwords) and any token in a repo URL stay secret
         options = pulumi.ResourceOptions(additional_secret_outputs=["hosts"])
