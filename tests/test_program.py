@@ -8,6 +8,7 @@ import pulumi
 import pytest
 
 from rbee_infra.base.errors import ConfigError
+from rbee_infra.config.spec import without_none
 from rbee_infra.stack.program import declare_fleet, read_stack_config
 from tests.program_mocks import install_mocks, is_secret, kickoff_hosts, unwrap
 
@@ -268,14 +269,6 @@ def _asked_to_read_ahead(
     return recorder, sent
 
 
-def _set(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _set(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_set(v) for v in value]
-    return value
-
-
 def test_the_program_asks_the_provider_server_to_read_the_hosts_ahead(
     tmp_path: Any, monkeypatch: Any
 ) -> None:
@@ -287,7 +280,7 @@ def test_the_program_asks_the_provider_server_to_read_the_hosts_ahead(
     hosts_sent = kickoff_hosts(recorder)
     assert [s["module"] for s in sent] == ["rbee_infra.host.hostview"]
     # what the engine gets, as the SDK sends it: without the keys whose value is None
-    assert _set(sent[0]["payload"]["hosts"]) == hosts_sent
+    assert without_none(sent[0]["payload"]["hosts"]) == hosts_sent
     assert sent[0]["payload"]["hosts"][0]["connection"]["privateKeyPath"] == "~/.ssh/id_rbee"
 
 

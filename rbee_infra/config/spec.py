@@ -233,14 +233,15 @@ def encode_hosts(hosts: list[dict]) -> str:
     """The build kick-off's `hosts` as the program sends them: one JSON text, one property for
     the engine to marshal and log (as a list, it logged a record per field of every install).
     A None is left out, as the SDK leaves it out of a dict it sends."""
-    return json.dumps(_without_none(hosts), sort_keys=True, separators=(",", ":"))
+    return json.dumps(without_none(hosts), sort_keys=True, separators=(",", ":"))
 
 
-def _without_none(value: object) -> object:
+def without_none(value: object) -> object:
+    """`value` without the dict keys whose value is None, at any depth."""
     if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
+        return {k: without_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_none(v) for v in value]
+        return [without_none(v) for v in value]
     return value
 
 
