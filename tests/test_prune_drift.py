@@ -8,6 +8,7 @@ import pytest
 from tests.harness.engine import Decl, Engine
 from tests.harness.fixture_repo import RbeeRepo
 from tests.harness.fleet import declare
+from tests.harness.host_tools import host_with_scripts
 from tests.harness.hosts import HostSet
 from tests.harness.installs import (
     HIVE_STABLE,
@@ -72,6 +73,39 @@ def test_git_downgrade_failed_upgrade_rolled_back_and_drift_repaired(
 
     ok(engine.destroy())
     assert leftovers(host) == []
+
+
+def test_a_no_op_reuses_the_checksum_taken_at_activation_until_the_file_changes(
+    hosts1: HostSet, rbee_repo: RbeeRepo, engine: Engine
+) -> None:
+    """A no-op would hash every installed binary on every read (rbee's are tens of MB). The
+    checksum taken when the release was activated is reused while the file's device, inode,
+    size, mtime and ctime are what they were; a write changes the ctime, even one that keeps
+    the size and puts the mtime back."""
+    host = hosts1[0]
+    decl = hive(hosts1, host, {"method": "git", "repo": rbee_repo.url, "tag": "v0.1.0"})
+    ok(engine.up([decl]))
+    target = f".local/bin/{link(host, HIVE_STABLE)}"
+    recorded = host.run(f"cat '{target}.rbee-stat'").stdout.split()
+    assert recorded[-1] == receipt(host, "rbee-hive")["sha256"]
+    calls = host.home / "sha256sum-calls"
+    counted = f'#!/bin/sh\necho "$$" >> {calls}\nexec /usr/bin/sha256sum "$@"\n'
+    with host_with_scripts(host, {"sha256sum": counted}):
+        assert engine.preview([decl]).ops() == {"hive-h1": "same"}
+        assert not calls.exists()  # no binary hashed
+        # one byte written in place: the same inode and size, the mtime put back
+        host.run(f"touch -r '{target}' ref && printf X | dd of='{target}' bs=1 seek=100 "
+                 f"conv=notrunc 2>/dev/null && touch -r ref '{target}' && rm ref")
+        assert host.run(f"stat -c %s '{target}'").stdout.split()[0] == recorded[2]
+        plan = engine.preview([decl])
+        assert plan.ops() == {"hive-h1": "update"}
+        assert plan.steps[0].detailed_changes["hostState"][1] == (
+            "binary changed (sha256 differs from the receipt)"
+        )
+        assert calls.exists()
+    ok(engine.up([decl]))
+    assert version(host, HIVE_STABLE) == "rbee-hive 0.1.0"
+    assert engine.preview([decl]).ops() == {"hive-h1": "same"}
 
 
 def test_unmanaged_installs_listed_and_pruned_only_when_asked(

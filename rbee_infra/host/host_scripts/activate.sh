@@ -4,6 +4,7 @@
 . lib/env.sh
 . lib/lock.sh
 . lib/set_aside.sh
+. lib/sha.sh
 rbee_lock "$1" "$2" "$3" || exit $?
 stable=$4 target=$5 receipt=$6 json=$7 reldir=$8 job=$9; shift 9
 mkdir -p -- "$(dirname -- "$stable")" "$(dirname -- "$receipt")" || exit 1
@@ -24,6 +25,9 @@ undo() {
 ln -s -- "$target" "$stable.rbee-tmp.$$" || undo
 mv -fT -- "$stable.rbee-tmp.$$" "$stable" 2>/dev/null || mv -fh -- "$stable.rbee-tmp.$$" "$stable" || undo
 mv -f -- "$receipt.tmp.$$" "$receipt" || undo
+# the checksum of what the link names, for the inventory to reuse while its stat is the same
+case $target in /*) file=$target ;; *) file=${stable%/*}/$target ;; esac
+rbee_sign "$file"
 for d in "$reldir"/*; do
   [ -d "$d" ] || continue
   keep=0
