@@ -8,7 +8,7 @@ rbee_sha() { if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1"; els
 # second would go unseen).
 rbee_stat() {
   _st=$(stat -L -c '%d %i %s %.9Y %.9Z' -- "$1" 2>/dev/null) || return 1
-  case $_st in *.000000000) return 1 ;; esac
+  case ${_st##* } in *.000000000) return 1 ;; *.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;; *) return 1 ;; esac
   printf '%s\n' "$_st"
 }
 
