@@ -1,6 +1,6 @@
 """Run the benchmarks on real sshd hosts on this machine (root needed, like the test suite):
 
-    python -m benchmarks.run            # 1 to 7 (about 16 minutes on 2 cores)
+    python -m benchmarks.run            # 1 to 7 and 11 (about 16 minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller fleets, one repeat (about 3 minutes)
     python -m benchmarks.run --only 2,4 --json reports/benchmarks.json
     python -m benchmarks.run --only 5,8 --sizes 16,32,64   # at scale: 64 sshd hosts
@@ -33,6 +33,7 @@ from benchmarks import (
     cold_install,
     concurrency,
     handshake,
+    inventory_read,
     noop_sync,
     scale_install,
     startup,
@@ -54,9 +55,10 @@ BENCHMARKS = {
     "8": scale_install,
     "9": build_once,
     "10": wan_noop,
+    "11": inventory_read,
 }
 # run by default: 8 and 9 start 64 hosts (choose them with --only)
-DEFAULT = "1,2,3,4,5,6,7"
+DEFAULT = "1,2,3,4,5,6,7,11"
 
 
 def byte_compile() -> list[Path]:

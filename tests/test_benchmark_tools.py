@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import build_once, conditions, enginelog
+from benchmarks import build_once, conditions, enginelog, inventory_read
 from benchmarks import run as bench_run
 from benchmarks.common import Lab
 from benchmarks.conditions import Sample
@@ -174,6 +174,18 @@ def test_the_benchmarks_run_rbee_infra_from_bytecode_as_an_install_does() -> Non
         assert int.from_bytes(data[4:8], "little") == 0, src  # validated by mtime and size
         assert int.from_bytes(data[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF, src
         assert int.from_bytes(data[12:16], "little") == stat.st_size & 0xFFFFFFFF, src
+
+
+def test_benchmark_11_reads_the_same_checksums_hashed_and_reused() -> None:
+    """Both ways of reading report the checksums of the same three binaries (the benchmark
+    raises when they differ), and each mode's every repeat is in the report."""
+    result = inventory_read.run(None, quick=True)  # type: ignore[arg-type]  # needs no lab
+    assert len(result["hashed"]["load"]) == len(result["reused"]["load"]) == 5
+    assert "each hashed (sha256sum)" in result["table"]
+    assert "checksums reused (stat unchanged)" in result["table"]
+    assert result["ratio"] == pytest.approx(
+        result["hashed"]["median_s"] / result["reused"]["median_s"], rel=0.05  # rounded to ms
+    )
 
 
 def test_benchmark_5_compares_only_what_it_may() -> None:
