@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
-from rbee_infra.config.spec import host_entries
+from rbee_infra.base.wire import host_entries
 from rbee_infra.decide.plan import public_props
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"

@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 from rbee_infra.base.errors import ConfigError
-from rbee_infra.config.spec import without_none
+from rbee_infra.base.wire import without_none
 from rbee_infra.stack.program import declare_fleet, read_stack_config
 from tests.program_mocks import install_mocks, is_secret, kickoff_hosts, unwrap
 

@@ -39,7 +39,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from rbee_infra.base import layout
+from rbee_infra.base import layout, wire
 from rbee_infra.base.errors import HostError, HostKeyError
 from rbee_infra.base.lazy import lazy
 from rbee_infra.base.progress import report, warn
@@ -353,7 +353,7 @@ def _targets(props: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     """alias -> (host, port) of each host entry: the machine as SSH knows it (its host key is
     the same whoever logs in)."""
     out: dict[str, tuple[Any, ...]] = {}
-    for host in specs_.host_entries(props) or []:
+    for host in wire.host_entries(props) or []:
         c = host.get("connection") or {}
         out[str(host.get("alias"))] = tuple(plan.norm(c.get(k)) for k in ("host", "port"))
     return out

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.dynamic import Resource
 
-from rbee_infra.base.wire import SETTINGS
-from rbee_infra.config.spec import encode_hosts
+from rbee_infra.base.wire import SETTINGS, encode_hosts
 from rbee_infra.stack.builds import BuildProvider
 from rbee_infra.stack.kickoff import BuildKickoffProvider
 from rbee_infra.stack.providers import HiveProvider, WorkerProvider
