@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -353,3 +354,35 @@ def test_the_resource_classes_leave_the_sdk_no_annotations_to_evaluate() -> None
     from rbee_infra.stack.resources import Build, BuildKickoff, Hive, Worker
 
     assert [resource_types(c) for c in (Hive, Worker, Build, BuildKickoff)] == [{}, {}, {}, {}]
+
+
+def test_the_kickoffs_hosts_are_sent_without_an_output_per_value(monkeypatch: Any) -> None:
+    """The SDK makes and tracks an Output for every value of every dict and list that
+    `Output.from_input` or `Output.all` meet; its end-of-program wait goes over all the
+    Outputs still pending each time one resolves. The kick-off's hosts (every install's
+    inputs) are encoded as one text around the few Outputs inside them: a host costs the
+    program about 120 Outputs, where lifting the hosts cost about 290."""
+    made = [0]
+    track = pulumi.Output._track
+
+    def counted(self: Any) -> None:
+        made[0] += 1
+        track(self)
+
+    monkeypatch.setattr(pulumi.Output, "_track", counted)
+
+    def outputs_for(hosts: int) -> int:
+        config = two_by_two()
+        first = config["rbee:hives"][0]
+        config["rbee:hives"] = [
+            {**first, "alias": f"host{i}", "hostname": f"10.1.0.{i + 1}"} for i in range(hosts)
+        ]
+        made[0] = 0
+        run_program(config, ("rbee:sshPrivateKey",))
+        return made[0]
+
+    per_host = (outputs_for(6) - outputs_for(2)) / 4
+    assert 60 < per_host < 160, per_host
+    text = unwrap(run_program(two_by_two(), ("rbee:sshPrivateKey",))
+                  .by_name("build-kickoff").inputs["hosts"])
+    assert isinstance(text, str) and json.loads(text)[0]["alias"] == "gpu-host"

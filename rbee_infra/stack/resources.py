@@ -232,6 +232,48 @@ def build_props(args: InstallArgs, component: str, resource_name: str) -> dict[s
 KICKOFF_NAME = "build-kickoff"
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A resolved value the SDK does not lift: `Output.all` and `Output.from_input` make an
+    Output of every value of every dict and list they meet, resolved ones included."""
+
+    value: Any
+
+
+def _as_text(hosts: list[dict[str, Any]]) -> pulumi.Output[str]:
+    """`encode_hosts` of `hosts` as one Output, awaiting the Outputs inside (each host's
+    connection, a secret source, a builder) as they are: through `Output.from_input`, every
+    value of every install became an Output of its own (at 64 hosts 11,000 more for the SDK
+    to make and track)."""
+    found: list[pulumi.Output[_Held]] = []
+
+    def hollow(value: Any) -> Any:
+        if isinstance(value, pulumi.Output):
+            found.append(value.apply(_Held))
+            return _Held(len(found) - 1)
+        if isinstance(value, dict):
+            return {k: hollow(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hollow(v) for v in value]
+        return value
+
+    shape = hollow(hosts)
+
+    def fill(held: list[_Held]) -> str:
+        def put(value: Any) -> Any:
+            if isinstance(value, _Held):
+                return held[value.value].value
+            if isinstance(value, dict):
+                return {k: put(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [put(v) for v in value]
+            return value
+
+        return encode_hosts(put(shape))
+
+    return pulumi.Output.all(*found).apply(fill)
+
+
 class BuildKickoff(Resource):
     """Starts the builds of every host at once, ahead of the installs (see `kickoff`).
     `hosts`: one entry per host, `{alias, connection, installs: [build_props(...)]}`, sent as
@@ -245,9 +287,9 @@ class BuildKickoff(Resource):
         *,
         cargo_lock_refresh: str = "",
     ) -> None:
-        encoded = pulumi.Output.from_input(hosts).apply(encode_hosts)
-        props = {"hosts": encoded, "pending": None, "started": None, "trustedHostKeys": None,
-                 "cargoLocks": None, "cargoLockRefresh": cargo_lock_refresh}
+        props = {"hosts": _as_text(hosts), "pending": None, "started": None,
+                 "trustedHostKeys": None, "cargoLocks": None,
+                 "cargoLockRefresh": cargo_lock_refresh}
         # the hosts' connections (keys, passwords) and any token in a repo URL stay secret
         options = pulumi.ResourceOptions(additional_secret_outputs=["hosts"])
         super().__init__(
