@@ -9,6 +9,7 @@ under its real home, as the script does for an operator, and destroyed at the en
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -44,11 +45,17 @@ def test_the_main_job_installs_the_localhost_stack_with_the_real_cli(tmp_path: P
     sshd_was_running = _listening(22)
     hive_path = Path.home() / ".local" / "bin" / "rbee-hive"
     assert not hive_path.exists(), "this test would overwrite an rbee-hive of this user"
+    # the set-up byte-compiles rbee-infra, as a wheel's install would: with no process
+    # allowed to write byte code, only it can bring this file back
+    program_code = Path(importlib.util.cache_from_source(str(ROOT / "rbee_infra/stack/program.py")))
+    program_code.unlink(missing_ok=True)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     try:
         job = subprocess.run(["bash", "scripts/localhost.sh"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=1200)
         out = job.stdout + job.stderr
         assert job.returncode == 0, out[-6000:]
+        assert program_code.is_file()
         version = subprocess.run([str(hive_path), "--version"], capture_output=True, text=True)
         assert version.stdout.strip() == expected_version_line("rbee-hive", "0.2.0")
         worker = Path.home() / ".local/share/rbee/workers/rbee-worker-cpu"
