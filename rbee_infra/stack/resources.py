@@ -240,6 +240,13 @@ class _Held:
     value: Any
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where the `index`th Output sat in the hosts (see `_as_text`)."""
+
+    index: int
+
+
 def _as_text(hosts: list[dict[str, Any]]) -> pulumi.Output[str]:
     """`encode_hosts` of `hosts` as one Output, awaiting the Outputs inside (each host's
     connection, a secret source, a builder) as they are: through `Output.from_input`, every
@@ -250,7 +257,7 @@ def _as_text(hosts: list[dict[str, Any]]) -> pulumi.Output[str]:
     def hollow(value: Any) -> Any:
         if isinstance(value, pulumi.Output):
             found.append(value.apply(_Held))
-            return _Held(len(found) - 1)
+            return _Slot(len(found) - 1)
         if isinstance(value, dict):
             return {k: hollow(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -260,9 +267,10 @@ def _as_text(hosts: list[dict[str, Any]]) -> pulumi.Output[str]:
     shape = hollow(hosts)
 
     def fill(held: list[_Held]) -> str:
+        # the values first, then encode_hosts: an Output that resolved to None is left out
         def put(value: Any) -> Any:
-            if isinstance(value, _Held):
-                return held[value.value].value
+            if isinstance(value, _Slot):
+                return held[value.index].value
             if isinstance(value, dict):
                 return {k: put(v) for k, v in value.items()}
             if isinstance(value, list):
