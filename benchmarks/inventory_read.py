@@ -24,6 +24,7 @@ SIZE_MB = 16
 BINARIES = ("rbee-hive", "rbee-worker-cpu", "rbee-worker-cuda")
 TARGET_RATIO = 5.0
 SIGN = 'rbee_sign "$1"'
+RID = "0123456789ab"  # one release of each binary
 
 
 def _install(home: Path) -> list[str]:
@@ -32,12 +33,12 @@ def _install(home: Path) -> list[str]:
     args: list[str] = []
     for name in BINARIES:
         stable = home / layout.stable_path(name)
-        release = home / layout.release_dir(name, "0123456789ab") / name
+        release = home / layout.release_dir(name, RID) / name
         release.parent.mkdir(parents=True)
         release.write_bytes(os.urandom(SIZE_MB << 20))
         release.chmod(0o755)
         stable.parent.mkdir(parents=True, exist_ok=True)
-        stable.symlink_to(layout.link_target(name, "0123456789ab", name))
+        stable.symlink_to(layout.link_target(name, RID, name))
         receipt = home / layout.receipt_path(name)
         receipt.parent.mkdir(parents=True, exist_ok=True)
         receipt.write_text("{}\n")
@@ -46,7 +47,7 @@ def _install(home: Path) -> list[str]:
 
 
 def _signatures(home: Path) -> list[Path]:
-    return [home / layout.release_dir(n, "0123456789ab") / f"{n}.rbee-stat" for n in BINARIES]
+    return [home / layout.release_dir(n, RID) / f"{n}.rbee-stat" for n in BINARIES]
 
 
 def _sign(home: Path) -> None:
