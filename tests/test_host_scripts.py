@@ -139,11 +139,16 @@ def test_creds_in_keeps_only_non_empty_input_in_a_private_file(shell: str, tmp_p
     out = run(shell, ("git_creds",), "rbee_creds_in", cwd=tmp_path, env=env)
     assert (out.returncode, out.stdout, list(tmp.iterdir())) == (0, "", [])
 
-    line = "https://user:secret@example.org\n"
-    out = run(shell, ("git_creds",), "rbee_creds_in", cwd=tmp_path, stdin=line, env=env)
-    path = Path(out.stdout.strip())
-    assert out.returncode == 0 and path.parent == tmp
-    assert path.read_text() == line and path.stat().st_mode & 0o777 == 0o600
+    for lines, kept in [
+        ("https://user:secret@example.org\n", "https://user:secret@example.org\n"),
+        ("https://a:1@one.example\nhttps://b:2@two.example\n", None),
+        ("https://a:1@one.example", "https://a:1@one.example\n"),  # no end of line
+    ]:
+        out = run(shell, ("git_creds",), "rbee_creds_in", cwd=tmp_path, stdin=lines, env=env)
+        path = Path(out.stdout.strip())
+        assert out.returncode == 0 and path.parent == tmp
+        assert path.read_text() == (kept or lines) and path.stat().st_mode & 0o777 == 0o600
+        path.unlink()
 
 
 def test_rbee_git_adds_the_store_helper_only_with_a_credentials_file(
@@ -204,14 +209,61 @@ def test_inventory_reports_kind_link_sha_and_receipt(shell: str, tmp_path: Path)
     (tmp_path / "r.json").write_text('{"installId": "x"}\n')
     args = ["a", "bin/a", "r.json", "b", "bin/b", "none.json", "c", "bin/c", "none.json", "odd"]
     out = run(shell, ("sha", "inventory"), "", *args, cwd=tmp_path)
-    receipt = base64.b64encode(b'{"installId": "x"}\n').decode()
     assert out.returncode == 0
     assert out.stdout.splitlines() == [
         f"home\t{tmp_path}",
-        f"item\ta\tfile\t\t{sha256(b'A')}\t{receipt}",
+        f"item\ta\tfile\t\t{sha256(b'A')}\t" + '{"installId": "x"}',
         f"item\tb\tsymlink\t../rel/b1\t{sha256(b'B')}\t",
         "item\tc\tmissing\t\t-\t",
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": 1}\n{"b": 2}\n',  # two lines
+        b'{"a": 1}\n\n',
+        b'{"a": 1}',  # no end of line
+        b'{"a":\t1}\n',  # a tab would split the line's fields
+        b'{"a": "\xc3\xa9"}\n',  # not ASCII
+        b'{"a": "\r"}\n',
+        b"[1]\n",  # does not open with "{"
+        b"e30K\n",  # base64 of "{}" itself
+    ],
+)
+def test_inventory_sends_any_other_receipt_as_base64(
+    shell: str, tmp_path: Path, text: bytes
+) -> None:
+    (tmp_path / "r.json").write_bytes(text)
+    out = run(shell, ("sha", "inventory"), "", "a", "bin/a", "r.json", cwd=tmp_path)
+    assert out.stdout.splitlines()[1] == f"item\ta\tmissing\t\t-\t{base64.b64encode(text).decode()}"
+
+
+def test_a_signed_binary_and_its_receipt_are_read_with_two_processes(
+    shell: str, tmp_path: Path
+) -> None:
+    """What a no-op reads of each binary costs the host: `readlink` and `stat`, no hash, no
+    `base64`; and no credentials file is made when no credentials come."""
+    logged = tmp_path / "started"
+    wrappers = tmp_path / "wrap"
+    wrappers.mkdir()
+    for name in ("readlink", "stat", "sha256sum", "base64", "tr", "cut", "mktemp", "cat", "rm"):
+        real = tool(name)
+        (wrappers / name).write_text(f'#!/bin/sh\necho {name} >> "{logged}"\nexec {real} "$@"\n')
+        (wrappers / name).chmod(0o755)
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "rel" / "b1").write_bytes(b"B" * 4096)
+    (tmp_path / "bin" / "b").symlink_to("../rel/b1")
+    (tmp_path / "r.json").write_text('{"installId": "x"}\n')
+    assert run(shell, ("sha",), 'rbee_sign "$1"', "rel/b1", cwd=tmp_path).returncode == 0
+    env = {"PATH": f"{wrappers}:{os.environ['PATH']}"}
+    code = "rbee_creds_in > /dev/null\n" + (HOST_SCRIPTS / "lib" / "inventory.sh").read_text()
+    out = run(shell, ("sha", "git_creds"), code, "b", "bin/b", "r.json", cwd=tmp_path, env=env)
+    assert out.stdout.splitlines()[1] == (
+        f"item\tb\tsymlink\t../rel/b1\t{sha256(b'B' * 4096)}\t" + '{"installId": "x"}'
+    )
+    assert logged.read_text().split() == ["readlink", "stat"]
 
 
 def test_free_space_of_a_missing_path_is_its_nearest_parents(shell: str, tmp_path: Path) -> None:

@@ -57,9 +57,16 @@ def test_probe_parser_reads_tools_items_and_receipts() -> None:
             "cargo\tcargo 1.96.0",
             f"item\trbee-hive\tsymlink\t../share/rbee/releases/rbee-hive/abc1234-x/rbee-hive\t{'f' * 64}\t{encoded}",
             "item\trbee-worker-cpu\tmissing\t\t-\t",
+            f"item\trbee-worker-cuda\tsymlink\tx\t{'e' * 64}\t{json.dumps(receipt)}",  # as is
+            f"item\trbee-worker-metal\tsymlink\tx\t{'e' * 64}\t" + '{"installId": ',
+            f"item\tother\tsymlink\tx\t{'e' * 64}\t" + base64.b64encode(b"[1]").decode(),
         ]
     )
     facts = parse_probe(out)
+    assert facts.installed["rbee-worker-cuda"].receipt == receipt
+    # a receipt that is not a JSON object: none, as if it were missing
+    assert facts.installed["rbee-worker-metal"].receipt is None
+    assert facts.installed["other"].receipt is None
     assert facts.home == "/home/rbee" and facts.tools == {"git": "/usr/bin/git"}
     assert facts.cargo_version == "cargo 1.96.0"
     hive = facts.installed["rbee-hive"]

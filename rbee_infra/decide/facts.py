@@ -164,10 +164,12 @@ def parse_probe(output: str) -> HostFacts:
 
 
 def _decode_receipt(encoded: str) -> dict[str, Any] | None:
+    """The inventory's receipt field: the receipt's one line of JSON as it is (it opens with
+    "{", which base64 never does), else its base64."""
     if not encoded:
         return None
     try:
-        value = json.loads(base64.b64decode(encoded))
+        value = json.loads(encoded if encoded.startswith("{") else base64.b64decode(encoded))
     except (binascii.Error, ValueError):
         return None
     return value if isinstance(value, dict) else None

@@ -6,9 +6,12 @@
 # git's own `store` helper reading that file (the user's helpers are switched off, so none
 # keeps them).
 rbee_creds_in() {
+  # nothing on standard input (the usual case): no file, and no process started to find out
+  rbee_first=
+  IFS= read -r rbee_first || [ -n "$rbee_first" ] || return 0
   f=$(umask 077 && mktemp) || return 1
-  cat > "$f" || { rm -f -- "$f"; return 1; }
-  if [ -s "$f" ]; then echo "$f"; else rm -f -- "$f"; fi
+  { printf '%s\n' "$rbee_first"; cat; } > "$f" || { rm -f -- "$f"; return 1; }
+  echo "$f"
 }
 # rbee_creds_cleanup FILE: remove FILE when the script ends, a signal included: dash runs no
 # EXIT trap when a signal kills it, but does when a signal's trap exits.
