@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rbee_infra.host import scripts
+from rbee_infra.host import hostview, scripts
 
 pytestmark = pytest.mark.unit
 
@@ -239,15 +239,17 @@ def test_inventory_sends_any_other_receipt_as_base64(
     assert out.stdout.splitlines()[1] == f"item\ta\tmissing\t\t-\t{base64.b64encode(text).decode()}"
 
 
-def test_a_signed_binary_and_its_receipt_are_read_with_two_processes(
+def test_a_no_op_read_starts_two_processes_per_binary_and_one_shell_per_part(
     shell: str, tmp_path: Path
 ) -> None:
-    """What a no-op reads of each binary costs the host: `readlink` and `stat`, no hash, no
-    `base64`; and no credentials file is made when no credentials come."""
+    """What a no-op's batched read (the inventory and the extras scan, as `hostview` sends
+    them) costs the host: a shell per part, `readlink` and `stat` per binary; no hash, no
+    `base64`, and no credentials file made when no credentials come."""
     logged = tmp_path / "started"
     wrappers = tmp_path / "wrap"
     wrappers.mkdir()
-    for name in ("readlink", "stat", "sha256sum", "base64", "tr", "cut", "mktemp", "cat", "rm"):
+    names = ("sh", "readlink", "stat", "sha256sum", "base64", "tr", "cut", "mktemp", "cat", "rm")
+    for name in names:
         real = tool(name)
         (wrappers / name).write_text(f'#!/bin/sh\necho {name} >> "{logged}"\nexec {real} "$@"\n')
         (wrappers / name).chmod(0o755)
@@ -257,13 +259,22 @@ def test_a_signed_binary_and_its_receipt_are_read_with_two_processes(
     (tmp_path / "bin" / "b").symlink_to("../rel/b1")
     (tmp_path / "r.json").write_text('{"installId": "x"}\n')
     assert run(shell, ("sha",), 'rbee_sign "$1"', "rel/b1", cwd=tmp_path).returncode == 0
-    env = {"PATH": f"{wrappers}:{os.environ['PATH']}"}
-    code = "rbee_creds_in > /dev/null\n" + (HOST_SCRIPTS / "lib" / "inventory.sh").read_text()
-    out = run(shell, ("sha", "git_creds"), code, "b", "bin/b", "r.json", cwd=tmp_path, env=env)
-    assert out.stdout.splitlines()[1] == (
+    parts = [(scripts.INVENTORY, ["b", "bin/b", "r.json"]), (scripts.EXTRAS_SCAN, ["w", "r", "c"])]
+    out = subprocess.run(
+        [shell, "-c", scripts.BATCH, "rbee", *hostview.encode(parts)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path), "PATH": f"{wrappers}:{os.environ['PATH']}"},
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    results = hostview.split_batch(out.stdout)
+    assert [r.exit_status for r in results] == [0, 0], out.stdout + out.stderr
+    assert results[0].stdout.splitlines()[1] == (
         f"item\tb\tsymlink\t../rel/b1\t{sha256(b'B' * 4096)}\t" + '{"installId": "x"}'
     )
-    assert logged.read_text().split() == ["readlink", "stat"]
+    assert logged.read_text().split() == ["sh", "readlink", "stat", "sh"]
 
 
 def test_free_space_of_a_missing_path_is_its_nearest_parents(shell: str, tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ while [ $# -ge 2 ]; do
   [ "$n" -le $# ] || { echo "part wants $n arguments, $# left" >&2; exit 2; }
   list='' i=1
   while [ $i -le "$n" ]; do list="$list \"\${$i}\""; i=$((i+1)); done
-  err=$( (eval "set -- $list"; exec sh -c "$body" rbee "$@") 2>&1 1>&3 3>&- < /dev/null )
+  # the part's stdout to ours (fd 3), its stderr captured; the command substitution is the
+  # only subshell
+  err=$(eval "set -- $list"; exec sh -c "$body" rbee "$@" 2>&1 1>&3 3>&- < /dev/null)
   s=$?
   shift "$n"
   printf '\n@@rbee-stderr\n%s\n@@rbee-end\t%s\n' "$err" "$s"

@@ -7,7 +7,8 @@ printf 'home\t%s\n' "$HOME"
 while [ $# -ge 3 ]; do
   name=$1 stable=$2 receipt=$3; shift 3
   if [ -L "$stable" ]; then kind='symlink'; elif [ -e "$stable" ]; then kind='file'; else kind='missing'; fi
-  link=$(readlink -- "$stable" 2>/dev/null || true)
+  link=''
+  [ "$kind" = symlink ] && link=$(readlink -- "$stable" 2>/dev/null)
   # the checksum recorded at activation while the file's stat is unchanged, else read again
   sha=-
   if [ -f "$stable" ]; then
