@@ -239,6 +239,24 @@ def test_inventory_sends_any_other_receipt_as_base64(
     assert out.stdout.splitlines()[1] == f"item\ta\tmissing\t\t-\t{base64.b64encode(text).decode()}"
 
 
+@pytest.mark.parametrize("recorded", ["x" * 64, "a" * 63, "a\tb" + "a" * 61, ""])
+def test_a_recorded_checksum_that_is_not_one_is_not_reported(
+    shell: str, tmp_path: Path, recorded: str
+) -> None:
+    """The stat still matches, but what the signature names as the checksum is not 64 hex
+    digits: the binary is hashed instead, and nothing of the signature reaches the line."""
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "rel" / "b1").write_bytes(b"B")
+    (tmp_path / "bin" / "b").symlink_to("../rel/b1")
+    assert run(shell, ("sha",), 'rbee_sign "$1"', "rel/b1", cwd=tmp_path).returncode == 0
+    signature = tmp_path / "rel" / "b1.rbee-stat"
+    stat = signature.read_text().rsplit(" ", 1)[0]
+    signature.write_text(f"{stat} {recorded}\n")
+    out = run(shell, ("sha", "inventory"), "", "b", "bin/b", "r.json", cwd=tmp_path)
+    assert out.stdout.splitlines()[1] == f"item\tb\tsymlink\t../rel/b1\t{sha256(b'B')}\t"
+
+
 def test_a_no_op_read_starts_two_processes_per_binary_and_one_shell_per_part(
     shell: str, tmp_path: Path
 ) -> None:

@@ -32,6 +32,8 @@ rbee_signed_sha() {
   read -r _rec < "$_f.rbee-stat" || return 1
   rbee_stat "$_f" || return 1
   [ "${_rec% *}" = "$rbee_st" ] || return 1
-  # shellcheck disable=SC2034  # read by the caller
   rbee_sum=${_rec##* }
+  # only a checksum's 64 hex digits go on into the inventory's line
+  case $rbee_sum in *[!0-9a-f]*) return 1 ;; esac
+  [ ${#rbee_sum} = 64 ]
 }
