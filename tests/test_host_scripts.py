@@ -200,12 +200,20 @@ def test_a_zombie_is_not_alive(shell: str, tmp_path: Path, job: subprocess.Popen
     assert out.returncode == 1
 
 
+def linked_binary(home: Path, data: bytes, shell: str | None = None) -> None:
+    """`bin/b`, a link to `rel/b1` holding `data`, as activation leaves a binary; with `shell`,
+    its checksum recorded beside it too (`rbee_sign`)."""
+    (home / "rel").mkdir(exist_ok=True)
+    (home / "bin").mkdir(exist_ok=True)
+    (home / "rel" / "b1").write_bytes(data)
+    (home / "bin" / "b").symlink_to("../rel/b1")
+    if shell is not None:
+        assert run(shell, ("sha",), 'rbee_sign "$1"', "rel/b1", cwd=home).returncode == 0
+
+
 def test_inventory_reports_kind_link_sha_and_receipt(shell: str, tmp_path: Path) -> None:
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "rel").mkdir()
+    linked_binary(tmp_path, b"B")
     (tmp_path / "bin" / "a").write_bytes(b"A")
-    (tmp_path / "rel" / "b1").write_bytes(b"B")
-    (tmp_path / "bin" / "b").symlink_to("../rel/b1")
     (tmp_path / "r.json").write_text('{"installId": "x"}\n')
     args = ["a", "bin/a", "r.json", "b", "bin/b", "none.json", "c", "bin/c", "none.json", "odd"]
     out = run(shell, ("sha", "inventory"), "", *args, cwd=tmp_path)
@@ -245,11 +253,7 @@ def test_a_recorded_checksum_that_is_not_one_is_not_reported(
 ) -> None:
     """The stat still matches, but what the signature names as the checksum is not 64 hex
     digits: the binary is hashed instead, and nothing of the signature reaches the line."""
-    (tmp_path / "rel").mkdir()
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "rel" / "b1").write_bytes(b"B")
-    (tmp_path / "bin" / "b").symlink_to("../rel/b1")
-    assert run(shell, ("sha",), 'rbee_sign "$1"', "rel/b1", cwd=tmp_path).returncode == 0
+    linked_binary(tmp_path, b"B", shell)
     signature = tmp_path / "rel" / "b1.rbee-stat"
     stat = signature.read_text().rsplit(" ", 1)[0]
     signature.write_text(f"{stat} {recorded}\n")
@@ -271,12 +275,8 @@ def test_a_no_op_read_starts_two_processes_per_binary_and_one_shell_per_part(
         real = tool(name)
         (wrappers / name).write_text(f'#!/bin/sh\necho {name} >> "{logged}"\nexec {real} "$@"\n')
         (wrappers / name).chmod(0o755)
-    (tmp_path / "rel").mkdir()
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "rel" / "b1").write_bytes(b"B" * 4096)
-    (tmp_path / "bin" / "b").symlink_to("../rel/b1")
+    linked_binary(tmp_path, b"B" * 4096, shell)
     (tmp_path / "r.json").write_text('{"installId": "x"}\n')
-    assert run(shell, ("sha",), 'rbee_sign "$1"', "rel/b1", cwd=tmp_path).returncode == 0
     parts = [(scripts.INVENTORY, ["b", "bin/b", "r.json"]), (scripts.EXTRAS_SCAN, ["w", "r", "c"])]
     out = subprocess.run(
         [shell, "-c", scripts.BATCH, "rbee", *hostview.encode(parts)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -255,31 +256,30 @@ def _as_text(hosts: list[dict[str, Any]]) -> pulumi.Output[str]:
     found: list[pulumi.Output[_Held]] = []
 
     def hollow(value: Any) -> Any:
-        if isinstance(value, pulumi.Output):
-            found.append(value.apply(_Held))
-            return _Slot(len(found) - 1)
-        if isinstance(value, dict):
-            return {k: hollow(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [hollow(v) for v in value]
-        return value
+        if not isinstance(value, pulumi.Output):
+            return value
+        found.append(value.apply(_Held))
+        return _Slot(len(found) - 1)
 
-    shape = hollow(hosts)
+    shape = _map_leaves(hosts, hollow)
 
     def fill(held: list[_Held]) -> str:
-        # the values first, then encode_hosts: an Output that resolved to None is left out
         def put(value: Any) -> Any:
-            if isinstance(value, _Slot):
-                return held[value.index].value
-            if isinstance(value, dict):
-                return {k: put(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [put(v) for v in value]
-            return value
+            return held[value.index].value if isinstance(value, _Slot) else value
 
-        return encode_hosts(put(shape))
+        # the values first, then encode_hosts: an Output that resolved to None is left out
+        return encode_hosts(_map_leaves(shape, put))
 
     return pulumi.Output.all(*found).apply(fill)
+
+
+def _map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` with every value that is not a dict or a list put through `leaf`, at any depth."""
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_leaves(v, leaf) for v in value]
+    return leaf(value)
 
 
 class BuildKickoff(Resource):

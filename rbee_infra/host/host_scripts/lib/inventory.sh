@@ -20,8 +20,7 @@ while [ $# -ge 3 ]; do
   rec='' line='' more=''
   if [ -f "$receipt" ]; then
     { IFS= read -r line && ! IFS= read -r more && [ -z "$more" ]; } < "$receipt" 2>/dev/null || line=
-    case $line in '{'*) ;; *) line= ;; esac
-    case $line in *[!\ -~]*) line= ;; esac
+    case $line in *[!\ -~]* | [!'{']*) line= ;; esac
     rec=$line
     [ -n "$rec" ] || rec=$(base64 < "$receipt" | tr -d '\n')
   fi
